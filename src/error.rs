@@ -1,0 +1,41 @@
+//! drainit's own failures (the app's are exit codes, not errors).
+
+use std::net::SocketAddr;
+
+/// A reason drainit cannot do its job; each maps to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The admin address is taken or not ours.
+    #[error("failed to listen on admin address {addr} (--admin-listen): {source}")]
+    AdminBind {
+        /// The address from `--admin-listen`.
+        addr: SocketAddr,
+        /// What bind said.
+        source: std::io::Error,
+    },
+    /// The admin server could not start.
+    #[error("failed to start the admin server: {0}")]
+    Admin(std::io::Error),
+    /// Signal handlers could not be installed.
+    #[error("failed to install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// `--strict` and a budget that does not fit.
+    #[error("{0} (--strict)")]
+    Budget(String),
+    /// `drainit sidecar` without `--ready-check`.
+    #[error("sidecar mode needs --ready-check URL (e.g. http://127.0.0.1:8080/healthz) to follow the app")]
+    SidecarNeedsReadyCheck,
+    /// The async runtime could not be built.
+    #[error("failed to start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl Error {
+    /// drainit's exit code for this failure: 2 for bad settings, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Budget(_) | Error::SidecarNeedsReadyCheck => 2,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `/metrics`: the drain story as Prometheus counters and gauges.
+//!
+//! Counters are bumped where things happen (the reaper, the forwarder,
+//! the lifecycle); gauges derived from the lifecycle's [`Status`] are set
+//! at scrape time, so nothing ticks while nobody asks.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::time::Instant;
+
+use crate::lifecycle::{Phase, Status, Trigger};
+use crate::signals::Sig;
+
+type Labels = [(&'static str, String); 1];
+
+/// Every metric drainit exports, registered once at startup.
+pub struct Metrics {
+    registry: Registry,
+    phase: Family<Labels, Gauge>,
+    phase_seconds: Gauge<f64, AtomicU64>,
+    drain_seconds: Gauge<f64, AtomicU64>,
+    ready: Gauge,
+    exit_code: Gauge,
+    drains: Family<Labels, Counter>,
+    signals_forwarded: Family<Labels, Counter>,
+    /// Processes reaped by `waitpid`, the main child included.
+    pub zombies_reaped: Counter,
+    /// SIGKILLs at the drain deadline.
+    pub forced_kills: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `drainit_` prefix.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("drainit");
+        let metrics = Metrics {
+            phase: Family::default(),
+            phase_seconds: Gauge::default(),
+            drain_seconds: Gauge::default(),
+            ready: Gauge::default(),
+            exit_code: Gauge::default(),
+            drains: Family::default(),
+            signals_forwarded: Family::default(),
+            zombies_reaped: Counter::default(),
+            forced_kills: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "phase",
+            "1 for the current lifecycle phase, 0 for the others",
+            metrics.phase.clone(),
+        );
+        registry.register(
+            "phase_seconds",
+            "Seconds spent in the current phase",
+            metrics.phase_seconds.clone(),
+        );
+        registry.register(
+            "drain_seconds",
+            "Seconds since the drain started (0 before)",
+            metrics.drain_seconds.clone(),
+        );
+        registry.register(
+            "ready",
+            "What /ready answers: 1 for 200, 0 for 503",
+            metrics.ready.clone(),
+        );
+        registry.register(
+            "app_exit_code",
+            "The app's exit code as drainit passes it on (-1 while it runs)",
+            metrics.exit_code.clone(),
+        );
+        registry.register(
+            "drains",
+            "Drains started, by the trigger that started them",
+            metrics.drains.clone(),
+        );
+        registry.register(
+            "signals_forwarded",
+            "Signals forwarded to the app, by signal",
+            metrics.signals_forwarded.clone(),
+        );
+        registry.register(
+            "zombies_reaped",
+            "Child processes reaped",
+            metrics.zombies_reaped.clone(),
+        );
+        registry.register(
+            "forced_kills",
+            "Drains that hit the deadline and SIGKILLed the app",
+            metrics.forced_kills.clone(),
+        );
+        for phase in Phase::ALL {
+            metrics
+                .phase
+                .get_or_create(&[("phase", phase.name().to_string())])
+                .set(0);
+        }
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Counts a drain, labelled by its trigger.
+    pub fn record_drain(&self, trigger: Trigger) {
+        let label = match trigger {
+            Trigger::Prestop => "prestop".to_string(),
+            Trigger::Signal(sig) => sig.to_string(),
+        };
+        self.drains.get_or_create(&[("trigger", label)]).inc();
+    }
+
+    /// Counts a forwarded signal.
+    pub fn record_forward(&self, sig: Sig) {
+        self.signals_forwarded
+            .get_or_create(&[("signal", sig.to_string())])
+            .inc();
+    }
+
+    /// Renders the text exposition for the current `status`.
+    pub fn render(&self, status: &Status) -> String {
+        let now = Instant::now();
+        for phase in Phase::ALL {
+            let value = i64::from(phase == status.phase);
+            self.phase
+                .get_or_create(&[("phase", phase.name().to_string())])
+                .set(value);
+        }
+        self.phase_seconds.set(
+            now.saturating_duration_since(status.phase_since())
+                .as_secs_f64(),
+        );
+        let drain = status.drain_started.map_or(0.0, |start| {
+            now.saturating_duration_since(start).as_secs_f64()
+        });
+        self.drain_seconds.set(drain);
+        self.ready.set(i64::from(status.ready));
+        self.exit_code
+            .set(status.exit.map_or(-1, |exit| i64::from(exit.exit_code())));
+        let mut text = String::with_capacity(2048);
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}

@@ -1,0 +1,234 @@
+//! `--ready-check`: is the app itself ready to take traffic?
+//!
+//! Until the first pass drainit stays in Starting and `/ready` answers 503,
+//! so a slow-starting app never gets traffic early. The check runs on its
+//! own timer and publishes the result; `/ready` answers from that cached
+//! value, so probes never fan out to the app.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use tokio::sync::{mpsc, Notify};
+
+use crate::lifecycle::Event;
+
+/// How to ask the app whether it is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadyCheck {
+    /// `http://HOST:PORT/PATH`: ready on a 2xx answer.
+    Http {
+        /// `HOST:PORT`, resolved at every check.
+        authority: String,
+        /// Path and query, starting with `/`.
+        path: String,
+    },
+    /// `tcp://HOST:PORT`: ready when a connection is accepted.
+    Tcp {
+        /// `HOST:PORT`, resolved at every check.
+        authority: String,
+    },
+}
+
+const FORM: &str =
+    "expected http://HOST:PORT/PATH or tcp://HOST:PORT, e.g. http://127.0.0.1:8080/healthz";
+
+impl FromStr for ReadyCheck {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<ReadyCheck, String> {
+        let input = input.trim();
+        let with_port = |authority: &str| -> Result<String, String> {
+            match authority.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                    Ok(authority.to_string())
+                }
+                _ => Err(format!("'{input}' has no HOST:PORT: {FORM}")),
+            }
+        };
+        if let Some(rest) = input.strip_prefix("http://") {
+            let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+            if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+                return Err(format!(
+                    "'{input}' has spaces or control characters in its path: {FORM}"
+                ));
+            }
+            return Ok(ReadyCheck::Http {
+                authority: with_port(authority)?,
+                path: path.to_string(),
+            });
+        }
+        if let Some(rest) = input.strip_prefix("tcp://") {
+            return Ok(ReadyCheck::Tcp {
+                authority: with_port(rest.trim_end_matches('/'))?,
+            });
+        }
+        Err(format!("'{input}' is not a ready check: {FORM}"))
+    }
+}
+
+impl fmt::Display for ReadyCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadyCheck::Http { authority, path } => write!(f, "http://{authority}{path}"),
+            ReadyCheck::Tcp { authority } => write!(f, "tcp://{authority}"),
+        }
+    }
+}
+
+/// What one check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckResult {
+    /// The app is ready.
+    Ready,
+    /// The app answered (or accepted) but is not ready.
+    NotReady,
+    /// Nothing listens there: the app is not up, or is gone.
+    Refused,
+}
+
+impl ReadyCheck {
+    /// The address to connect to.
+    pub fn authority(&self) -> &str {
+        match self {
+            ReadyCheck::Http { authority, .. } | ReadyCheck::Tcp { authority } => authority,
+        }
+    }
+
+    /// Runs one check, bounded by `timeout`.
+    pub async fn check(&self, timeout: Duration) -> CheckResult {
+        match tokio::time::timeout(timeout, self.check_unbounded()).await {
+            Ok(result) => result,
+            Err(_) => CheckResult::NotReady,
+        }
+    }
+
+    async fn check_unbounded(&self) -> CheckResult {
+        let mut stream = match TcpStream::connect(self.authority()).await {
+            Ok(stream) => stream,
+            Err(_) => return CheckResult::Refused,
+        };
+        let ReadyCheck::Http { authority, path } = self else {
+            return CheckResult::Ready;
+        };
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: drainit\r\nConnection: close\r\n\r\n"
+        );
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            return CheckResult::NotReady;
+        }
+        // The status line is all we need: "HTTP/1.1 200 OK".
+        let mut head = [0u8; 16];
+        let mut filled = 0;
+        while filled < 12 {
+            match stream.read(&mut head[filled..]).await {
+                Ok(0) | Err(_) => return CheckResult::NotReady,
+                Ok(n) => filled += n,
+            }
+        }
+        let is_2xx = head.starts_with(b"HTTP/1.") && head[8] == b' ' && head[9] == b'2';
+        if is_2xx {
+            CheckResult::Ready
+        } else {
+            CheckResult::NotReady
+        }
+    }
+}
+
+/// Runs `check` every `interval` (and at once whenever `recheck` is
+/// notified) and reports each result to the lifecycle, until the lifecycle
+/// stops listening.
+pub async fn run(
+    check: ReadyCheck,
+    interval: Duration,
+    timeout: Duration,
+    events: mpsc::Sender<Event>,
+    recheck: Arc<Notify>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = recheck.notified() => ticker.reset(),
+        }
+        let result = check.check(timeout).await;
+        if events.send(Event::AppCheck(result)).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        assert_eq!(
+            "http://127.0.0.1:8080/healthz?x=1".parse(),
+            Ok(ReadyCheck::Http {
+                authority: "127.0.0.1:8080".into(),
+                path: "/healthz?x=1".into()
+            })
+        );
+        assert_eq!(
+            "http://localhost:80".parse(),
+            Ok(ReadyCheck::Http {
+                authority: "localhost:80".into(),
+                path: "/".into()
+            })
+        );
+        assert_eq!(
+            "tcp://[::1]:5432".parse(),
+            Ok(ReadyCheck::Tcp {
+                authority: "[::1]:5432".into()
+            })
+        );
+        for bad in [
+            "ftp://x:1",
+            "http://nohost",
+            "tcp://:80",
+            "http://h:99999/",
+            "127.0.0.1:80",
+            "http://h:1/a b",
+        ] {
+            assert!(bad.parse::<ReadyCheck>().is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn http_check_reads_the_status() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            for status in ["200 OK", "503 Service Unavailable"] {
+                let (mut conn, _) = listener.accept().await.expect("accept");
+                let mut buf = [0u8; 512];
+                let _ = conn.read(&mut buf).await;
+                let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                conn.write_all(answer.as_bytes()).await.expect("write");
+            }
+        });
+        let check: ReadyCheck = format!("http://{addr}/healthz").parse().expect("url");
+        assert_eq!(
+            check.check(Duration::from_secs(5)).await,
+            CheckResult::Ready
+        );
+        assert_eq!(
+            check.check(Duration::from_secs(5)).await,
+            CheckResult::NotReady
+        );
+        server.await.expect("server");
+        assert_eq!(
+            check.check(Duration::from_secs(5)).await,
+            CheckResult::Refused
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! `/status`: the lifecycle and the settings in force, as JSON.
+//!
+//! Built with `serde_json::json!`, so no serde derives land in the binary.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::cli::{AdminListen, Settings, SignalTarget};
+use crate::lifecycle::{AppExit, Status};
+use crate::probe::CheckResult;
+
+/// The settings as `/status` shows them; the token's value is never shown.
+pub fn settings_json(settings: &Settings, mode: &str) -> Value {
+    let duration = |d: Duration| humantime::format_duration(d).to_string();
+    json!({
+        "mode": mode,
+        "propagation_delay": duration(settings.propagation_delay),
+        "unready_delay": duration(settings.unready_delay),
+        "grace_period": duration(settings.grace_period),
+        "kill_margin": duration(settings.kill_margin),
+        "leftover_grace": duration(settings.leftover_grace),
+        "stop_signal": settings.stop_signal.to_string(),
+        "drain_on": settings.drain_on.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "ready_check": settings.ready_check.as_ref().map(ToString::to_string),
+        "ready_check_interval": duration(settings.ready_check_interval),
+        "admin_listen": match settings.admin_listen {
+            AdminListen::Off => "off".to_string(),
+            AdminListen::At(addr) => addr.to_string(),
+        },
+        "signal_target": match settings.signal_target {
+            SignalTarget::Child => "child",
+            SignalTarget::Group => "group",
+        },
+        "rewrites": settings.rewrites.iter().map(|r| {
+            format!("{}:{}", r.from, r.to.map_or_else(|| "0".to_string(), |to| to.to_string()))
+        }).collect::<Vec<_>>(),
+        "prestop_allow_from": settings.prestop_allow_from.as_ref().map(|list| {
+            list.0.iter().map(ToString::to_string).collect::<Vec<_>>()
+        }),
+        "prestop_token_required": settings.prestop_token.is_some(),
+        "strict": settings.strict,
+    })
+}
+
+/// Renders the current status with the settings.
+pub fn render(status: &Status, settings: &Value) -> String {
+    let now = Instant::now();
+    let ago = |t: Instant| now.saturating_duration_since(t).as_secs_f64();
+    let transitions: Vec<Value> = status
+        .transitions
+        .iter()
+        .map(|t| json!({ "phase": t.phase.name(), "at": rfc3339(t.at), "seconds_ago": ago(t.instant) }))
+        .collect();
+    let drain = status.drain_started.map(|start| {
+        json!({
+            "trigger": status.drain_trigger.map(|t| t.to_string()),
+            "seconds": ago(start),
+            "stop_signal_sent_after_seconds": status.stop_sent.map(|t| t.saturating_duration_since(start).as_secs_f64()),
+            "deadline_hit": status.deadline_hit,
+        })
+    });
+    let exit = status.exit.map(|exit| {
+        let (code, signal) = match exit {
+            AppExit::Code(code) => (Some(code), None),
+            AppExit::Signal(sig) => (None, Some(sig.to_string())),
+            AppExit::Gone => (None, None),
+        };
+        json!({ "code": code, "signal": signal, "exit_code": exit.exit_code() })
+    });
+    let check = status.app_check.map(|c| match c {
+        CheckResult::Ready => "ready",
+        CheckResult::NotReady => "not ready",
+        CheckResult::Refused => "refused",
+    });
+    let body = json!({
+        "phase": status.phase.name(),
+        "ready": status.ready,
+        "transitions": transitions,
+        "drain": drain,
+        "app": { "pid": status.child_pid, "check": check, "exit": exit },
+        "settings": settings,
+    });
+    format!("{body}\n")
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
