@@ -1,0 +1,214 @@
+//! Issue 4: a rolling update behind a real HAProxy loses no request with
+//! drainit, and visibly loses requests without it.
+//!
+//! Runs `tests/rollout/rig.py --quick` (Python 3 standard library; needs
+//! root for PID namespaces, `haproxy`, `tini`, util-linux `unshare` and
+//! `nsenter`) against the drainit binary cargo just built, then checks the
+//! per-setup results the rig prints as `RESULT key=value ...` lines.
+//! The full comparison is `python3 tests/rollout/rig.py --report DIR`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The rig bounds itself (170 s in quick mode); this is the backstop.
+const TEST_DEADLINE: Duration = Duration::from_secs(178);
+/// The quick run's D (drainit --propagation-delay, preStop `sleep D`).
+const QUICK_DELAY_S: f64 = 2.0;
+/// "drainit is not slower than preStop sleep D": allowed scheduling noise.
+const TERMINATION_TOLERANCE_S: f64 = 0.25;
+
+fn find_tool(name: &str, extra: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .chain(extra.iter().map(PathBuf::from))
+        .find(|p| p.is_file())
+}
+
+type Row = HashMap<String, String>;
+
+fn parse_results(stdout: &str) -> HashMap<String, Row> {
+    let mut out = HashMap::new();
+    for line in stdout.lines() {
+        let Some(rest) = line.strip_prefix("RESULT ") else {
+            continue;
+        };
+        let row: Row = rest
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if let Some(id) = row.get("setup") {
+            out.insert(id.clone(), row);
+        }
+    }
+    out
+}
+
+fn num(row: &Row, key: &str) -> f64 {
+    let v = row
+        .get(key)
+        .unwrap_or_else(|| panic!("RESULT line {row:?} has no {key}"));
+    v.parse()
+        .unwrap_or_else(|_| panic!("RESULT {key}={v} is not a number (row {row:?})"))
+}
+
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[test]
+fn rolling_update_behind_haproxy_loses_no_request_with_drainit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let drainit = env!("CARGO_BIN_EXE_drainit");
+    let rig = root.join("tests/rollout/rig.py");
+
+    let mut missing = Vec::new();
+    if find_tool("haproxy", &["/usr/sbin/haproxy"]).is_none() {
+        missing.push("haproxy");
+    }
+    if find_tool("tini", &[]).is_none() {
+        missing.push("tini");
+    }
+    if find_tool("python3", &[]).is_none() {
+        missing.push("python3");
+    }
+    assert!(
+        missing.is_empty(),
+        "the rollout test needs {missing:?} on PATH (Debian: apt-get install -y haproxy tini); \
+         it does not skip itself"
+    );
+
+    let tmp = std::env::temp_dir().join(format!("drainit-rollout-test-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let json = tmp.join("quick.json");
+    let stderr_path = tmp.join("rig.stderr");
+    let stderr_file = File::create(&stderr_path).unwrap();
+
+    let started = Instant::now();
+    let mut child = Command::new("python3")
+        .arg(&rig)
+        .arg("--quick")
+        .arg("--drainit")
+        .arg(drainit)
+        .arg("--json")
+        .arg(&json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr_file))
+        .env_remove("DRAINIT_PROPAGATION_DELAY")
+        .spawn()
+        .expect("start python3 tests/rollout/rig.py");
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout_pipe.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if started.elapsed() > TEST_DEADLINE {
+            // The rig's children die with it (PR_SET_PDEATHSIG, unshare --kill-child).
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "rollout rig still running after {TEST_DEADLINE:?}; its stderr ends with:\n{}",
+                tail(&stderr_path, 40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = reader.join().unwrap();
+    assert!(
+        status.success(),
+        "rollout rig failed ({status}); its stderr ends with:\n{}\nstdout:\n{stdout}",
+        tail(&stderr_path, 40)
+    );
+    eprintln!(
+        "rollout rig finished in {:.1?}:\n{stdout}",
+        started.elapsed()
+    );
+    assert!(
+        json.is_file(),
+        "the rig wrote no JSON at {}",
+        json.display()
+    );
+
+    let results = parse_results(&stdout);
+    for id in ["1", "2", "3", "4", "5", "6a", "6b"] {
+        assert!(
+            results.contains_key(id),
+            "no RESULT for setup {id} in:\n{stdout}"
+        );
+    }
+
+    // drainit setups: zero failures out of a meaningful amount of traffic,
+    // part of which the deleted pods answered while being drained.
+    let mut drainit_requests = 0.0;
+    for id in ["4", "5", "6b"] {
+        let r = &results[id];
+        assert_eq!(
+            num(r, "drainit"),
+            1.0,
+            "setup {id} should be a drainit setup"
+        );
+        let requests = num(r, "requests");
+        assert!(
+            requests >= 500.0,
+            "setup {id}: only {requests} requests sent"
+        );
+        assert_eq!(
+            num(r, "failed"),
+            0.0,
+            "setup {id} (drainit) lost requests: {r:?}"
+        );
+        assert!(
+            num(r, "served_after_delete") > 0.0,
+            "setup {id}: deleted pods served nothing while draining, the test proves nothing: {r:?}"
+        );
+        assert_eq!(
+            num(r, "forced_kills"),
+            0.0,
+            "setup {id}: a pod needed SIGKILL: {r:?}"
+        );
+        // drainit really kept the app up for the propagation delay.
+        assert!(
+            num(r, "term_mean") >= QUICK_DELAY_S * 0.95,
+            "setup {id}: pods ended before the propagation delay: {r:?}"
+        );
+        drainit_requests += requests;
+    }
+    assert!(
+        drainit_requests >= 1500.0,
+        "only {drainit_requests} requests across the drainit setups"
+    );
+
+    // The baselines fail visibly, so the rig really exercises the problem.
+    for id in ["1", "2", "6a"] {
+        let r = &results[id];
+        assert!(
+            num(r, "failed") > 0.0,
+            "baseline {id} lost no request: the rig does not reproduce the problem: {r:?}"
+        );
+    }
+
+    // drainit with delay D terminates no slower than `preStop: sleep D`.
+    let sleep_d = num(&results["3"], "term_mean");
+    for id in ["4", "5"] {
+        let t = num(&results[id], "term_mean");
+        assert!(
+            t <= sleep_d + TERMINATION_TOLERANCE_S,
+            "setup {id}: drainit termination {t}s is slower than preStop sleep D ({sleep_d}s)"
+        );
+    }
+
+    let _ = std::fs::remove_dir_all(&tmp);
+}

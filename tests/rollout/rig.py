@@ -1,0 +1,1162 @@
+#!/usr/bin/env python3
+"""Rollout rig: a rolling update behind a real HAProxy, with an emulated
+Kubernetes control plane, counting every failed request.
+
+For each setup (bare app, tini, tini + preStop sleep, drainit, ...) the rig:
+
+* starts HAProxy (its own instance, loopback only) with active HTTP health
+  checks, `retries 0` and no redispatch, and drives it through its runtime
+  API on the admin unix socket, the way a load-balancer controller calls a
+  cloud API (`add server`, `enable server`, `set server ... state maint`,
+  `del server`);
+* runs R replicas of examples/app_server.py, each pod in its own PID
+  namespace (`unshare --pid --fork --mount-proc`), so whatever starts the
+  pod (the app, tini, drainit) is a real PID 1;
+* sends a steady load (keep-alive, fixed rate) through HAProxy and records
+  every request's outcome, time and serving pod;
+* rolls the Deployment with maxSurge 1 / maxUnavailable 0: a new pod, its
+  readiness probe (as the kubelet would run it), its registration at the
+  load balancer after a random propagation delay; then the deletion of an
+  old pod, which starts two chains at the same moment: the endpoint removal
+  reaching HAProxy after a random delay, and the kubelet's sequence
+  (preStop hook, SIGTERM to PID 1, SIGKILL when the grace period is up);
+* reports requests, failures by kind, termination times, how long each pod
+  lingered after its last request, as JSON, a Markdown table and an SVG
+  timeline.
+
+Usage:
+    python3 tests/rollout/rig.py --quick --json OUT.json      # the test's run
+    python3 tests/rollout/rig.py --report DIR                 # full comparison
+
+Python 3.11 standard library only. Needs root (PID namespaces), haproxy,
+tini, unshare (util-linux) and, for the drainit setups, the drainit binary
+(default: target/debug/drainit). Uses only 127.0.0.0/8. Every process it
+starts is killed on exit, failure or Ctrl-C (process groups, atexit, a
+signal handler, and PR_SET_PDEATHSIG should the rig itself be killed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import ctypes
+import dataclasses
+import glob
+import http.client
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "examples" / "app_server.py"
+HOST = "127.0.0.1"
+
+
+class RigError(Exception):
+    pass
+
+
+def log(msg: str) -> None:
+    sys.stderr.write(f"[rig {time.strftime('%H:%M:%S')}] {msg}\n")
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------
+# Configuration and setups
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Config:
+    replicas: int = 3
+    rate: float = 200.0  # requests per second through HAProxy
+    workers: int = 16  # client threads (each one keep-alive connection)
+    request_timeout: float = 5.0
+    delay: float = 5.0  # D: drainit --propagation-delay and preStop `sleep D`
+    ep_delay_min: float = 1.0  # endpoint add/removal reaching the LB
+    ep_delay_max: float = 3.0
+    grace: float = 30.0  # terminationGracePeriodSeconds
+    probe_period: float = 1.0  # kubelet readiness probe period
+    lb_inter_ms: int = 1000  # HAProxy check interval
+    lb_fall: int = 2
+    lb_rise: int = 3
+    slow_start: float = 4.0  # slow-start app variant (setup 6)
+    warmup: float = 2.0  # steady traffic before the roll starts
+    tail: float = 2.0  # steady traffic after the roll ends
+    max_seconds: float = 900.0  # whole run
+    seed: int | None = None
+
+    @classmethod
+    def quick(cls) -> "Config":
+        return cls(
+            replicas=2,
+            rate=200.0,
+            delay=2.0,
+            ep_delay_min=0.5,
+            ep_delay_max=1.5,
+            grace=10.0,
+            probe_period=0.5,
+            lb_inter_ms=300,
+            slow_start=3.0,
+            warmup=1.0,
+            tail=1.0,
+            max_seconds=170.0,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    id: str
+    name: str
+    init: str  # "none" | "tini" | "drainit"
+    prestop: str | None  # None | "sleep" | "http"
+    probe: str | None  # readiness probe target: "app" | "admin" | None
+    lb_check: str | None  # HAProxy health check target: "app" | "admin" | None
+    slow: bool = False
+    ready_check: bool = False  # drainit --ready-check on the app's /healthz
+    drainit_setup: bool = False
+
+
+# Data-driven so that a sidecar setup (drainit sidecar, a later issue) is one
+# more entry plus an `init` kind.
+SETUPS = [
+    Setup("1", "bare app as PID 1, no preStop", "none", None, "app", "app"),
+    Setup("2", "tini, no preStop", "tini", None, "app", "app"),
+    Setup("3", "tini + preStop exec sleep D", "tini", "sleep", "app", "app"),
+    Setup("4", "drainit ENTRYPOINT, no preStop", "drainit", None, "admin", "admin",
+          ready_check=True, drainit_setup=True),
+    Setup("5", "drainit + preStop httpGet /prestop", "drainit", "http", "admin", "admin",
+          ready_check=True, drainit_setup=True),
+    Setup("6a", "slow start: tini + preStop sleep D, no readiness gating", "tini", "sleep",
+          None, None, slow=True),
+    Setup("6b", "slow start: drainit --ready-check", "drainit", None, "admin", None,
+          slow=True, ready_check=True, drainit_setup=True),
+]
+
+
+# ---------------------------------------------------------------------------
+# Processes: every child is registered, killed on exit
+# ---------------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _child_setup() -> None:
+    # Die with the rig even if it is SIGKILLed. (The parent, for this, is
+    # the spawning thread: the rig spawns long-lived children from the main
+    # thread only.)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class Procs:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.procs: list[subprocess.Popen] = []
+
+    def spawn(self, argv: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
+        with open(log_path, "ab") as out:
+            p = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_child_setup,
+                env=env,
+                close_fds=True,
+            )
+        with self.lock:
+            self.procs.append(p)
+        return p
+
+    def run(self, argv: list[str], timeout: float) -> int:
+        """A short-lived child (an exec hook), killed at timeout."""
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True,
+                             preexec_fn=_child_setup)
+        with self.lock:
+            self.procs.append(p)
+        try:
+            return p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(p.pid)
+            p.wait()
+            return -9
+
+    def cleanup(self) -> None:
+        # A pod's PID 1 is in the process group of its `unshare` (which also
+        # has --kill-child); when it dies the kernel kills its whole PID
+        # namespace.
+        with self.lock:
+            procs = list(self.procs)
+        for p in procs:
+            if p.poll() is None:
+                kill_group(p.pid)
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        with self.lock:
+            self.procs = [p for p in self.procs if p.poll() is None]
+
+
+def kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        try:
+            os.kill(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+PROCS = Procs()
+atexit.register(PROCS.cleanup)
+
+
+def _on_signal(signum, _frame):
+    # Turn SIGINT/SIGTERM/SIGHUP into an exception in the main thread; the
+    # finally blocks and atexit then kill every child.
+    signal.signal(signum, signal.SIG_DFL)
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+_used_ports: set[int] = set()
+
+
+def free_port() -> int:
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((HOST, 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _used_ports:
+            _used_ports.add(port)
+            return port
+    raise RigError("no free loopback port")
+
+
+def http_get(port: int, path: str, timeout: float) -> int | None:
+    """Status code of GET http://127.0.0.1:port/path, None on transport error."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        r = conn.getresponse()
+        r.read()
+        return r.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------
+# HAProxy
+# ---------------------------------------------------------------------------
+
+
+class HAProxy:
+    def __init__(self, binary: str, workdir: Path, cfg: Config, setup: Setup) -> None:
+        self.binary = binary
+        self.dir = workdir
+        self.cfg = cfg
+        self.setup = setup
+        self.sock = str(workdir / "haproxy.sock")
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.lock = threading.Lock()
+
+    def config_text(self) -> str:
+        path = {"app": "/healthz", "admin": "/ready"}.get(self.setup.lb_check or "", "/healthz")
+        return f"""# generated by tests/rollout/rig.py for setup {self.setup.id}
+global
+    stats socket {self.sock} mode 600 level admin
+    stats timeout 10s
+    maxconn 4000
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 10s
+    timeout http-keep-alive 10s
+    timeout check 1s
+    # No retries and no redispatch: cloud load balancers don't retry for you.
+    retries 0
+
+frontend fe
+    bind {HOST}:{self.port}
+    default_backend be
+
+backend be
+    balance roundrobin
+    option httpchk GET {path}
+"""
+
+    def start(self, deadline: float) -> None:
+        cfgfile = self.dir / "haproxy.cfg"
+        cfgfile.write_text(self.config_text())
+        check = subprocess.run([self.binary, "-c", "-q", "-f", str(cfgfile)],
+                               capture_output=True, text=True, timeout=30)
+        if check.returncode != 0:
+            raise RigError(f"haproxy rejected its config: {check.stderr or check.stdout}")
+        self.proc = PROCS.spawn([self.binary, "-db", "-f", str(cfgfile)], self.dir / "haproxy.log")
+        while True:
+            if self.proc.poll() is not None:
+                raise RigError("haproxy exited at start: " + tail(self.dir / "haproxy.log"))
+            try:
+                if "Name:" in self.cmd("show info"):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RigError("haproxy admin socket did not come up")
+            time.sleep(0.05)
+
+    def cmd(self, line: str) -> str:
+        with self.lock:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            try:
+                s.connect(self.sock)
+                s.sendall(line.encode() + b"\n")
+                out = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    out += chunk
+            finally:
+                s.close()
+        return out.decode(errors="replace")
+
+    def add_server(self, pod: "Pod") -> None:
+        name = pod.name
+        addr = f"{HOST}:{pod.app_port}"
+        if self.setup.lb_check:
+            port = pod.app_port if self.setup.lb_check == "app" else pod.admin_port
+            c = self.cfg
+            out = self.cmd(f"add server be/{name} {addr} check port {port} inter {c.lb_inter_ms} "
+                           f"fall {c.lb_fall} rise {c.lb_rise} pool-purge-delay 500")
+            if "registered" not in out:
+                raise RigError(f"add server {name}: {out.strip()}")
+            # A new target starts unhealthy and needs `rise` good checks
+            # before it takes traffic, as a cloud target group does.
+            self.cmd(f"enable health be/{name}; enable server be/{name}; "
+                     f"set server be/{name} health down")
+        else:
+            out = self.cmd(f"add server be/{name} {addr} pool-purge-delay 500")
+            if "registered" not in out:
+                raise RigError(f"add server {name}: {out.strip()}")
+            self.cmd(f"enable server be/{name}")
+
+    def deregister(self, name: str) -> None:
+        self.cmd(f"set server be/{name} state maint")
+
+    def delete_server(self, name: str, deadline: float) -> bool:
+        """`del server` once the server's connections are gone."""
+        while time.monotonic() < deadline:
+            out = self.cmd(f"del server be/{name}")
+            if "deleted" in out or "No such server" in out:
+                return True
+            time.sleep(0.25)
+        return False
+
+    def server_states(self) -> dict[str, int]:
+        """name -> operational state (0 stopped, 1 starting, 2 running, 3 stopping)."""
+        out = self.cmd("show servers state be")
+        states = {}
+        for line in out.splitlines():
+            f = line.split()
+            if len(f) > 6 and f[1] == "be":
+                states[f[3]] = int(f[5]) if f[6] == "0" else -1  # -1: maintenance
+        return states
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            kill_group(self.proc.pid)
+            self.proc.wait()
+
+
+def tail(path: Path, n: int = 15) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(lines[-n:])
+
+
+# ---------------------------------------------------------------------------
+# Pods
+# ---------------------------------------------------------------------------
+
+APP_LOG = re.compile(r"app\[(?P<name>[^\]]+)\] pid=\d+ t=(?P<t>[0-9.]+) (?P<msg>.*)")
+
+
+class Pod:
+    def __init__(self, rig: "Rig", setup: Setup, name: str) -> None:
+        self.rig = rig
+        self.setup = setup
+        self.name = name
+        self.app_port = free_port()
+        self.admin_port = free_port()
+        self.log_path = rig.setup_dir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+        self.pid1: int | None = None
+        self.t_start = self.t_ready = self.t_registered = None
+        self.t_deleted = self.t_deregistered = self.t_sigterm = self.t_exit = None
+        self.prestop_result = None
+        self.killed = False
+        self.del_server_ok = None
+
+    def argv(self) -> list[str]:
+        cfg = self.rig.cfg
+        app = [sys.executable, str(APP), "--port", str(self.app_port), "--name", self.name]
+        if self.setup.slow:
+            app += ["--slow-start", str(cfg.slow_start)]
+        if self.setup.init == "none":
+            entry = app
+        elif self.setup.init == "tini":
+            entry = [self.rig.tini, "--"] + app
+        elif self.setup.init == "drainit":
+            entry = [
+                self.rig.drainit,
+                "--propagation-delay", fmt_dur(cfg.delay),
+                "--grace-period", fmt_dur(cfg.grace),
+                "--admin-listen", f"{HOST}:{self.admin_port}",
+            ]
+            if self.setup.ready_check:
+                entry += ["--ready-check", f"http://{HOST}:{self.app_port}/healthz",
+                          "--ready-check-interval", "200ms"]
+            entry += ["--"] + app
+        else:
+            raise RigError(f"unknown init {self.setup.init}")
+        return ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"] + entry
+
+    def start(self, deadline: float) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DRAINIT_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        self.t_start = time.time()
+        self.proc = PROCS.spawn(self.argv(), self.log_path, env=env)
+        # `unshare --fork` is the parent; the pod's PID 1 is its child.
+        while True:
+            kids = []
+            for f in glob.glob(f"/proc/{self.proc.pid}/task/*/children"):
+                try:
+                    kids += [int(x) for x in Path(f).read_text().split()]
+                except OSError:
+                    pass
+            if kids:
+                self.pid1 = kids[0]
+                return
+            if self.proc.poll() is not None:
+                raise RigError(f"pod {self.name} exited at start (rc {self.proc.returncode}):\n"
+                               + tail(self.log_path))
+            if time.monotonic() > deadline:
+                raise RigError(f"pod {self.name}: no PID 1 found under unshare")
+            time.sleep(0.01)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def probe_port_path(self) -> tuple[int, str] | None:
+        if self.setup.probe == "app":
+            return self.app_port, "/healthz"
+        if self.setup.probe == "admin":
+            return self.admin_port, "/ready"
+        return None
+
+    def wait_ready(self, deadline: float) -> None:
+        """The kubelet's readiness probe (successThreshold 1); without a
+        probe, a started container counts as Ready at once."""
+        target = self.probe_port_path()
+        if target is None:
+            self.t_ready = time.time()
+            return
+        while True:
+            if not self.alive():
+                raise RigError(f"pod {self.name} died before Ready (rc {self.proc.returncode}):\n"
+                               + tail(self.log_path))
+            code = http_get(target[0], target[1], timeout=1.0)
+            if code is not None and 200 <= code < 400:
+                self.t_ready = time.time()
+                return
+            if time.monotonic() > deadline:
+                raise RigError(f"pod {self.name} never became Ready (last probe: {code}):\n"
+                               + tail(self.log_path))
+            time.sleep(self.rig.cfg.probe_period)
+
+    def wait_serving(self, deadline: float) -> None:
+        while http_get(self.app_port, "/healthz", timeout=1.0) != 200:
+            if not self.alive():
+                raise RigError(f"pod {self.name} died at start:\n" + tail(self.log_path))
+            if time.monotonic() > deadline:
+                raise RigError(f"pod {self.name}: app never answered /healthz:\n" + tail(self.log_path))
+            time.sleep(0.05)
+
+    def signal_pid1(self, sig: int) -> None:
+        try:
+            os.kill(self.pid1, sig)
+        except ProcessLookupError:
+            pass
+
+    def wait_exit(self, until: float) -> bool:
+        """Wait for the pod (its PID 1, hence unshare) to exit, up to a
+        wall-clock time. Records the exit time."""
+        while True:
+            if self.proc.poll() is not None:
+                if self.t_exit is None:
+                    self.t_exit = time.time()
+                return True
+            if time.time() >= until:
+                return False
+            time.sleep(0.005)
+
+    def app_events(self) -> list[tuple[float, str]]:
+        out = []
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return out
+        for line in text.splitlines():
+            m = APP_LOG.search(line)
+            if m and m.group("name") == self.name:
+                out.append((float(m.group("t")), m.group("msg")))
+        return out
+
+    def app_stop_time(self) -> float | None:
+        for t, msg in self.app_events():
+            if msg.startswith("stop signal"):
+                return t
+        return None
+
+
+def fmt_dur(seconds: float) -> str:
+    ms = int(round(seconds * 1000))
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+# ---------------------------------------------------------------------------
+# Load client
+# ---------------------------------------------------------------------------
+
+
+class LoadClient:
+    """Open-loop load: request i is due at t0 + i/rate, sent by whichever of
+    the worker threads (one keep-alive connection each) is free."""
+
+    def __init__(self, port: int, cfg: Config) -> None:
+        self.port = port
+        self.cfg = cfg
+        self.lock = threading.Lock()
+        self.next = 0
+        self.stop_ev = threading.Event()
+        self.records: list[tuple[float, float, str, str | None]] = []  # (t_send, t_done, kind, pod)
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self.t0_mono = time.monotonic()
+        self.t0 = time.time()
+        for i in range(self.cfg.workers):
+            t = threading.Thread(target=self.worker, name=f"load-{i}", daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def stop(self) -> None:
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(timeout=self.cfg.request_timeout + 2)
+
+    def worker(self) -> None:
+        conn = None
+        while not self.stop_ev.is_set():
+            with self.lock:
+                i = self.next
+                self.next += 1
+            wait = self.t0_mono + i / self.cfg.rate - time.monotonic()
+            if wait > 0 and self.stop_ev.wait(wait):
+                break
+            t_send = time.time()
+            pod = None
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(HOST, self.port, timeout=self.cfg.request_timeout)
+                conn.request("GET", "/", headers={"Host": "rollout.test"})
+                r = conn.getresponse()
+                r.read()
+                pod = r.getheader("X-Pod")
+                kind = "ok" if 200 <= r.status < 300 else f"http_{r.status}"
+                if r.will_close:
+                    conn.close()
+                    conn = None
+            except socket.timeout:
+                kind = "timeout"
+            except ConnectionRefusedError:
+                kind = "refused"
+            except (ConnectionResetError, BrokenPipeError):  # incl. RemoteDisconnected
+                kind = "reset"
+            except (OSError, http.client.HTTPException) as e:
+                kind = f"error_{type(e).__name__}"
+            if kind not in ("ok",) and conn is not None and not kind.startswith("http_"):
+                conn.close()
+                conn = None
+            with self.lock:
+                self.records.append((t_send, time.time(), kind, pod))
+        if conn is not None:
+            conn.close()
+
+
+# ---------------------------------------------------------------------------
+# One setup: bootstrap, roll, measure
+# ---------------------------------------------------------------------------
+
+
+class Rig:
+    def __init__(self, cfg: Config, workdir: Path, tini: str | None, drainit: str | None,
+                 haproxy: str) -> None:
+        self.cfg = cfg
+        self.workdir = workdir
+        self.tini = tini
+        self.drainit = drainit
+        self.haproxy = haproxy
+        self.rng = random.Random(cfg.seed)
+        self.t_end = time.monotonic() + cfg.max_seconds
+        self.setup_dir = workdir
+
+    def deadline(self, seconds: float) -> float:
+        d = min(time.monotonic() + seconds, self.t_end)
+        if time.monotonic() >= self.t_end:
+            raise RigError(f"run exceeded its time budget of {self.cfg.max_seconds:.0f}s")
+        return d
+
+    def ep_delay(self) -> float:
+        return self.rng.uniform(self.cfg.ep_delay_min, self.cfg.ep_delay_max)
+
+    def run_setup(self, setup: Setup) -> dict:
+        cfg = self.cfg
+        self.setup_dir = self.workdir / f"setup-{setup.id}"
+        self.setup_dir.mkdir(parents=True, exist_ok=True)
+        log(f"setup {setup.id}: {setup.name}")
+        hap = HAProxy(self.haproxy, self.setup_dir, cfg, setup)
+        hap.start(self.deadline(15))
+        pods: list[Pod] = []
+        threads: list[threading.Thread] = []
+        errors: list[str] = []
+        load = None
+        try:
+            # Bootstrap: R old pods, Ready, registered and healthy at the LB.
+            old = [Pod(self, setup, f"s{setup.id}-old-{i + 1}") for i in range(cfg.replicas)]
+            pods += old
+            for p in old:
+                p.start(self.deadline(10))
+            for p in old:
+                p.wait_ready(self.deadline(30 + cfg.slow_start))
+                p.wait_serving(self.deadline(30 + cfg.slow_start))  # start from a settled state
+                hap.add_server(p)
+                p.t_registered = time.time()
+            self.wait_lb_up(hap, [p.name for p in old], self.deadline(30))
+
+            load = LoadClient(hap.port, cfg)
+            load.start()
+            time.sleep(cfg.warmup)  # steady traffic before the roll (a duration, not a wait for state)
+
+            # The roll: maxSurge 1, maxUnavailable 0.
+            new: list[Pod] = []
+            for i, victim in enumerate(old):
+                p = Pod(self, setup, f"s{setup.id}-new-{i + 1}")
+                pods.append(p)
+                new.append(p)
+                p.start(self.deadline(10))
+                p.wait_ready(self.deadline(30 + cfg.slow_start))
+                # Endpoints controller -> LB controller: the new endpoint
+                # reaches the load balancer after a propagation delay.
+                time.sleep(self.ep_delay())
+                hap.add_server(p)
+                p.t_registered = time.time()
+                # Pod readiness gate (as the AWS Load Balancer Controller
+                # sets one): the pod counts as available only once its
+                # target is healthy at the load balancer. Without it, a
+                # roll can outpace the LB's own health checks and leave it
+                # with no healthy target, whatever the init does.
+                self.wait_lb_up(hap, [p.name], self.deadline(30))
+                # New pod available -> the old ReplicaSet scales down by one.
+                threads += self.delete_pod(hap, victim, errors)
+
+            for th in threads:
+                th.join(timeout=max(0.0, self.t_end - time.monotonic()))
+                if th.is_alive():
+                    raise RigError(f"{th.name} did not finish within the run's time budget")
+            if errors:
+                raise RigError("; ".join(errors))
+            time.sleep(cfg.tail)  # steady traffic after the roll
+            load.stop()
+        finally:
+            if load is not None:
+                load.stop_ev.set()
+            hap.stop()
+            for p in pods:
+                if p.alive():
+                    kill_group(p.proc.pid)
+                    p.proc.wait()
+            PROCS.cleanup()
+        return self.summarize(setup, load, old, new)
+
+    def wait_lb_up(self, hap: HAProxy, names: list[str], deadline: float, needed: int | None = None) -> None:
+        needed = len(names) if needed is None else needed
+        while True:
+            st = hap.server_states()
+            up = [n for n in names if st.get(n) == 2]
+            if len(up) >= needed:
+                return
+            if time.monotonic() > deadline:
+                raise RigError(f"servers not UP at the load balancer: {st}")
+            time.sleep(0.05)
+
+    def delete_pod(self, hap: HAProxy, pod: Pod, errors: list[str]) -> list[threading.Thread]:
+        """Pod deletion: two chains start at the same moment."""
+        pod.t_deleted = time.time()
+        log(f"  delete {pod.name}")
+        ep = threading.Thread(target=self.endpoint_removal, args=(hap, pod, errors),
+                              name=f"ep-del-{pod.name}", daemon=True)
+        kl = threading.Thread(target=self.kubelet_stop, args=(pod, errors),
+                              name=f"kubelet-{pod.name}", daemon=True)
+        ep.start()
+        kl.start()
+        return [ep, kl]
+
+    def endpoint_removal(self, hap: HAProxy, pod: Pod, errors: list[str]) -> None:
+        try:
+            time.sleep(self.ep_delay())
+            hap.deregister(pod.name)
+            pod.t_deregistered = time.time()
+            pod.del_server_ok = hap.delete_server(pod.name, time.monotonic() + 20)
+        except Exception as e:
+            errors.append(f"deregistering {pod.name}: {e}")
+
+    def kubelet_stop(self, pod: Pod, errors: list[str]) -> None:
+        cfg = self.cfg
+        try:
+            grace_end = pod.t_deleted + cfg.grace
+            if pod.setup.prestop == "http":
+                conn = http.client.HTTPConnection(HOST, pod.admin_port, timeout=cfg.grace)
+                try:
+                    conn.request("GET", "/prestop")
+                    r = conn.getresponse()
+                    r.read()
+                    pod.prestop_result = f"http {r.status}"
+                except (OSError, http.client.HTTPException) as e:
+                    pod.prestop_result = f"error {type(e).__name__}: {e}"
+                finally:
+                    conn.close()
+            elif pod.setup.prestop == "sleep":
+                # exec hook: `sleep D` run inside the container's namespaces
+                rc = PROCS.run(["nsenter", "-t", str(pod.pid1), "-p", "-m", "sleep",
+                                str(cfg.delay)], timeout=cfg.grace)
+                pod.prestop_result = f"exec rc {rc}"
+            # The hook has returned (or there is none): SIGTERM to PID 1.
+            pod.t_sigterm = time.time()
+            pod.signal_pid1(signal.SIGTERM)
+            # After the grace period (at least 2 s after SIGTERM, as the
+            # kubelet grants when a hook overran), SIGKILL.
+            if not pod.wait_exit(max(grace_end, pod.t_sigterm + 2.0)):
+                pod.killed = True
+                pod.signal_pid1(signal.SIGKILL)
+                if not pod.wait_exit(time.time() + 10):
+                    errors.append(f"{pod.name} survived SIGKILL")
+        except Exception as e:
+            errors.append(f"kubelet for {pod.name}: {e}")
+
+    # -- statistics -------------------------------------------------------
+    def summarize(self, setup: Setup, load: LoadClient, old: list[Pod], new: list[Pod]) -> dict:
+        t0 = load.t0
+        recs = sorted(load.records)
+        kinds: dict[str, int] = {}
+        for _, _, k, _ in recs:
+            if k != "ok":
+                kinds[k] = kinds.get(k, 0) + 1
+        n = len(recs)
+        failed = sum(kinds.values())
+        last_ok: dict[str, float] = {}
+        for _, t_done, k, pod in recs:
+            if k == "ok" and pod:
+                last_ok[pod] = max(last_ok.get(pod, 0.0), t_done)
+        terms, lingers, served_after = [], [], 0
+        pods_out = []
+        events = []
+        for p in old:
+            t_stop = p.app_stop_time()
+            after = sum(1 for ts, _, k, pod in recs if k == "ok" and pod == p.name and ts > p.t_deleted)
+            served_after += after
+            term = p.t_exit - p.t_deleted
+            terms.append(term)
+            linger = p.t_exit - last_ok[p.name] if p.name in last_ok else None
+            if linger is not None:
+                lingers.append(linger)
+            pods_out.append({
+                "name": p.name,
+                "termination_s": round(term, 3),
+                "linger_s": None if linger is None else round(linger, 3),
+                "served_after_delete": after,
+                "deleted": round(p.t_deleted - t0, 3),
+                "deregistered": rel(p.t_deregistered, t0),
+                "kubelet_sigterm": rel(p.t_sigterm, t0),
+                "app_stop_signal": rel(t_stop, t0),
+                "exited": rel(p.t_exit, t0),
+                "killed": p.killed,
+                "prestop": p.prestop_result,
+                "del_server_ok": p.del_server_ok,
+            })
+            events.append({"t": round(p.t_deleted - t0, 3), "kind": "deleted", "pod": p.name})
+            if p.t_deregistered:
+                events.append({"t": rel(p.t_deregistered, t0), "kind": "deregistered", "pod": p.name})
+            if t_stop:
+                events.append({"t": rel(t_stop, t0), "kind": "stop_signal", "pod": p.name})
+            events.append({"t": rel(p.t_exit, t0), "kind": "exited", "pod": p.name})
+        for p in new:
+            if p.t_registered:
+                events.append({"t": rel(p.t_registered, t0), "kind": "registered", "pod": p.name})
+        events.sort(key=lambda e: e["t"])
+        # Requests per 100 ms by outcome (by send time).
+        duration = (recs[-1][0] - t0) if recs else 0.0
+        nb = int(duration / 0.1) + 1
+        buckets = {"ok": [0] * nb, "http": [0] * nb, "transport": [0] * nb}
+        for ts, _, k, _ in recs:
+            b = min(nb - 1, max(0, int((ts - t0) / 0.1)))
+            buckets["ok" if k == "ok" else "http" if k.startswith("http_") else "transport"][b] += 1
+        res = {
+            "id": setup.id,
+            "name": setup.name,
+            "drainit": setup.drainit_setup,
+            "requests": n,
+            "ok": n - failed,
+            "failed": failed,
+            "failures_by_kind": kinds,
+            "success_ratio": round((n - failed) / n, 6) if n else 0.0,
+            "termination_s": stat(terms),
+            "linger_s": stat(lingers),
+            "served_after_delete": served_after,
+            "forced_kills": sum(1 for p in old if p.killed),
+            "duration_s": round(duration, 3),
+            "pods": pods_out,
+            "events": events,
+            "buckets_100ms": buckets,
+        }
+        log(f"  -> {n} requests, {failed} failed {kinds or ''}, termination mean "
+            f"{res['termination_s']['mean']}s max {res['termination_s']['max']}s")
+        return res
+
+
+def rel(t: float | None, t0: float) -> float | None:
+    return None if t is None else round(t - t0, 3)
+
+
+def stat(xs: list[float]) -> dict:
+    if not xs:
+        return {"mean": None, "max": None, "values": []}
+    return {"mean": round(sum(xs) / len(xs), 3), "max": round(max(xs), 3),
+            "values": [round(x, 3) for x in xs]}
+
+
+# ---------------------------------------------------------------------------
+# Report: Markdown table + SVG timeline
+# ---------------------------------------------------------------------------
+
+
+def fmt_s(x) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def markdown_table(results: list[dict]) -> str:
+    rows = ["| # | setup | requests | failed | failures by kind | success | termination mean / max (s) "
+            "| linger after last request mean / max (s) | served after deletion |",
+            "|---|---|---:|---:|---|---:|---:|---:|---:|"]
+    for r in results:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(r["failures_by_kind"].items())) or "–"
+        rows.append(
+            f"| {r['id']} | {r['name']} | {r['requests']} | {r['failed']} | {kinds} | "
+            f"{100 * r['success_ratio']:.2f} % | {fmt_s(r['termination_s']['mean'])} / "
+            f"{fmt_s(r['termination_s']['max'])} | {fmt_s(r['linger_s']['mean'])} / "
+            f"{fmt_s(r['linger_s']['max'])} | {r['served_after_delete']} |")
+    return "\n".join(rows)
+
+
+def write_report(outdir: Path, cfg: Config, results: list[dict], meta: dict) -> None:
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "timeline.svg").write_text(svg_timeline(results, cfg))
+    c = cfg
+    md = [
+        "# drainit rollout report",
+        "",
+        f"Generated by `python3 tests/rollout/rig.py {meta['argv']}` on {meta['date']} "
+        f"({meta['haproxy']}, {meta['tini']}, drainit {meta['drainit']}).",
+        "",
+        f"Rolling update of {c.replicas} replicas (maxSurge 1, maxUnavailable 0) behind HAProxy "
+        f"(`option httpchk`, inter {c.lb_inter_ms} ms, fall {c.lb_fall}, rise {c.lb_rise}, "
+        f"`retries 0`, no redispatch), {c.rate:.0f} requests/s over {c.workers} keep-alive "
+        f"connections. Endpoint changes reach HAProxy {c.ep_delay_min:g}–{c.ep_delay_max:g} s "
+        f"after the pod event. D = {c.delay:g} s (drainit `--propagation-delay`, preStop "
+        f"`sleep D`), grace period {c.grace:g} s. Slow-start app: {c.slow_start:g} s before "
+        f"it listens; setup 6 has no load-balancer health checks (kube-proxy-like), so only "
+        f"pod readiness gates traffic.",
+        "",
+        markdown_table(results),
+        "",
+        "Termination: pod deletion to exit of the pod's PID 1. Linger: exit minus the end of the "
+        "last request the pod served. Served after deletion: successful requests the pod "
+        "answered after it was deleted (traffic that would fail had it stopped at once).",
+        "",
+        "![timeline](timeline.svg)",
+        "",
+    ]
+    (outdir / "report.md").write_text("\n".join(md))
+
+
+def svg_timeline(results: list[dict], cfg: Config) -> str:
+    W, left, right = 1000, 70, 20
+    ph, gap, top = 110, 46, 50
+    pw = W - left - right
+    tmax = max((r["duration_s"] for r in results), default=1.0) or 1.0
+    tmax = math.ceil(tmax)
+    ymax = max([1] + [o + h + t for r in results for o, h, t in
+                      zip(r["buckets_100ms"]["ok"], r["buckets_100ms"]["http"],
+                          r["buckets_100ms"]["transport"])])
+    H = top + len(results) * (ph + gap) + 10
+    xs = lambda t: left + pw * t / tmax
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+           f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{left}" y="18" font-size="14" font-weight="bold">Requests per 100 ms during '
+           f'a rolling update ({cfg.replicas} replicas, {cfg.rate:.0f} req/s, D = {cfg.delay:g} s)</text>']
+    legend = [("#2ca02c", "ok", "rect"), ("#d62728", "HTTP error (502/503)", "rect"),
+              ("#ff7f0e", "transport error", "rect"), ("#000000", "pod deleted", "line"),
+              ("#1f77b4", "deregistered at LB", "line"), ("#9467bd", "app got stop signal", "line"),
+              ("#7f7f7f", "new pod registered", "tick")]
+    lx = left
+    for color, label, shape in legend:
+        if shape == "rect":
+            out.append(f'<rect x="{lx}" y="28" width="10" height="10" fill="{color}"/>')
+        elif shape == "line":
+            out.append(f'<line x1="{lx + 5}" y1="26" x2="{lx + 5}" y2="40" stroke="{color}" '
+                       f'stroke-width="2"{dash(color)}/>')
+        else:
+            out.append(f'<path d="M{lx} 28 L{lx + 10} 28 L{lx + 5} 38 Z" fill="{color}"/>')
+        out.append(f'<text x="{lx + 14}" y="37">{label}</text>')
+        lx += 24 + 6.2 * len(label)
+    bw = max(pw * 0.1 / tmax, 0.5)
+    for i, r in enumerate(results):
+        y0 = top + i * (ph + gap) + 22
+        yb = y0 + ph
+        fr = r["failed"]
+        out.append(f'<text x="{left}" y="{y0 - 6}" font-weight="bold">{esc(r["id"])}. '
+                   f'{esc(r["name"])} — {r["requests"]} requests, {fr} failed '
+                   f'({100 * (1 - r["success_ratio"]):.2f} %), termination mean '
+                   f'{fmt_s(r["termination_s"]["mean"])} s</text>')
+        out.append(f'<rect x="{left}" y="{y0}" width="{pw}" height="{ph}" fill="#f7f7f7" stroke="#ccc"/>')
+        b = r["buckets_100ms"]
+        for j in range(len(b["ok"])):
+            x = left + pw * (j * 0.1) / tmax
+            y = yb
+            for key, color in (("ok", "#2ca02c"), ("transport", "#ff7f0e"), ("http", "#d62728")):
+                v = b[key][j]
+                if v:
+                    h = ph * v / ymax
+                    y -= h
+                    out.append(f'<rect x="{x:.2f}" y="{y:.2f}" width="{bw:.2f}" height="{h:.2f}" '
+                               f'fill="{color}"/>')
+        for e in r["events"]:
+            if e["t"] is None:
+                continue
+            x = xs(e["t"])
+            color = {"deleted": "#000000", "deregistered": "#1f77b4",
+                     "stop_signal": "#9467bd"}.get(e["kind"])
+            if color:
+                out.append(f'<line x1="{x:.2f}" y1="{y0}" x2="{x:.2f}" y2="{yb}" stroke="{color}" '
+                           f'stroke-width="1.5"{dash(color)}><title>{esc(e["pod"])} {e["kind"]} '
+                           f'at {e["t"]:.2f}s</title></line>')
+            elif e["kind"] == "registered":
+                out.append(f'<path d="M{x - 4:.2f} {y0} L{x + 4:.2f} {y0} L{x:.2f} {y0 + 8} Z" '
+                           f'fill="#7f7f7f"><title>{esc(e["pod"])} registered at {e["t"]:.2f}s'
+                           f'</title></path>')
+        # axes
+        out.append(f'<text x="{left - 6}" y="{y0 + 10}" text-anchor="end">{ymax}</text>')
+        out.append(f'<text x="{left - 6}" y="{yb}" text-anchor="end">0</text>')
+        step = 1 if tmax <= 20 else 2 if tmax <= 40 else 5
+        for t in range(0, tmax + 1, step):
+            out.append(f'<line x1="{xs(t):.2f}" y1="{yb}" x2="{xs(t):.2f}" y2="{yb + 4}" stroke="#333"/>')
+            out.append(f'<text x="{xs(t):.2f}" y="{yb + 15}" text-anchor="middle">{t}s</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def dash(color: str) -> str:
+    return {"#1f77b4": ' stroke-dasharray="5,3"', "#9467bd": ' stroke-dasharray="2,2"'}.get(color, "")
+
+
+def esc(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+
+def version_of(argv: list[str]) -> str:
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (p.stdout or p.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"
+
+
+def preflight(args, setups: list[Setup]) -> tuple[str, str | None, str | None]:
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("must run as root (each pod gets its own PID namespace via unshare)")
+    haproxy = args.haproxy or shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
+    if not haproxy:
+        problems.append("haproxy not found (Debian: apt-get install -y haproxy)")
+    tini = None
+    if any(s.init == "tini" for s in setups):
+        tini = args.tini or shutil.which("tini")
+        if not tini:
+            problems.append("tini not found (Debian: apt-get install -y tini)")
+    for tool in ("unshare", "nsenter"):
+        if not shutil.which(tool):
+            problems.append(f"{tool} not found (util-linux)")
+    drainit = None
+    if any(s.init == "drainit" for s in setups):
+        drainit = args.drainit or str(ROOT / "target" / "debug" / "drainit")
+        if not os.access(drainit, os.X_OK):
+            problems.append(f"drainit binary not found at {drainit} (cargo build, or --drainit PATH)")
+    if not problems:
+        try:
+            r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
+                               capture_output=True, text=True, timeout=10)
+            if r.returncode != 0:
+                problems.append(f"unshare --pid --fork --mount-proc fails here: {r.stderr.strip()}")
+        except (OSError, subprocess.SubprocessError) as e:
+            problems.append(f"unshare: {e}")
+    if problems:
+        raise RigError("cannot run the rollout rig:\n  - " + "\n  - ".join(problems))
+    return haproxy, tini, drainit
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Rolling update behind HAProxy: count failed requests per setup.")
+    ap.add_argument("--quick", action="store_true", help="small, short run (the cargo test's)")
+    ap.add_argument("--report", metavar="DIR", help="write DIR/report.md and DIR/timeline.svg")
+    ap.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    ap.add_argument("--setups", default=",".join(s.id for s in SETUPS),
+                    help="comma-separated setup ids (default: all)")
+    ap.add_argument("--drainit", help="drainit binary (default: target/debug/drainit)")
+    ap.add_argument("--tini", help="tini binary (default: from PATH)")
+    ap.add_argument("--haproxy", help="haproxy binary (default: from PATH)")
+    ap.add_argument("--replicas", type=int)
+    ap.add_argument("--rate", type=float, help="requests per second")
+    ap.add_argument("--delay", type=float, help="D, seconds (propagation delay / preStop sleep)")
+    ap.add_argument("--ep-delay", metavar="MIN,MAX", help="endpoint propagation delay range, seconds")
+    ap.add_argument("--grace", type=float, help="termination grace period, seconds")
+    ap.add_argument("--max-seconds", type=float, help="time budget of the whole run")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--workdir", help="where pod and haproxy logs go (default: a temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (logs) after success")
+    args = ap.parse_args(argv)
+
+    cfg = Config.quick() if args.quick else Config()
+    if args.replicas is not None:
+        cfg.replicas = args.replicas
+    if args.rate is not None:
+        cfg.rate = args.rate
+    if args.delay is not None:
+        cfg.delay = args.delay
+    if args.ep_delay:
+        a, b = (float(x) for x in args.ep_delay.split(","))
+        cfg.ep_delay_min, cfg.ep_delay_max = a, b
+    if args.grace is not None:
+        cfg.grace = args.grace
+    if args.max_seconds is not None:
+        cfg.max_seconds = args.max_seconds
+    cfg.seed = args.seed
+    if not (1 <= cfg.replicas <= 10 and 1 <= cfg.rate <= 2000 and cfg.max_seconds <= 3600):
+        raise RigError("out of bounds: replicas 1..10, rate 1..2000, max-seconds <= 3600")
+    if not (0 <= cfg.ep_delay_min <= cfg.ep_delay_max <= 60 and 0 < cfg.delay <= 120):
+        raise RigError("out of bounds: 0 <= ep-delay min <= max <= 60, 0 < delay <= 120")
+
+    wanted = [x.strip() for x in args.setups.split(",") if x.strip()]
+    unknown = [w for w in wanted if w not in {s.id for s in SETUPS}]
+    if unknown:
+        raise RigError(f"unknown setup ids: {unknown}")
+    setups = [s for s in SETUPS if s.id in wanted]
+
+    haproxy, tini, drainit = preflight(args, setups)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+
+    if args.workdir:
+        workdir = Path(args.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="drainit-rollout-"))
+    log(f"work dir {workdir}; haproxy {haproxy}, tini {tini}, drainit {drainit}")
+    rig = Rig(cfg, workdir, tini, drainit, haproxy)
+    results = []
+    ok = False
+    try:
+        for s in setups:
+            results.append(rig.run_setup(s))
+        ok = True
+    finally:
+        PROCS.cleanup()
+        if not ok:
+            log(f"FAILED; logs kept in {workdir}")
+
+    meta = {
+        "argv": " ".join(sys.argv[1:] if argv is None else argv),
+        "date": time.strftime("%Y-%m-%d"),
+        "haproxy": version_of([haproxy, "-v"]).split(" - ")[0],
+        "tini": version_of([tini, "--version"]) if tini else "no tini",
+        "drainit": version_of([drainit, "--version"]) if drainit else "not run",
+    }
+    doc = {"config": dataclasses.asdict(cfg), "meta": meta, "setups": results}
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=1))
+    if args.report:
+        write_report(Path(args.report), cfg, results, meta)
+        log(f"report written to {args.report}/report.md and timeline.svg")
+    # One line per setup, easy to parse without a JSON library.
+    for r in results:
+        print(f"RESULT setup={r['id']} drainit={int(r['drainit'])} requests={r['requests']} "
+              f"failed={r['failed']} term_mean={r['termination_s']['mean']} "
+              f"term_max={r['termination_s']['max']} linger_mean={r['linger_s']['mean']} "
+              f"served_after_delete={r['served_after_delete']} forced_kills={r['forced_kills']}")
+    print(markdown_table(results))
+    sys.stdout.flush()
+    if not args.keep and not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except RigError as e:
+        log(f"error: {e}")
+        sys.exit(2)
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({e}); cleaning up")
+        PROCS.cleanup()
+        sys.exit(130)
