@@ -27,6 +27,7 @@ use crate::signals::{self, Rewrite, Sig};
     version,
     about,
     subcommand_precedence_over_arg = true,
+    disable_help_subcommand = true,
     override_usage = "drainit [OPTIONS] [--] COMMAND [ARGS]...\n       drainit [OPTIONS] sidecar --ready-check URL [--app-pid-file PATH | --app-process NAME]",
     after_help = "Every flag can also be set by an environment variable DRAINIT_<FLAG>, e.g. DRAINIT_PROPAGATION_DELAY=10s.\nDurations are written like 500ms, 5s, 1m30s."
 )]

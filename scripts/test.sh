@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every check of drainit on a fresh machine: installs what the tests
+# need (HAProxy and tini for the rollout rig, the musl target for the
+# static build), then format, lint, the static build run as PID 1, and
+# the whole test suite. The last lines are cargo test's summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v tini >/dev/null 2>&1 || missing+=(tini)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v script >/dev/null 2>&1 || missing+=(bsdutils)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v readelf >/dev/null 2>&1 || missing+=(binutils)
+if ((${#missing[@]})); then
+    echo "test.sh: installing ${missing[*]}" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+        echo "test.sh: FAILED to install ${missing[*]}: the tests need them (run as root with Debian's package sources)" >&2
+        exit 1
+    fi
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+
+if [[ -x scripts/build-static.sh ]]; then
+    echo "== static build, run once as PID 1"
+    static_bin=$(scripts/build-static.sh | tail -n 1)
+    out=$(unshare --pid --fork --mount-proc "$static_bin" --admin-listen off -- sh -c 'echo "pid=$$"; exit 7' 2>&1) && rc=0 || rc=$?
+    if [[ $rc -ne 7 || $out != *"pid=2"* ]]; then
+        echo "test.sh: static drainit as PID 1 gave exit $rc, output: $out" >&2
+        exit 1
+    fi
+    echo "static binary ok: exit code passed through as PID 1"
+fi
+
+echo "== cargo test"
+cargo test 2>&1

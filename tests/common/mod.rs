@@ -1,0 +1,236 @@
+//! Helpers shared by the integration tests: run the real binary, poll
+//! with deadlines, speak just enough HTTP, and clean up on drop.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn drainit() -> &'static str {
+    env!("CARGO_BIN_EXE_drainit")
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("drainit-test-{}-{name}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Polls `condition` every 10 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A process under test: stdout and stderr go to files (never a pipe that
+/// could fill up), and the whole process group is killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub description: String,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Starts `program args` in its own process group, in `dir`.
+    pub fn start(dir: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+        use std::os::unix::process::CommandExt;
+        let stdout = std::fs::File::create(dir.join("stdout")).expect("stdout file");
+        let stderr = std::fs::File::create(dir.join("stderr")).expect("stderr file");
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .envs(envs.iter().copied())
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .process_group(0);
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        Proc { child, dir: dir.to_path_buf(), description: format!("{program} {args:?}"), status: None }
+    }
+
+    /// Runs drainit as PID 1 of a fresh PID namespace.
+    pub fn pid1(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+        let mut full = vec!["--pid", "--fork", "--mount-proc", "--kill-child", drainit()];
+        full.extend_from_slice(args);
+        Proc::start(dir, "unshare", &full, envs)
+    }
+
+    /// Runs drainit as a plain process.
+    pub fn drainit(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+        Proc::start(dir, drainit(), args, envs)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stdout")).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+
+    /// Everything worth printing when a test fails.
+    pub fn report(&self) -> String {
+        format!(
+            "command: {}\nstatus: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.description,
+            self.status,
+            self.stdout(),
+            self.stderr()
+        )
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.status = Some(status);
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!("did not exit within {limit:?}\n{}", self.report());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        if self.status.is_some() {
+            return false;
+        }
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.status = Some(status);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Sends `signal` to the process itself.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) takes two integers.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// Waits for a line containing `needle` in stderr.
+    pub fn wait_stderr(&self, needle: &str, limit: Duration) -> bool {
+        wait_for(limit, || self.stderr().contains(needle))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // The app runs in a process group of its own: kill every
+        // descendant, not only our group, so a failed test leaks nothing.
+        for pid in descendants(self.pid()) {
+            kill(pid, libc::SIGKILL);
+        }
+        if self.running() {
+            kill(-self.pid(), libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Sends `signal` to `pid`.
+pub fn kill(pid: i32, signal: i32) -> bool {
+    // SAFETY: kill(2) takes two integers.
+    unsafe { libc::kill(pid, signal) == 0 }
+}
+
+/// One HTTP/1.1 request on a fresh connection; `None` if the connection failed.
+pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], timeout: Duration) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let code = text.get(9..12)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// `GET path`, with a 5 s bound.
+pub fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http(addr, "GET", path, &[], Duration::from_secs(5))
+}
+
+/// Waits until `GET path` answers `code`.
+pub fn wait_status(addr: SocketAddr, path: &str, code: u16, limit: Duration) -> bool {
+    wait_for(limit, || get(addr, path).map(|(c, _)| c) == Some(code))
+}
+
+/// The processes in state Z among those visible in /proc (of the caller's namespace).
+pub fn zombies_in(proc_root: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(proc_root) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .collect()
+}
+
+/// Every descendant of `pid`, read from /proc/PID/task/*/children.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(parent) = queue.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else { continue };
+        for task in tasks.flatten() {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+                if !found.contains(&child) {
+                    found.push(child);
+                    queue.push(child);
+                }
+            }
+        }
+    }
+    found
+}
