@@ -43,7 +43,10 @@ server.serve_forever()
 "#;
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 struct App {
@@ -65,11 +68,27 @@ fn start(name: &str, pid1: bool, flags: &[&str], code: i32, mode: &str) -> App {
     let mut args = vec!["--admin-listen", listen.as_str()];
     args.extend_from_slice(flags);
     args.extend_from_slice(&["--", "python3", "app.py", &record_arg, &code, mode]);
-    let proc = if pid1 { Proc::pid1(&dir, &args, &[]) } else { Proc::drainit(&dir, &args, &[]) };
+    let proc = if pid1 {
+        Proc::pid1(&dir, &args, &[])
+    } else {
+        Proc::drainit(&dir, &args, &[])
+    };
     let started = record.with_extension("started");
-    assert!(wait_for(Duration::from_secs(20), || started.exists()), "app did not start\n{}", proc.report());
-    assert!(wait_status(admin, "/ready", 200, Duration::from_secs(10)), "never ready\n{}", proc.report());
-    App { proc, admin, record }
+    assert!(
+        wait_for(Duration::from_secs(20), || started.exists()),
+        "app did not start\n{}",
+        proc.report()
+    );
+    assert!(
+        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
+        "never ready\n{}",
+        proc.report()
+    );
+    App {
+        proc,
+        admin,
+        record,
+    }
 }
 
 /// The times (unix seconds) at which the app recorded SIGTERM.
@@ -96,7 +115,11 @@ fn assert_draining(app: &App) {
         "/ready did not turn 503 at once\n{}",
         app.proc.report()
     );
-    assert_eq!(get(app.admin, "/live").map(|(c, _)| c), Some(200), "/live must stay 200 while draining");
+    assert_eq!(
+        get(app.admin, "/live").map(|(c, _)| c),
+        Some(200),
+        "/live must stay 200 while draining"
+    );
 }
 
 #[test]
@@ -105,18 +128,41 @@ fn prestop_drains_then_stops_the_app() {
     let triggered = now();
     let hook = prestop_in_background(app.admin);
     assert_draining(&app);
-    assert!(wait_for(Duration::from_secs(15), || !terms(&app.record).is_empty()), "{}", app.proc.report());
+    assert!(
+        wait_for(Duration::from_secs(15), || !terms(&app.record).is_empty()),
+        "{}",
+        app.proc.report()
+    );
     let term_at = terms(&app.record)[0];
-    assert!(term_at - triggered >= 2.0, "stop signal {:.3}s after the trigger, before the 2s delay", term_at - triggered);
-    assert!(term_at - triggered < 6.0, "stop signal {:.3}s after the trigger: not prompt", term_at - triggered);
-    let (code, body, answered) = hook.join().expect("hook thread").expect("/prestop answered");
+    assert!(
+        term_at - triggered >= 2.0,
+        "stop signal {:.3}s after the trigger, before the 2s delay",
+        term_at - triggered
+    );
+    assert!(
+        term_at - triggered < 6.0,
+        "stop signal {:.3}s after the trigger: not prompt",
+        term_at - triggered
+    );
+    let (code, body, answered) = hook
+        .join()
+        .expect("hook thread")
+        .expect("/prestop answered");
     assert_eq!(code, 200);
     assert!(body.contains("app exited"), "{body}");
-    assert!(answered >= term_at, "/prestop answered before the app was stopped");
+    assert!(
+        answered >= term_at,
+        "/prestop answered before the app was stopped"
+    );
     let status = app.proc.wait(Duration::from_secs(15));
     assert_eq!(status.code(), Some(5), "{}", app.proc.report());
     let log = app.proc.stderr();
-    for line in ["drain started trigger=prestop", "propagation delay over after=2.", "sent SIGTERM to pid", "app exited code=5"] {
+    for line in [
+        "drain started trigger=prestop",
+        "propagation delay over after=2.",
+        "sent SIGTERM to pid",
+        "app exited code=5",
+    ] {
         assert!(log.contains(line), "missing log line {line:?}\n{log}");
     }
 }
@@ -130,11 +176,27 @@ fn sigterm_alone_gives_the_same_timeline() {
     let pid = wait_drainit_pid(&app.proc);
     assert!(common::kill(pid, libc::SIGTERM));
     assert_draining(&app);
-    assert!(wait_for(Duration::from_secs(15), || !terms(&app.record).is_empty()), "{}", app.proc.report());
+    assert!(
+        wait_for(Duration::from_secs(15), || !terms(&app.record).is_empty()),
+        "{}",
+        app.proc.report()
+    );
     let delay = terms(&app.record)[0] - triggered;
-    assert!((2.0..6.0).contains(&delay), "stop signal {delay:.3}s after SIGTERM");
-    assert_eq!(app.proc.wait(Duration::from_secs(15)).code(), Some(0), "{}", app.proc.report());
-    assert!(app.proc.stderr().contains("drain started trigger=SIGTERM"), "{}", app.proc.report());
+    assert!(
+        (2.0..6.0).contains(&delay),
+        "stop signal {delay:.3}s after SIGTERM"
+    );
+    assert_eq!(
+        app.proc.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        app.proc.report()
+    );
+    assert!(
+        app.proc.stderr().contains("drain started trigger=SIGTERM"),
+        "{}",
+        app.proc.report()
+    );
 }
 
 #[test]
@@ -148,33 +210,69 @@ fn kubelet_sequence_has_one_delay_only() {
     thread::sleep(Duration::from_secs(1));
     let pid = wait_drainit_pid(&app.proc);
     assert!(common::kill(pid, libc::SIGTERM));
-    assert!(wait_for(Duration::from_secs(15), || !terms(&app.record).is_empty()), "{}", app.proc.report());
+    assert!(
+        wait_for(Duration::from_secs(15), || !terms(&app.record).is_empty()),
+        "{}",
+        app.proc.report()
+    );
     let delay = terms(&app.record)[0] - triggered;
-    assert!((3.0..3.9).contains(&delay), "stop signal {delay:.3}s after /prestop: the SIGTERM must join, not restart");
+    assert!(
+        (3.0..3.9).contains(&delay),
+        "stop signal {delay:.3}s after /prestop: the SIGTERM must join, not restart"
+    );
     assert_eq!(hook.join().expect("hook").map(|(c, _, _)| c), Some(200));
-    assert_eq!(app.proc.wait(Duration::from_secs(15)).code(), Some(0), "{}", app.proc.report());
-    assert_eq!(terms(&app.record).len(), 1, "the app must get exactly one SIGTERM");
-    assert!(app.proc.stderr().contains("joins the drain in progress"), "{}", app.proc.report());
+    assert_eq!(
+        app.proc.wait(Duration::from_secs(15)).code(),
+        Some(0),
+        "{}",
+        app.proc.report()
+    );
+    assert_eq!(
+        terms(&app.record).len(),
+        1,
+        "the app must get exactly one SIGTERM"
+    );
+    assert!(
+        app.proc.stderr().contains("joins the drain in progress"),
+        "{}",
+        app.proc.report()
+    );
 }
 
 #[test]
 fn app_ignoring_sigterm_is_killed_at_the_deadline() {
-    let flags = ["--propagation-delay", "1s", "--grace-period", "4s", "--kill-margin", "1s"];
+    let flags = [
+        "--propagation-delay",
+        "1s",
+        "--grace-period",
+        "4s",
+        "--kill-margin",
+        "1s",
+    ];
     let mut app = start("deadline", false, &flags, 0, "ignore");
     let triggered = Instant::now();
     let hook = prestop_in_background(app.admin);
     let status = app.proc.wait(Duration::from_secs(20));
     let took = triggered.elapsed();
     assert_eq!(status.code(), Some(137), "{}", app.proc.report());
-    assert!(took >= Duration::from_secs(3), "killed after {took:?}, before grace − margin = 3s");
-    assert!(took < Duration::from_secs(8), "killed after {took:?}: deadline not enforced");
+    assert!(
+        took >= Duration::from_secs(3),
+        "killed after {took:?}, before grace − margin = 3s"
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "killed after {took:?}: deadline not enforced"
+    );
     assert_eq!(terms(&app.record).len(), 1, "the stop signal came first");
     let (code, body, _) = hook.join().expect("hook").expect("/prestop answered");
     assert_eq!(code, 200);
     assert!(body.contains("deadline"), "{body}");
     let log = app.proc.stderr();
     assert!(log.contains("drain deadline hit, SIGKILL"), "{log}");
-    assert!(log.contains("app_had=2."), "the log must say how long the app had: {log}");
+    assert!(
+        log.contains("app_had=2."),
+        "the log must say how long the app had: {log}"
+    );
 }
 
 #[test]
@@ -182,13 +280,27 @@ fn metrics_and_status_follow_the_drain() {
     // The forced-kill counter itself is asserted by the lifecycle unit
     // test: after the deadline's SIGKILL drainit exits within a millisecond,
     // too soon for a scrape to land reliably.
-    let flags = ["--propagation-delay", "1s", "--grace-period", "5s", "--kill-margin", "1s"];
+    let flags = [
+        "--propagation-delay",
+        "1s",
+        "--grace-period",
+        "5s",
+        "--kill-margin",
+        "1s",
+    ];
     let mut app = start("metrics", false, &flags, 0, "ignore");
     let before = get(app.admin, "/metrics").expect("/metrics").1;
-    assert!(before.contains("drainit_phase{phase=\"running\"} 1"), "{before}");
+    assert!(
+        before.contains("drainit_phase{phase=\"running\"} 1"),
+        "{before}"
+    );
     assert!(before.contains("drainit_forced_kills_total 0"), "{before}");
     let _hook = prestop_in_background(app.admin);
-    assert!(wait_for(Duration::from_secs(10), || !terms(&app.record).is_empty()), "{}", app.proc.report());
+    assert!(
+        wait_for(Duration::from_secs(10), || !terms(&app.record).is_empty()),
+        "{}",
+        app.proc.report()
+    );
     let during = get(app.admin, "/metrics").expect("/metrics").1;
     for needle in [
         "drainit_phase{phase=\"stopping\"} 1",
@@ -200,7 +312,12 @@ fn metrics_and_status_follow_the_drain() {
         assert!(during.contains(needle), "missing {needle:?} in\n{during}");
     }
     let status = get(app.admin, "/status").expect("/status").1;
-    for needle in ["\"phase\":\"stopping\"", "\"trigger\":\"prestop\"", "\"propagation_delay\":\"1s\"", "\"deadline_hit\":false"] {
+    for needle in [
+        "\"phase\":\"stopping\"",
+        "\"trigger\":\"prestop\"",
+        "\"propagation_delay\":\"1s\"",
+        "\"deadline_hit\":false",
+    ] {
         assert!(status.contains(needle), "missing {needle:?} in {status}");
     }
     assert_eq!(app.proc.wait(Duration::from_secs(15)).code(), Some(137));
@@ -211,14 +328,28 @@ fn ready_check_gates_readiness_until_the_app_listens() {
     let dir = scratch("ready-check");
     std::fs::write(dir.join("slow.py"), SLOW_APP).expect("write app");
     let app_port = common::free_port().to_string();
-    let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().expect("addr");
+    let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("addr");
     let check = format!("http://127.0.0.1:{app_port}/healthz");
     let listening_file = dir.join("listening");
     let listen = admin.to_string();
     let listening_arg = listening_file.to_string_lossy().into_owned();
     let args = [
-        "--admin-listen", &listen, "--ready-check", &check, "--ready-check-interval", "100ms",
-        "--propagation-delay", "0s", "--", "python3", "slow.py", &app_port, "2", &listening_arg,
+        "--admin-listen",
+        &listen,
+        "--ready-check",
+        &check,
+        "--ready-check-interval",
+        "100ms",
+        "--propagation-delay",
+        "0s",
+        "--",
+        "python3",
+        "slow.py",
+        &app_port,
+        "2",
+        &listening_arg,
     ];
     let proc = Proc::drainit(&dir, &args, &[]);
     let mut observations = Vec::new();
@@ -237,25 +368,71 @@ fn ready_check_gates_readiness_until_the_app_listens() {
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("the app never listened\n{}", proc.report()));
-    let first_ok = observations.iter().find(|(_, code, _)| *code == 200).unwrap_or_else(|| panic!("/ready never 200\n{}", proc.report()));
-    assert!(first_ok.0 >= listening - 0.05, "/ready was 200 before the app listened");
-    assert!(first_ok.0 - listening < 5.0, "/ready took {:.2}s to follow the app", first_ok.0 - listening);
-    let early: Vec<_> = observations.iter().filter(|(t, _, _)| *t < listening - 0.2).collect();
-    assert!(!early.is_empty(), "no observation before the app listened: the test proved nothing");
-    assert!(early.iter().all(|(_, code, body)| *code == 503 && body.contains("starting")), "{early:?}");
+    let first_ok = observations
+        .iter()
+        .find(|(_, code, _)| *code == 200)
+        .unwrap_or_else(|| panic!("/ready never 200\n{}", proc.report()));
+    assert!(
+        first_ok.0 >= listening - 0.05,
+        "/ready was 200 before the app listened"
+    );
+    assert!(
+        first_ok.0 - listening < 5.0,
+        "/ready took {:.2}s to follow the app",
+        first_ok.0 - listening
+    );
+    let early: Vec<_> = observations
+        .iter()
+        .filter(|(t, _, _)| *t < listening - 0.2)
+        .collect();
+    assert!(
+        !early.is_empty(),
+        "no observation before the app listened: the test proved nothing"
+    );
+    assert!(
+        early
+            .iter()
+            .all(|(_, code, body)| *code == 503 && body.contains("starting")),
+        "{early:?}"
+    );
 }
 
 #[test]
 fn unready_delay_keeps_ready_after_the_trigger() {
-    let app = start("unready", false, &["--propagation-delay", "3s", "--unready-delay", "1500ms"], 0, "exit");
+    let app = start(
+        "unready",
+        false,
+        &["--propagation-delay", "3s", "--unready-delay", "1500ms"],
+        0,
+        "exit",
+    );
     let triggered = Instant::now();
     let _hook = prestop_in_background(app.admin);
-    assert!(wait_for(Duration::from_secs(5), || app.proc.stderr().contains("drain started")), "{}", app.proc.report());
+    assert!(
+        wait_for(Duration::from_secs(5), || app
+            .proc
+            .stderr()
+            .contains("drain started")),
+        "{}",
+        app.proc.report()
+    );
     if triggered.elapsed() < Duration::from_millis(1200) {
-        assert_eq!(get(app.admin, "/ready").map(|(c, _)| c), Some(200), "ready must hold during --unready-delay");
+        assert_eq!(
+            get(app.admin, "/ready").map(|(c, _)| c),
+            Some(200),
+            "ready must hold during --unready-delay"
+        );
     }
-    assert!(wait_status(app.admin, "/ready", 503, Duration::from_secs(5)));
-    assert!(triggered.elapsed() >= Duration::from_millis(1500), "turned 503 before --unready-delay");
+    assert!(wait_status(
+        app.admin,
+        "/ready",
+        503,
+        Duration::from_secs(5)
+    ));
+    assert!(
+        triggered.elapsed() >= Duration::from_millis(1500),
+        "turned 503 before --unready-delay"
+    );
 }
 
 /// drainit's pid as seen from the host: the child of `unshare --fork`.

@@ -70,8 +70,15 @@ impl Proc {
             .stdout(stdout)
             .stderr(stderr)
             .process_group(0);
-        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-        Proc { child, dir: dir.to_path_buf(), description: format!("{program} {args:?}"), status: None }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        Proc {
+            child,
+            dir: dir.to_path_buf(),
+            description: format!("{program} {args:?}"),
+            status: None,
+        }
     }
 
     /// Runs drainit as PID 1 of a fresh PID namespace.
@@ -177,11 +184,19 @@ pub fn kill(pid: i32, signal: i32) -> bool {
 }
 
 /// One HTTP/1.1 request on a fresh connection; `None` if the connection failed.
-pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], timeout: Duration) -> Option<(u16, String)> {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
     stream.set_write_timeout(Some(timeout)).ok()?;
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -191,7 +206,10 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
     stream.read_to_end(&mut response).ok()?;
     let text = String::from_utf8_lossy(&response).into_owned();
     let code = text.get(9..12)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((code, body))
 }
 
@@ -207,12 +225,21 @@ pub fn wait_status(addr: SocketAddr, path: &str, code: u16, limit: Duration) -> 
 
 /// The processes in state Z among those visible in /proc (of the caller's namespace).
 pub fn zombies_in(proc_root: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(proc_root) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
     entries
         .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
         .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .filter(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .collect()
 }
 
@@ -221,10 +248,16 @@ pub fn descendants(pid: i32) -> Vec<i32> {
     let mut found = Vec::new();
     let mut queue = vec![pid];
     while let Some(parent) = queue.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else { continue };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
         for task in tasks.flatten() {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
                 if !found.contains(&child) {
                     found.push(child);
                     queue.push(child);

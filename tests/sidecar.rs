@@ -1,0 +1,299 @@
+//! `drainit sidecar` through the real binary: the app container's preStop
+//! hook and the sidecar's own SIGTERM in every order the kubelet produces,
+//! the native-sidecar order, a restart, and the shared-process-namespace
+//! stop signal.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{get, http, scratch, wait_status, Proc};
+
+/// The "app container": Python's HTTP server, which dies on SIGTERM.
+fn start_app(dir: &Path) -> (Proc, u16) {
+    let port = common::free_port();
+    let port_arg = port.to_string();
+    let app = Proc::start(
+        dir,
+        "python3",
+        &["-m", "http.server", &port_arg, "--bind", "127.0.0.1"],
+        &[],
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    assert!(
+        wait_status(addr, "/", 200, Duration::from_secs(20)),
+        "app did not start\n{}",
+        app.report()
+    );
+    (app, port)
+}
+
+/// The sidecar container, following the app on `app_port`.
+fn start_sidecar(dir: &Path, app_port: u16, flags: &[&str]) -> (Proc, SocketAddr) {
+    start_sidecar_with(dir, app_port, flags, &[])
+}
+
+/// As [`start_sidecar`], with flags of the `sidecar` subcommand itself.
+fn start_sidecar_with(
+    dir: &Path,
+    app_port: u16,
+    flags: &[&str],
+    sidecar_flags: &[&str],
+) -> (Proc, SocketAddr) {
+    let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("addr");
+    let listen = admin.to_string();
+    let check = format!("tcp://127.0.0.1:{app_port}");
+    let mut args = vec![
+        "--admin-listen",
+        listen.as_str(),
+        "--ready-check",
+        check.as_str(),
+        "--ready-check-interval",
+        "100ms",
+    ];
+    args.extend_from_slice(flags);
+    args.push("sidecar");
+    args.extend_from_slice(sidecar_flags);
+    let proc = Proc::drainit(dir, &args, &[]);
+    (proc, admin)
+}
+
+fn prestop_in_background(admin: SocketAddr) -> thread::JoinHandle<Option<(u16, String, Instant)>> {
+    thread::spawn(move || {
+        http(admin, "GET", "/prestop", &[], Duration::from_secs(60))
+            .map(|(c, b)| (c, b, Instant::now()))
+    })
+}
+
+#[test]
+fn classic_sidecar_hook_and_sigterm_together() {
+    let dir = scratch("sidecar-classic");
+    let (mut app, port) = start_app(&dir);
+    let sidecar_dir = scratch("sidecar-classic-s");
+    let (mut sidecar, admin) = start_sidecar(&sidecar_dir, port, &["--propagation-delay", "2s"]);
+    assert!(
+        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
+        "{}",
+        sidecar.report()
+    );
+
+    // Deletion: the app container's preStop hook and the sidecar's SIGTERM
+    // start at the same moment.
+    let deleted = Instant::now();
+    let hook = prestop_in_background(admin);
+    sidecar.signal(libc::SIGTERM);
+    assert!(
+        wait_status(admin, "/ready", 503, Duration::from_secs(1)),
+        "{}",
+        sidecar.report()
+    );
+    assert_eq!(get(admin, "/live").map(|(c, _)| c), Some(200));
+
+    let (code, body, answered) = hook.join().expect("hook").expect("/prestop answered");
+    assert_eq!(code, 200);
+    assert!(body.contains("propagation delay over"), "{body}");
+    let waited = answered - deleted;
+    assert!(
+        waited >= Duration::from_secs(2),
+        "hook returned after {waited:?}, before the delay"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "hook returned after {waited:?}: not prompt"
+    );
+
+    // The app still serves, so the sidecar stays up for it.
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        sidecar.running(),
+        "the sidecar left while the app still served\n{}",
+        sidecar.report()
+    );
+    // The kubelet now sends the app SIGTERM; once it is gone the sidecar exits 0.
+    app.signal(libc::SIGTERM);
+    app.wait(Duration::from_secs(10));
+    let status = sidecar.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", sidecar.report());
+    assert!(
+        sidecar.stderr().contains("app is gone"),
+        "{}",
+        sidecar.report()
+    );
+}
+
+#[test]
+fn sidecar_sigterm_first_then_hook_joins() {
+    let dir = scratch("sidecar-term-first");
+    let (app, port) = start_app(&dir);
+    let sidecar_dir = scratch("sidecar-term-first-s");
+    let (mut sidecar, admin) = start_sidecar(&sidecar_dir, port, &["--propagation-delay", "3s"]);
+    assert!(
+        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
+        "{}",
+        sidecar.report()
+    );
+    let deleted = Instant::now();
+    sidecar.signal(libc::SIGTERM);
+    assert!(
+        sidecar.wait_stderr("drain started trigger=SIGTERM", Duration::from_secs(5)),
+        "{}",
+        sidecar.report()
+    );
+    thread::sleep(Duration::from_secs(1));
+    let (_, _, answered) = prestop_in_background(admin)
+        .join()
+        .expect("hook")
+        .expect("answered");
+    let waited = answered - deleted;
+    assert!(
+        (Duration::from_secs(3)..Duration::from_millis(3900)).contains(&waited),
+        "hook returned {waited:?} after the drain began: it must join, not restart"
+    );
+    app.signal(libc::SIGTERM);
+    assert_eq!(
+        sidecar.wait(Duration::from_secs(10)).code(),
+        Some(0),
+        "{}",
+        sidecar.report()
+    );
+}
+
+#[test]
+fn native_sidecar_exits_promptly_after_the_app() {
+    // Native sidecars (initContainers, restartPolicy: Always) get SIGTERM
+    // only after the app has exited: no reason to wait out the delay.
+    let dir = scratch("sidecar-native");
+    let (mut app, port) = start_app(&dir);
+    let sidecar_dir = scratch("sidecar-native-s");
+    let (mut sidecar, admin) = start_sidecar(
+        &sidecar_dir,
+        port,
+        &["--propagation-delay", "10s", "--grace-period", "30s"],
+    );
+    assert!(
+        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
+        "{}",
+        sidecar.report()
+    );
+    app.signal(libc::SIGTERM);
+    app.wait(Duration::from_secs(10));
+    assert!(
+        wait_status(admin, "/ready", 503, Duration::from_secs(5)),
+        "/ready must follow the app's check"
+    );
+    assert!(
+        sidecar.running(),
+        "the app going away alone must not end the sidecar\n{}",
+        sidecar.report()
+    );
+    let signalled = Instant::now();
+    sidecar.signal(libc::SIGTERM);
+    let status = sidecar.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", sidecar.report());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "took {:?}, not prompt",
+        signalled.elapsed()
+    );
+}
+
+#[test]
+fn restarted_sidecar_starts_fresh() {
+    let dir = scratch("sidecar-restart");
+    let (_app, port) = start_app(&dir);
+    let first_dir = scratch("sidecar-restart-1");
+    let (mut first, admin) = start_sidecar(
+        &first_dir,
+        port,
+        &["--propagation-delay", "30s", "--grace-period", "60s"],
+    );
+    assert!(
+        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
+        "{}",
+        first.report()
+    );
+    let _hook = prestop_in_background(admin);
+    assert!(wait_status(admin, "/ready", 503, Duration::from_secs(5)));
+    // The container crashes mid-drain and is restarted on the same port.
+    first.signal(libc::SIGKILL);
+    first.wait(Duration::from_secs(5));
+    let listen = admin.to_string();
+    let check = format!("tcp://127.0.0.1:{port}");
+    let second_dir = scratch("sidecar-restart-2");
+    let args = [
+        "--admin-listen",
+        listen.as_str(),
+        "--ready-check",
+        check.as_str(),
+        "--ready-check-interval",
+        "100ms",
+        "sidecar",
+    ];
+    let second = Proc::drainit(&second_dir, &args, &[]);
+    assert!(
+        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
+        "a restarted sidecar must not stay drained\n{}",
+        second.report()
+    );
+    let status = get(admin, "/status").expect("/status").1;
+    assert!(
+        status.contains("\"phase\":\"running\"") && status.contains("\"drain\":null"),
+        "{status}"
+    );
+}
+
+#[test]
+fn shared_process_namespace_sends_the_stop_signal_itself() {
+    let dir = scratch("sidecar-pidfile");
+    let (mut app, port) = start_app(&dir);
+    let pid_file = dir.join("app.pid");
+    std::fs::write(&pid_file, app.pid().to_string()).expect("pid file");
+    let sidecar_dir = scratch("sidecar-pidfile-s");
+    let pid_arg = pid_file.to_string_lossy().into_owned();
+    let (mut sidecar, admin) = start_sidecar_with(
+        &sidecar_dir,
+        port,
+        &["--propagation-delay", "1s"],
+        &["--app-pid-file", &pid_arg],
+    );
+    assert!(
+        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
+        "{}",
+        sidecar.report()
+    );
+    let started = Instant::now();
+    sidecar.signal(libc::SIGTERM);
+    let app_status = app.wait(Duration::from_secs(10));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the app was stopped before the delay"
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&app_status),
+        Some(libc::SIGTERM)
+    );
+    assert_eq!(
+        sidecar.wait(Duration::from_secs(10)).code(),
+        Some(0),
+        "{}",
+        sidecar.report()
+    );
+    assert!(
+        sidecar.stderr().contains("sent SIGTERM to pid"),
+        "{}",
+        sidecar.report()
+    );
+}
+
+#[test]
+fn sidecar_requires_a_ready_check() {
+    let dir = scratch("sidecar-no-check");
+    let mut proc = Proc::drainit(&dir, &["--admin-listen", "off", "sidecar"], &[]);
+    assert_eq!(proc.wait(Duration::from_secs(10)).code(), Some(2));
+    assert!(proc.stderr().contains("--ready-check"), "{}", proc.report());
+}
