@@ -165,20 +165,25 @@ impl Timeline {
     }
 
     /// The problem with this budget, if the delay and margin leave the app
-    /// no time to drain inside the grace period.
+    /// less than [`MIN_APP_STOP_TIME`] to stop inside the grace period.
     pub fn budget_problem(&self) -> Option<String> {
         let used = self.propagation_delay + self.kill_margin;
-        (used >= self.grace_period).then(|| {
+        let left = self.grace_period.saturating_sub(used);
+        (left < MIN_APP_STOP_TIME).then(|| {
             format!(
-                "propagation delay {} + kill margin {} = {} leaves no time for the app to stop within the grace period {}",
+                "propagation delay {} + kill margin {} leave the app {} of the grace period {} to stop (at least {} needed)",
                 secs(self.propagation_delay),
                 secs(self.kill_margin),
-                secs(used),
-                secs(self.grace_period)
+                secs(left),
+                secs(self.grace_period),
+                secs(MIN_APP_STOP_TIME)
             )
         })
     }
 }
+
+/// The least time the budget check accepts for the app to stop in.
+pub const MIN_APP_STOP_TIME: Duration = Duration::from_secs(1);
 
 /// A phase change, for `/status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -145,25 +145,29 @@ pub async fn run(settings: Settings, args: SidecarArgs) -> Result<u8, Error> {
     start_probe(&settings, events.clone(), recheck);
     info!("sidecar started");
 
-    loop {
+    let code = loop {
         tokio::select! {
-            _ = &mut lifecycle => break,
+            _ = &mut lifecycle => break 0,
             Some(raw) = signals.next() => {
                 let Some(sig) = Sig::from_raw(raw) else { continue };
                 if sig == Sig::CHLD {
                     metrics.zombies_reaped.inc_by(reaper::reap_all(None).count);
                 } else if settings.drain_on.0.contains(&sig) && status.borrow().phase < Phase::Exited {
                     let _ = events.send(Event::Drain(Trigger::Signal(sig))).await;
+                } else if sig == Sig::INT {
+                    // Ctrl-C on a sidecar run by hand: stop, as any program would.
+                    info!("interrupted");
+                    break 128 + 2;
                 } else {
                     debug!("ignored {sig}: a sidecar has no app to forward it to");
                 }
             }
         }
-    }
+    };
     // Every /prestop in flight gets its answer before the sidecar goes.
     if let Some(admin) = admin {
         admin.shutdown().await;
     }
     info!("sidecar exits");
-    Ok(0)
+    Ok(code)
 }

@@ -451,3 +451,48 @@ fn wait_drainit_pid(unshare: &Proc) -> i32 {
     );
     pid
 }
+
+#[test]
+fn budget_that_does_not_fit_warns_or_fails_with_strict() {
+    let dir = scratch("budget");
+    let tight = [
+        "--admin-listen",
+        "off",
+        "--propagation-delay",
+        "29s",
+        "--grace-period",
+        "30s",
+    ];
+    let mut strict_args = tight.to_vec();
+    strict_args.extend_from_slice(&["--strict", "sh", "-c", "echo ran"]);
+    let mut strict = Proc::drainit(&dir, &strict_args, &[]);
+    assert_eq!(
+        strict.wait(Duration::from_secs(10)).code(),
+        Some(2),
+        "{}",
+        strict.report()
+    );
+    let message = strict.stderr();
+    assert!(
+        message.contains("29.0s") && message.contains("30.0s") && message.contains("--strict"),
+        "{message}"
+    );
+    assert!(!strict.stdout().contains("ran"), "the app must not start");
+
+    let dir = scratch("budget-warn");
+    let mut warn_args = tight.to_vec();
+    warn_args.extend_from_slice(&["sh", "-c", "echo ran"]);
+    let mut lenient = Proc::drainit(&dir, &warn_args, &[]);
+    assert_eq!(
+        lenient.wait(Duration::from_secs(10)).code(),
+        Some(0),
+        "{}",
+        lenient.report()
+    );
+    assert!(
+        lenient.stderr().contains("WARN") && lenient.stderr().contains("29.0s"),
+        "{}",
+        lenient.report()
+    );
+    assert_eq!(lenient.stdout(), "ran\n");
+}
