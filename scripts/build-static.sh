@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Build a fully static drainit binary without Docker: the same build the
+# Dockerfile does, for CI, for `COPY` into images built elsewhere, or for a
+# quick check on a laptop.
+#
+#   scripts/build-static.sh            # -> target/x86_64-unknown-linux-musl/release/drainit
+#   CARGO_TARGET_DIR=/tmp/t scripts/build-static.sh
+#   bin=$(scripts/build-static.sh | tail -n 1)
+#   STATIC_LIBC=gnu scripts/build-static.sh   # force the glibc fallback
+#
+# Preferred: the musl target (`rustup target add x86_64-unknown-linux-musl`),
+# which gives a static(-pie) binary with no libc to find at run time. If that
+# target can't be had (no rustup, offline, distro toolchain without musl), it
+# falls back to glibc with `-C target-feature=+crt-static`; that is static
+# too, but glibc's NSS (getaddrinfo on host names) doesn't work statically, so
+# give drainit IP addresses (127.0.0.1, not localhost) in that build.
+#
+# cargo's and rustup's output goes to stderr; stdout carries a size line and,
+# on its LAST line, the absolute path of the binary. The script fails if the
+# result is not statically linked (checked with readelf, else ldd).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# CARGO_TARGET_DIR as cargo reads it: relative to the caller's directory;
+# unset means <repo>/target.
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+case $target_dir in
+    /*) ;;
+    *) target_dir=$PWD/$target_dir ;;
+esac
+export CARGO_TARGET_DIR=$target_dir
+cd "$repo"
+
+arch=$(uname -m)
+if [ "$arch" != x86_64 ]; then
+    # The triples below are spelled for x86_64; aarch64 works the same way.
+    echo "build-static: note: host is $arch; building for ${arch}-unknown-linux-*" >&2
+fi
+musl=${arch}-unknown-linux-musl
+gnu=${arch}-unknown-linux-gnu
+
+have_musl_std() {
+    local sysroot
+    sysroot=$(rustc --print sysroot 2>/dev/null) || return 1
+    [ -d "$sysroot/lib/rustlib/$musl/lib" ]
+}
+
+libc=${STATIC_LIBC:-auto}
+case $libc in
+    auto | musl | gnu) ;;
+    *) echo "build-static: STATIC_LIBC must be auto, musl or gnu (got '$libc')" >&2; exit 2 ;;
+esac
+
+if [ "$libc" = gnu ]; then
+    target=$gnu
+elif command -v rustup >/dev/null 2>&1 && rustup target add "$musl" >&2; then
+    target=$musl
+elif have_musl_std; then
+    target=$musl
+elif [ "$libc" = musl ]; then
+    echo "build-static: the $musl target is not available (STATIC_LIBC=musl)" >&2
+    exit 1
+else
+    echo "build-static: the $musl target is not available; falling back to glibc +crt-static" >&2
+    target=$gnu
+fi
+
+if [ "$target" = "$musl" ]; then
+    cargo build --release --locked --target "$target" --bin drainit >&2
+else
+    # RUSTFLAGS applies to this target only because --target is given (build
+    # scripts and proc macros stay dynamic, which is what they need).
+    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+        cargo build --release --locked --target "$target" --bin drainit >&2
+fi
+
+bin=$CARGO_TARGET_DIR/$target/release/drainit
+[ -x "$bin" ] || { echo "build-static: $bin was not produced" >&2; exit 1; }
+
+# Static means: no shared library to load and no program interpreter.
+if command -v readelf >/dev/null 2>&1; then
+    needed=$(readelf -d "$bin" 2>/dev/null | grep -c '(NEEDED)' || true)
+    interp=$(readelf -l "$bin" 2>/dev/null | grep -c 'Requesting program interpreter' || true)
+    if [ "$needed" != 0 ] || [ "$interp" != 0 ]; then
+        echo "build-static: $bin is dynamically linked:" >&2
+        readelf -d "$bin" | grep '(NEEDED)' >&2 || true
+        readelf -l "$bin" | grep 'interpreter' >&2 || true
+        exit 1
+    fi
+    how="readelf: no NEEDED entry, no interpreter"
+elif command -v ldd >/dev/null 2>&1; then
+    out=$(ldd "$bin" 2>&1 || true)
+    case $out in
+        *"not a dynamic executable"* | *"statically linked"*) how="ldd: $out" ;;
+        *) echo "build-static: $bin is dynamically linked:" >&2; echo "$out" >&2; exit 1 ;;
+    esac
+else
+    echo "build-static: neither readelf (binutils) nor ldd is installed: cannot check linkage" >&2
+    exit 1
+fi
+
+size=$(wc -c <"$bin" | tr -d ' ')
+echo "build-static: $target, static ($how), $size bytes"
+echo "$bin"
