@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 const TEST_DEADLINE: Duration = Duration::from_secs(178);
 /// The quick run's D (drainit --propagation-delay, preStop `sleep D`).
 const QUICK_DELAY_S: f64 = 2.0;
-/// "drainit is not slower than preStop sleep D": allowed scheduling noise.
-const TERMINATION_TOLERANCE_S: f64 = 0.25;
+/// "drainit is not slower than preStop sleep D", give or take scheduling noise
+/// on a loaded machine; a restarted delay (+2 s) or a 1 s polling step fails it.
+const TERMINATION_TOLERANCE_S: f64 = 0.4;
 
 fn find_tool(name: &str, extra: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
