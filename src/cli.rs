@@ -44,7 +44,6 @@ pub struct Cli {
     #[arg(
         value_name = "COMMAND",
         trailing_var_arg = true,
-        allow_hyphen_values = true,
         num_args = 0..
     )]
     pub command: Vec<OsString>,
@@ -318,6 +317,16 @@ mod tests {
         assert_eq!(cli.command, ["sh", "-c", "exit 3", "--version"]);
         assert_eq!(cli.settings.propagation_delay, Duration::ZERO);
         assert!(cli.mode.is_none());
+    }
+
+    #[test]
+    fn an_unknown_flag_before_the_command_is_refused() {
+        let error = parse(&["--bogus-flag", "true"]).expect_err("unknown flag");
+        assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert!(error.to_string().contains("--bogus-flag"), "{error}");
+        // After the command, flags belong to the command.
+        let cli = parse(&["true", "--bogus-flag"]).expect("parses");
+        assert_eq!(cli.command, ["true", "--bogus-flag"]);
     }
 
     #[test]
