@@ -496,3 +496,48 @@ fn budget_that_does_not_fit_warns_or_fails_with_strict() {
     );
     assert_eq!(lenient.stdout(), "ran\n");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_on_stderr() {
+    let dir = scratch("json-logs");
+    let args = [
+        "--log-format",
+        "json",
+        "--admin-listen",
+        "off",
+        "--propagation-delay",
+        "0s",
+        "sh",
+        "-c",
+        "echo out; exit 4",
+    ];
+    let mut proc = Proc::drainit(&dir, &args, &[]);
+    assert_eq!(
+        proc.wait(Duration::from_secs(10)).code(),
+        Some(4),
+        "{}",
+        proc.report()
+    );
+    assert_eq!(proc.stdout(), "out\n", "drainit must not write to stdout");
+    let lines: Vec<serde_json::Value> = proc
+        .stderr()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}")))
+        .collect();
+    assert!(lines.len() >= 2, "{}", proc.report());
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["timestamp"].is_string()),
+        "{lines:?}"
+    );
+    let exited = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("app exited"))
+        })
+        .unwrap_or_else(|| panic!("no 'app exited' line: {lines:?}"));
+    assert_eq!(exited["message"], "app exited code=4");
+}
