@@ -1,0 +1,378 @@
+//! Issue 2, behaviours 3 and 4, through the real binary: every catchable
+//! signal drainit receives reaches the app (or its process group),
+//! `--rewrite` changes or drops it, SIGTERM waits for the propagation
+//! delay, and the app starts with the signal state drainit was given.
+//!
+//! The app is `examples/signal_recorder.rs`, which appends one line per
+//! signal (number and CLOCK_MONOTONIC time) from its handler. Signals are
+//! sent one at a time, each awaited in the record, so the records must
+//! equal the sent list exactly. A "nothing else arrived" check uses a
+//! barrier: Linux delivers pending signals lowest number first and the
+//! recorder blocks all signals while it handles one, so once a later-sent
+//! SIGRTMAX is recorded, any earlier signal still pending would have been
+//! recorded before it.
+
+mod common;
+mod pid1_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{kill, scratch, wait_for, Proc};
+use pid1_support::{
+    arg, code, drainit_under_unshare, fixture, host_pid, monotonic_ns, name, names, read_pid,
+    records, signals, SOON,
+};
+
+/// The signals of the issue's list that are forwarded at once, and one real-time signal.
+fn forwarded() -> Vec<i32> {
+    vec![
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGWINCH,
+        libc::SIGCONT,
+        libc::SIGALRM,
+        libc::SIGRTMIN() + 1,
+    ]
+}
+
+/// drainit (as PID 1 when `pid1`) in front of a signal recorder named
+/// `child`, with `recorder` options appended; returns it with drainit's
+/// host pid once the recorder(s) are ready.
+fn start(dir: &Path, pid1: bool, flags: &[&str], recorder: &[&str]) -> (Proc, i32) {
+    let fixture = arg(&fixture("signal_recorder"));
+    let dir_arg = arg(dir);
+    let mut args = vec!["--admin-listen", "off"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--", &fixture, &dir_arg, "child"]);
+    args.extend_from_slice(recorder);
+    let proc = if pid1 {
+        Proc::pid1(dir, &args, &[])
+    } else {
+        Proc::drainit(dir, &args, &[])
+    };
+    let mut ready = vec![dir.join("child.ready")];
+    if recorder.contains(&"--grandchild") {
+        ready.push(dir.join("grandchild.ready"));
+    }
+    assert!(
+        wait_for(SOON, || ready.iter().all(|r| r.exists())),
+        "the recorder did not get ready\n{}",
+        proc.report()
+    );
+    let drainit = if pid1 {
+        drainit_under_unshare(proc.pid())
+    } else {
+        proc.pid()
+    };
+    (proc, drainit)
+}
+
+/// Waits until `who` has recorded at least `count` signals.
+fn await_records(proc: &Proc, dir: &Path, who: &str, count: usize, what: &str) {
+    assert!(
+        wait_for(SOON, || records(dir, who).len() >= count),
+        "{who} did not receive {what}; it has {:?}\n{}",
+        names(&signals(dir, who)),
+        proc.report()
+    );
+}
+
+/// Sends SIGTERM (forwarded at once with `--propagation-delay 0s`) and
+/// checks drainit ends with the recorder's exit code 0.
+fn finish(mut proc: Proc, drainit: i32) {
+    assert!(kill(drainit, libc::SIGTERM));
+    let status = proc.wait(SOON);
+    assert_eq!(code(status), 0, "{}", proc.report());
+}
+
+/// Every signal of [`forwarded`], sent to drainit, reaches the app; with
+/// `--signal-target group` also a grandchild in its process group, with
+/// `child` not the grandchild.
+fn forwards_each_signal(test: &str, pid1: bool, target: &str) {
+    let dir = scratch(test);
+    let (proc, drainit) = start(
+        &dir,
+        pid1,
+        &["--propagation-delay", "0s", "--signal-target", target],
+        &["--grandchild", "grandchild"],
+    );
+    let sent = forwarded();
+    for (i, sig) in sent.iter().enumerate() {
+        assert!(kill(drainit, *sig), "kill {} failed", name(*sig));
+        await_records(&proc, &dir, "child", i + 1, &name(*sig));
+        if target == "group" {
+            await_records(&proc, &dir, "grandchild", i + 1, &name(*sig));
+        }
+    }
+    assert_eq!(
+        names(&signals(&dir, "child")),
+        names(&sent),
+        "the app must get each signal once, in order\n{}",
+        proc.report()
+    );
+    if target == "group" {
+        assert_eq!(
+            names(&signals(&dir, "grandchild")),
+            names(&sent),
+            "with --signal-target group the grandchild gets each signal too\n{}",
+            proc.report()
+        );
+    } else {
+        let nspid = read_pid(&dir.join("grandchild.pid"));
+        let grandchild = if pid1 {
+            host_pid(drainit, nspid).expect("the grandchild is in drainit's namespace")
+        } else {
+            nspid
+        };
+        assert!(kill(grandchild, libc::SIGRTMAX()));
+        await_records(&proc, &dir, "grandchild", 1, "the SIGRTMAX barrier");
+        assert_eq!(
+            names(&signals(&dir, "grandchild")),
+            names(&[libc::SIGRTMAX()]),
+            "with --signal-target child the grandchild must get nothing\n{}",
+            proc.report()
+        );
+    }
+    finish(proc, drainit);
+}
+
+#[test]
+fn forwards_every_signal_to_the_child() {
+    forwards_each_signal("fwd-child", false, "child");
+}
+
+#[test]
+fn forwards_every_signal_to_the_child_as_pid1() {
+    forwards_each_signal("fwd-child-pid1", true, "child");
+}
+
+#[test]
+fn forwards_every_signal_to_the_group() {
+    forwards_each_signal("fwd-group", false, "group");
+}
+
+#[test]
+fn forwards_every_signal_to_the_group_as_pid1() {
+    forwards_each_signal("fwd-group-pid1", true, "group");
+}
+
+#[test]
+fn rewrite_delivers_the_new_signal_only() {
+    let dir = scratch("rewrite-usr2");
+    let (proc, drainit) = start(
+        &dir,
+        false,
+        &["--propagation-delay", "0s", "--rewrite", "USR1:USR2"],
+        &[],
+    );
+    assert!(kill(drainit, libc::SIGUSR1));
+    await_records(&proc, &dir, "child", 1, "the rewritten SIGUSR1");
+    // Barrier: anything sent along with SIGUSR2 is delivered before SIGRTMAX.
+    assert!(kill(drainit, libc::SIGRTMAX()));
+    await_records(&proc, &dir, "child", 2, "SIGRTMAX");
+    assert_eq!(
+        names(&signals(&dir, "child")),
+        names(&[libc::SIGUSR2, libc::SIGRTMAX()]),
+        "--rewrite USR1:USR2 must deliver SIGUSR2 instead of SIGUSR1\n{}",
+        proc.report()
+    );
+    finish(proc, drainit);
+}
+
+#[test]
+fn rewrite_to_zero_drops_the_signal() {
+    let dir = scratch("rewrite-drop");
+    let (proc, drainit) = start(
+        &dir,
+        false,
+        &["-v", "--propagation-delay", "0s", "--rewrite", "USR1:0"],
+        &[],
+    );
+    assert!(kill(drainit, libc::SIGUSR1));
+    // drainit's debug log says when it has handled (and dropped) it.
+    assert!(
+        proc.wait_stderr("dropped SIGUSR1", SOON),
+        "drainit did not log dropping SIGUSR1\n{}",
+        proc.report()
+    );
+    assert!(kill(drainit, libc::SIGRTMAX()));
+    await_records(&proc, &dir, "child", 1, "SIGRTMAX");
+    assert_eq!(
+        names(&signals(&dir, "child")),
+        names(&[libc::SIGRTMAX()]),
+        "--rewrite USR1:0 must drop SIGUSR1\n{}",
+        proc.report()
+    );
+    finish(proc, drainit);
+}
+
+#[test]
+fn rewrite_term_to_quit_changes_the_stop_signal() {
+    let dir = scratch("rewrite-term");
+    let quit = libc::SIGQUIT.to_string();
+    let (mut proc, drainit) = start(
+        &dir,
+        false,
+        &["--propagation-delay", "0s", "--rewrite", "TERM:QUIT"],
+        &["--exit-on", &quit, "--exit-code", "4"],
+    );
+    assert!(kill(drainit, libc::SIGTERM));
+    let status = proc.wait(SOON);
+    assert_eq!(
+        names(&signals(&dir, "child")),
+        names(&[libc::SIGQUIT]),
+        "{}",
+        proc.report()
+    );
+    assert_eq!(code(status), 4, "{}", proc.report());
+}
+
+/// Sends SIGTERM with `flags`; returns how long after the send the app got it.
+fn term_arrives_after(test: &str, flags: &[&str]) -> Duration {
+    let dir = scratch(test);
+    let (mut proc, drainit) = start(&dir, false, flags, &[]);
+    let sent = monotonic_ns();
+    assert!(kill(drainit, libc::SIGTERM));
+    let status = proc.wait(SOON);
+    let got = records(&dir, "child");
+    assert_eq!(
+        names(&got.iter().map(|(s, _)| *s).collect::<Vec<_>>()),
+        names(&[libc::SIGTERM]),
+        "{}",
+        proc.report()
+    );
+    assert_eq!(code(status), 0, "{}", proc.report());
+    Duration::from_nanos(got[0].1.saturating_sub(sent))
+}
+
+#[test]
+fn sigterm_with_zero_delay_is_forwarded_at_once() {
+    let after = term_arrives_after("term-now", &["--propagation-delay", "0s"]);
+    // The default delay is 5 s: arriving well before it means no delay applied.
+    assert!(
+        after < Duration::from_secs(4),
+        "SIGTERM took {after:?} to arrive"
+    );
+}
+
+#[test]
+fn sigterm_waits_for_the_propagation_delay() {
+    let after = term_arrives_after("term-delay", &["--propagation-delay", "2s"]);
+    assert!(
+        after >= Duration::from_secs(2),
+        "SIGTERM reached the app {after:?} after it was sent, before the 2 s delay"
+    );
+}
+
+/// Reads `SigIgn` and `SigBlk` (hex masks) from one /proc/PID/status text.
+fn masks(status: &str) -> (u64, u64) {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+    };
+    (field("SigIgn:"), field("SigBlk:"))
+}
+
+/// The soft "Max open files" limit in a /proc/PID/limits text.
+fn nofile(limits: &str) -> String {
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no Max open files in {limits}"))
+}
+
+fn bit(sig: i32) -> u64 {
+    1 << (sig - 1)
+}
+
+/// Starts drainit with SIGUSR1 ignored, SIGUSR2 blocked and a lower soft
+/// file limit, then execs drainit with `cat` of its own status and limits
+/// and of drainit's status (same pid as the wrapper).
+const WRAPPER: &str = r#"
+import os, resource, signal, sys
+signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(777, hard), hard))
+with open(sys.argv[1], "w") as out:
+    out.write(open("/proc/self/status").read())
+    out.write("=====\n")
+    out.write(open("/proc/self/limits").read())
+argv = [a.replace("{PID}", str(os.getpid())) for a in sys.argv[2:]]
+os.execv(argv[0], argv)
+"#;
+
+#[test]
+fn the_child_gets_the_signal_state_drainit_inherited() {
+    let dir = scratch("inherited");
+    std::fs::write(dir.join("wrapper.py"), WRAPPER).expect("write wrapper");
+    let before = arg(&dir.join("before"));
+    let mut proc = Proc::start(
+        &dir,
+        "python3",
+        &[
+            "wrapper.py",
+            &before,
+            common::drainit(),
+            "--admin-listen",
+            "off",
+            "--",
+            "cat",
+            "/proc/self/status",
+            "/proc/self/limits",
+            "/proc/{PID}/status",
+        ],
+        &[],
+    );
+    let status = proc.wait(SOON);
+    assert_eq!(code(status), 0, "{}", proc.report());
+    let wrapper = std::fs::read_to_string(&before).expect("wrapper wrote its state");
+    let (wrapper_status, wrapper_limits) = wrapper.split_once("=====\n").expect("two parts");
+    let (wrapper_ign, wrapper_blk) = masks(wrapper_status);
+    assert!(
+        wrapper_ign & bit(libc::SIGUSR1) != 0 && wrapper_blk & bit(libc::SIGUSR2) != 0,
+        "the wrapper did not set up the state: {wrapper_status}"
+    );
+
+    // cat's status, cat's limits, then drainit's status (Name: drainit).
+    let out = proc.stdout();
+    let (child, drainit) = out
+        .split_once("Name:\tdrainit")
+        .unwrap_or_else(|| panic!("no status of drainit in the output\n{}", proc.report()));
+    let (child_ign, child_blk) = masks(child);
+    let (drainit_ign, drainit_blk) = masks(drainit);
+    // drainit itself changed its state (unblocked everything, ignores
+    // SIGTTOU), so what the child has was restored, not just left over.
+    assert_eq!(
+        drainit_blk & bit(libc::SIGUSR2),
+        0,
+        "drainit itself should unblock signals"
+    );
+    assert_ne!(
+        drainit_ign & bit(libc::SIGTTOU),
+        0,
+        "drainit itself should ignore SIGTTOU"
+    );
+    assert_eq!(
+        (child_ign, child_blk),
+        (wrapper_ign, wrapper_blk),
+        "the child's SigIgn/SigBlk must be those drainit was started with\n{}",
+        proc.report()
+    );
+    assert_eq!(
+        nofile(child),
+        nofile(wrapper_limits),
+        "the child's soft RLIMIT_NOFILE must be the one drainit was started with"
+    );
+}
