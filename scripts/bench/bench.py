@@ -674,9 +674,9 @@ def render(ctx: Ctx, command: str, started: datetime.datetime, load_end: list[st
     out.append(f"Command: `{command}`")
     out.append("")
     out.append(f"Machine: {mf['nproc']} CPUs (`nproc`), {mf['cpu']}, {mf['memory']} RAM, "
-               f"Linux {mf['kernel']}; before the run the CPUs were {ctx.args.busy_start:.0f}% busy "
-               f"(load average {' '.join(ctx.args.load_start)}), at the end {ctx.args.busy_end:.0f}% "
-               f"(load average {' '.join(load_end)}).")
+               f"Linux {mf['kernel']}; the CPUs were {ctx.args.busy_start:.0f}% busy with other work just before "
+               f"the run and {ctx.args.busy_end:.0f}% just after it (/proc/stat over 2 s; the load average "
+               "is no guide here: the orphan benchmark itself lifts it into the hundreds).")
     out.append("")
     out.append("Binaries: " + "; ".join(
         f"{it.name} {it.version} (`{it.path}`, {r['size'][it.name]['kind'] if 'size' in r else ''})" for it in ctx.inits) + ".")
@@ -728,19 +728,25 @@ def render(ctx: Ctx, command: str, started: datetime.datetime, load_end: list[st
                      "the time runs from that exit until the namespace's /proc lists nothing but PID 1 and the "
                      "child (every orphan reaped). The reference column is a C init doing nothing but a blocking "
                      f"`wait()` loop: most of the time is the kernel tearing down {ctx.args.orphans} processes "
-                     f"on {os.cpu_count()} CPUs.")
+                     f"on {os.cpu_count()} CPUs. The runs spread widely; fastest run of each: "
+                     + ", ".join(f"{n} {min(v) / 1e6:.0f} ms" for n, v in r["reap"].items() if v) + ".")
     if notes:
         out.append("Notes:")
         out.append("")
         out += [f"- {n}" for n in notes]
         out.append("")
     details = []
-    raw = json.dumps(r, indent=1, sort_keys=True)
     out = details
-    out.append("<details><summary>Raw figures (ns, kB, counts per run)</summary>")
+    out.append("<details><summary>Per-run figures (start-to-exec: p10/p50/p90 of all starts, ns; "
+               "all of them are in bench-out/results.json)</summary>")
     out.append("")
-    out.append("```json")
-    out.append(raw)
+    out.append("```")
+    for bench, per in r.items():
+        for name, val in per.items():
+            if bench == "start":
+                v = sorted(val)
+                val = {"p10": _pct(v, 0.1), "p50": _pct(v, 0.5), "p90": _pct(v, 0.9)}
+            out.append(f"{bench}.{name}: {json.dumps(val, sort_keys=True)}")
     out.append("```")
     out.append("")
     out.append("</details>")
