@@ -67,18 +67,32 @@ fn read_pid_file(path: &Path) -> Option<i32> {
     text.trim().parse::<i32>().ok().filter(|pid| *pid > 0)
 }
 
+/// The oldest process named `name`: with several (nginx's master and its
+/// workers share a name) the one started first is the one to signal.
 fn find_process(name: &str) -> Option<i32> {
     let me = std::process::id();
     std::fs::read_dir("/proc")
         .ok()?
         .flatten()
-        .find_map(|entry| {
+        .filter_map(|entry| {
             let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
             let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-            (pid != me && comm.trim_end() == name)
-                .then(|| i32::try_from(pid).ok())
-                .flatten()
+            if pid == me || comm.trim_end() != name {
+                return None;
+            }
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            Some((start_time(&stat)?, i32::try_from(pid).ok()?))
         })
+        .min()
+        .map(|(_, pid)| pid)
+}
+
+/// Field 22 of `/proc/PID/stat`, the start time in clock ticks after boot.
+/// The command name (field 2) may hold spaces and parentheses, so count
+/// from the last `)`.
+fn start_time(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The sidecar's hands: a re-check of the app at drain start, and signals
@@ -170,4 +184,28 @@ pub async fn run(settings: Settings, args: SidecarArgs) -> Result<u8, Error> {
     }
     info!("sidecar exits");
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_counts_from_the_last_parenthesis() {
+        let stat =
+            "42 (a (weird) name) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1234 56";
+        assert_eq!(start_time(stat), Some(987654));
+        assert_eq!(start_time("garbage"), None);
+    }
+
+    #[test]
+    fn finds_this_test_process_by_name_but_never_itself_as_drainit() {
+        let comm = std::fs::read_to_string("/proc/self/comm").expect("comm");
+        // The search skips its own pid, so a unique name finds nothing.
+        assert_eq!(
+            find_process(comm.trim_end()).filter(|p| *p == std::process::id() as i32),
+            None
+        );
+        assert_eq!(find_process("no-such-process-name"), None);
+    }
 }

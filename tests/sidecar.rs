@@ -297,3 +297,55 @@ fn sidecar_requires_a_ready_check() {
     assert_eq!(proc.wait(Duration::from_secs(10)).code(), Some(2));
     assert!(proc.stderr().contains("--ready-check"), "{}", proc.report());
 }
+
+#[test]
+fn app_process_name_finds_the_oldest_of_that_name() {
+    let dir = scratch("sidecar-app-process");
+    let (_listener, port) = start_app(&dir);
+    // Two processes with a unique name: the older one is the "master".
+    let name = format!("drn{}", std::process::id() % 100_000);
+    let program = dir.join(&name);
+    std::fs::copy("/bin/sleep", &program).expect("copy sleep");
+    let program = program.to_string_lossy().into_owned();
+    let mut master = Proc::start(&dir, &program, &["300"], &[]);
+    assert!(common::wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{}/comm", master.pid()))
+            .is_ok_and(|c| c.trim_end() == name)
+    }));
+    thread::sleep(Duration::from_millis(20));
+    let mut worker = Proc::start(&dir, &program, &["300"], &[]);
+    let sidecar_dir = scratch("sidecar-app-process-s");
+    let (mut sidecar, admin) = start_sidecar_with(
+        &sidecar_dir,
+        port,
+        &["--propagation-delay", "1s", "--grace-period", "10s"],
+        &["--app-process", &name],
+    );
+    assert!(
+        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
+        "{}",
+        sidecar.report()
+    );
+    let started = Instant::now();
+    sidecar.signal(libc::SIGTERM);
+    let status = master.wait(Duration::from_secs(10));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "stopped before the delay"
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGTERM)
+    );
+    assert!(
+        worker.running(),
+        "only the oldest process of that name gets the stop signal"
+    );
+    assert!(
+        sidecar
+            .stderr()
+            .contains(&format!("sent SIGTERM to pid {}", master.pid())),
+        "{}",
+        sidecar.report()
+    );
+}
