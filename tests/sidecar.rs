@@ -315,7 +315,7 @@ fn app_process_name_finds_the_oldest_of_that_name() {
     thread::sleep(Duration::from_millis(20));
     let mut worker = Proc::start(&dir, &program, &["300"], &[]);
     let sidecar_dir = scratch("sidecar-app-process-s");
-    let (mut sidecar, admin) = start_sidecar_with(
+    let (sidecar, admin) = start_sidecar_with(
         &sidecar_dir,
         port,
         &["--propagation-delay", "1s", "--grace-period", "10s"],
