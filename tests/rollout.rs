@@ -1,5 +1,8 @@
 //! Issue 4: a rolling update behind a real HAProxy loses no request with
-//! drainit, and visibly loses requests without it.
+//! drainit, and visibly loses requests without it. Issue 5: the same holds
+//! with drainit as a classic sidecar container (setup 7: the app container's
+//! preStop httpGet calls the sidecar's /prestop; the kubelet stops both
+//! containers in parallel).
 //!
 //! Runs `tests/rollout/rig.py --quick` (Python 3 standard library; needs
 //! root for PID namespaces, `haproxy`, `tini`, util-linux `unshare` and
@@ -144,7 +147,7 @@ fn rolling_update_behind_haproxy_loses_no_request_with_drainit() {
     );
 
     let results = parse_results(&stdout);
-    for id in ["1", "2", "3", "4", "5", "6a", "6b"] {
+    for id in ["1", "2", "3", "4", "5", "6a", "6b", "7"] {
         assert!(
             results.contains_key(id),
             "no RESULT for setup {id} in:\n{stdout}"
@@ -153,8 +156,9 @@ fn rolling_update_behind_haproxy_loses_no_request_with_drainit() {
 
     // drainit setups: zero failures out of a meaningful amount of traffic,
     // part of which the deleted pods answered while being drained.
+    let drainit_setups = ["4", "5", "6b", "7"];
     let mut drainit_requests = 0.0;
-    for id in ["4", "5", "6b"] {
+    for id in drainit_setups {
         let r = &results[id];
         assert_eq!(
             num(r, "drainit"),
@@ -188,8 +192,23 @@ fn rolling_update_behind_haproxy_loses_no_request_with_drainit() {
         drainit_requests += requests;
     }
     assert!(
-        drainit_requests >= 1500.0,
+        drainit_requests >= 500.0 * drainit_setups.len() as f64,
         "only {drainit_requests} requests across the drainit setups"
+    );
+
+    // The sidecar setup really ran two containers per pod, and each sidecar
+    // exited 0 on its own (none was SIGKILLed at the grace period; one that
+    // waited for its own deadline fails the termination check below).
+    let sidecar = &results["7"];
+    assert_eq!(
+        num(sidecar, "sidecar"),
+        1.0,
+        "setup 7 should be the sidecar setup: {sidecar:?}"
+    );
+    assert_eq!(
+        num(sidecar, "sidecar_exit_nonzero"),
+        0.0,
+        "setup 7: a drainit sidecar did not exit 0: {sidecar:?}"
     );
 
     // The baselines fail visibly, so the rig really exercises the problem.
@@ -201,9 +220,10 @@ fn rolling_update_behind_haproxy_loses_no_request_with_drainit() {
         );
     }
 
-    // drainit with delay D terminates no slower than `preStop: sleep D`.
+    // drainit with delay D terminates no slower than `preStop: sleep D`; for
+    // the sidecar setup, until both containers of the pod have exited.
     let sleep_d = num(&results["3"], "term_mean");
-    for id in ["4", "5"] {
+    for id in ["4", "5", "7"] {
         let t = num(&results[id], "term_mean");
         assert!(
             t <= sleep_d + TERMINATION_TOLERANCE_S,

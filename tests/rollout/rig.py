@@ -126,10 +126,13 @@ class Setup:
     slow: bool = False
     ready_check: bool = False  # drainit --ready-check on the app's /healthz
     drainit_setup: bool = False
+    # A second container in the pod: `drainit sidecar` as its PID 1 (same
+    # loopback, its own PID namespace). `init` is then the app container's
+    # PID 1, "admin" (probe, lb_check, the preStop httpGet) the sidecar.
+    sidecar: bool = False
 
 
-# Data-driven so that a sidecar setup (drainit sidecar, a later issue) is one
-# more entry plus an `init` kind.
+# Data-driven: a setup is one entry (plus an `init` kind or a flag).
 SETUPS = [
     Setup("1", "bare app as PID 1, no preStop", "none", None, "app", "app"),
     Setup("2", "tini, no preStop", "tini", None, "app", "app"),
@@ -142,6 +145,11 @@ SETUPS = [
           None, None, slow=True),
     Setup("6b", "slow start: drainit --ready-check", "drainit", None, "admin", None,
           slow=True, ready_check=True, drainit_setup=True),
+    # Classic sidecar: the app container (tini + app, unchanged image) has a
+    # preStop httpGet to the sidecar's /prestop; the sidecar container runs
+    # `drainit sidecar` and gets its own SIGTERM at deletion.
+    Setup("7", "drainit sidecar (classic) + app preStop httpGet /prestop", "tini", "http",
+          "admin", "admin", ready_check=True, drainit_setup=True, sidecar=True),
 ]
 
 
@@ -406,52 +414,26 @@ def tail(path: Path, n: int = 15) -> str:
 APP_LOG = re.compile(r"app\[(?P<name>[^\]]+)\] pid=\d+ t=(?P<t>[0-9.]+) (?P<msg>.*)")
 
 
-class Pod:
-    def __init__(self, rig: "Rig", setup: Setup, name: str) -> None:
-        self.rig = rig
-        self.setup = setup
-        self.name = name
-        self.app_port = free_port()
-        self.admin_port = free_port()
-        self.log_path = rig.setup_dir / f"{name}.log"
+class Container:
+    """One container of a pod: its PID 1 in its own PID namespace
+    (`unshare --pid --fork`), the pod's loopback shared with the others."""
+
+    def __init__(self, pod_name: str, role: str, log_path: Path) -> None:
+        self.pod_name = pod_name
+        self.role = role  # "app" | "sidecar"
+        self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self.pid1: int | None = None
-        self.t_start = self.t_ready = self.t_registered = None
-        self.t_deleted = self.t_deregistered = self.t_sigterm = self.t_exit = None
+        self.t_sigterm = self.t_exit = None
         self.prestop_result = None
         self.killed = False
-        self.del_server_ok = None
 
-    def argv(self) -> list[str]:
-        cfg = self.rig.cfg
-        app = [sys.executable, str(APP), "--port", str(self.app_port), "--name", self.name]
-        if self.setup.slow:
-            app += ["--slow-start", str(cfg.slow_start)]
-        if self.setup.init == "none":
-            entry = app
-        elif self.setup.init == "tini":
-            entry = [self.rig.tini, "--"] + app
-        elif self.setup.init == "drainit":
-            entry = [
-                self.rig.drainit,
-                "--propagation-delay", fmt_dur(cfg.delay),
-                "--grace-period", fmt_dur(cfg.grace),
-                "--admin-listen", f"{HOST}:{self.admin_port}",
-            ]
-            if self.setup.ready_check:
-                entry += ["--ready-check", f"http://{HOST}:{self.app_port}/healthz",
-                          "--ready-check-interval", "200ms"]
-            entry += ["--"] + app
-        else:
-            raise RigError(f"unknown init {self.setup.init}")
-        return ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"] + entry
-
-    def start(self, deadline: float) -> None:
+    def start(self, argv: list[str], deadline: float) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRAINIT_")}
         env["PYTHONUNBUFFERED"] = "1"
-        self.t_start = time.time()
-        self.proc = PROCS.spawn(self.argv(), self.log_path, env=env)
-        # `unshare --fork` is the parent; the pod's PID 1 is its child.
+        argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"] + argv
+        self.proc = PROCS.spawn(argv, self.log_path, env=env)
+        # `unshare --fork` is the parent; the container's PID 1 is its child.
         while True:
             kids = []
             for f in glob.glob(f"/proc/{self.proc.pid}/task/*/children"):
@@ -463,14 +445,125 @@ class Pod:
                 self.pid1 = kids[0]
                 return
             if self.proc.poll() is not None:
-                raise RigError(f"pod {self.name} exited at start (rc {self.proc.returncode}):\n"
-                               + tail(self.log_path))
+                raise RigError(f"pod {self.pod_name} ({self.role}) exited at start "
+                               f"(rc {self.proc.returncode}):\n" + tail(self.log_path))
             if time.monotonic() > deadline:
-                raise RigError(f"pod {self.name}: no PID 1 found under unshare")
+                raise RigError(f"pod {self.pod_name} ({self.role}): no PID 1 found under unshare")
             time.sleep(0.01)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def exit_code(self) -> int | None:
+        """PID 1's exit code as `unshare` passes it on (None while running)."""
+        return None if self.proc is None else self.proc.poll()
+
+    def signal_pid1(self, sig: int) -> None:
+        try:
+            os.kill(self.pid1, sig)
+        except ProcessLookupError:
+            pass
+
+    def wait_exit(self, until: float) -> bool:
+        """Wait for the container (its PID 1, hence unshare) to exit, up to
+        a wall-clock time. Records the exit time."""
+        while True:
+            if self.proc.poll() is not None:
+                if self.t_exit is None:
+                    self.t_exit = time.time()
+                return True
+            if time.time() >= until:
+                return False
+            time.sleep(0.005)
+
+    def kill(self) -> None:
+        if self.alive():
+            kill_group(self.proc.pid)
+            self.proc.wait()
+
+
+class Pod:
+    """The app container and, in the sidecar setup, a drainit sidecar container."""
+
+    def __init__(self, rig: "Rig", setup: Setup, name: str) -> None:
+        self.rig = rig
+        self.setup = setup
+        self.name = name
+        self.app_port = free_port()
+        self.admin_port = free_port()
+        self.app = Container(name, "app", rig.setup_dir / f"{name}.log")
+        self.sidecar = (Container(name, "sidecar", rig.setup_dir / f"{name}-sidecar.log")
+                        if setup.sidecar else None)
+        self.containers = [self.app] + ([self.sidecar] if self.sidecar else [])
+        self.t_start = self.t_ready = self.t_registered = None
+        self.t_deleted = self.t_deregistered = None
+        self.del_server_ok = None
+
+    # The app container's figures, as before there were sidecars.
+    @property
+    def log_path(self) -> Path:
+        return self.app.log_path
+
+    @property
+    def t_sigterm(self) -> float | None:
+        return self.app.t_sigterm
+
+    @property
+    def prestop_result(self) -> str | None:
+        return self.app.prestop_result
+
+    @property
+    def t_exit(self) -> float | None:
+        """The pod is gone when its last container has exited."""
+        ts = [c.t_exit for c in self.containers]
+        return None if None in ts else max(ts)
+
+    @property
+    def killed(self) -> bool:
+        return any(c.killed for c in self.containers)
+
+    def app_argv(self) -> list[str]:
+        cfg = self.rig.cfg
+        app = [sys.executable, str(APP), "--port", str(self.app_port), "--name", self.name]
+        if self.setup.slow:
+            app += ["--slow-start", str(cfg.slow_start)]
+        if self.setup.init == "none":
+            return app
+        if self.setup.init == "tini":
+            return [self.rig.tini, "--"] + app
+        if self.setup.init == "drainit":
+            return self.drainit_argv() + ["--"] + app
+        raise RigError(f"unknown init {self.setup.init}")
+
+    def drainit_argv(self) -> list[str]:
+        cfg = self.rig.cfg
+        argv = [
+            self.rig.drainit,
+            "--propagation-delay", fmt_dur(cfg.delay),
+            "--grace-period", fmt_dur(cfg.grace),
+            "--admin-listen", f"{HOST}:{self.admin_port}",
+        ]
+        if self.setup.ready_check:
+            argv += ["--ready-check", f"http://{HOST}:{self.app_port}/healthz",
+                     "--ready-check-interval", "200ms"]
+        return argv
+
+    def start(self, deadline: float) -> None:
+        self.t_start = time.time()
+        self.app.start(self.app_argv(), deadline)
+        if self.sidecar:
+            self.sidecar.start(self.drainit_argv() + ["sidecar"], deadline)
+
+    def alive(self) -> bool:
+        """Every container still runs (a classic pod has no restarts here)."""
+        return all(c.alive() for c in self.containers)
+
+    def tail_logs(self) -> str:
+        return "\n".join(f"--- {c.role} container ---\n{tail(c.log_path)}" if self.sidecar
+                         else tail(c.log_path) for c in self.containers)
+
+    def died(self) -> str:
+        return ", ".join(f"{c.role} rc {c.exit_code()}" for c in self.containers if not c.alive())
 
     def probe_port_path(self) -> tuple[int, str] | None:
         if self.setup.probe == "app":
@@ -488,42 +581,29 @@ class Pod:
             return
         while True:
             if not self.alive():
-                raise RigError(f"pod {self.name} died before Ready (rc {self.proc.returncode}):\n"
-                               + tail(self.log_path))
+                raise RigError(f"pod {self.name} died before Ready ({self.died()}):\n"
+                               + self.tail_logs())
             code = http_get(target[0], target[1], timeout=1.0)
             if code is not None and 200 <= code < 400:
                 self.t_ready = time.time()
                 return
             if time.monotonic() > deadline:
                 raise RigError(f"pod {self.name} never became Ready (last probe: {code}):\n"
-                               + tail(self.log_path))
+                               + self.tail_logs())
             time.sleep(self.rig.cfg.probe_period)
 
     def wait_serving(self, deadline: float) -> None:
         while http_get(self.app_port, "/healthz", timeout=1.0) != 200:
             if not self.alive():
-                raise RigError(f"pod {self.name} died at start:\n" + tail(self.log_path))
+                raise RigError(f"pod {self.name} died at start ({self.died()}):\n"
+                               + self.tail_logs())
             if time.monotonic() > deadline:
-                raise RigError(f"pod {self.name}: app never answered /healthz:\n" + tail(self.log_path))
+                raise RigError(f"pod {self.name}: app never answered /healthz:\n" + self.tail_logs())
             time.sleep(0.05)
 
-    def signal_pid1(self, sig: int) -> None:
-        try:
-            os.kill(self.pid1, sig)
-        except ProcessLookupError:
-            pass
-
-    def wait_exit(self, until: float) -> bool:
-        """Wait for the pod (its PID 1, hence unshare) to exit, up to a
-        wall-clock time. Records the exit time."""
-        while True:
-            if self.proc.poll() is not None:
-                if self.t_exit is None:
-                    self.t_exit = time.time()
-                return True
-            if time.time() >= until:
-                return False
-            time.sleep(0.005)
+    def kill(self) -> None:
+        for c in self.containers:
+            c.kill()
 
     def app_events(self) -> list[tuple[float, str]]:
         out = []
@@ -708,9 +788,7 @@ class Rig:
                 load.stop_ev.set()
             hap.stop()
             for p in pods:
-                if p.alive():
-                    kill_group(p.proc.pid)
-                    p.proc.wait()
+                p.kill()
             PROCS.cleanup()
         return self.summarize(setup, load, old, new)
 
@@ -726,16 +804,19 @@ class Rig:
             time.sleep(0.05)
 
     def delete_pod(self, hap: HAProxy, pod: Pod, errors: list[str]) -> list[threading.Thread]:
-        """Pod deletion: two chains start at the same moment."""
+        """Pod deletion: two chains start at the same moment. The kubelet
+        stops every container of the pod in parallel (a classic sidecar is
+        just another container): each one's preStop hook, then its SIGTERM."""
         pod.t_deleted = time.time()
         log(f"  delete {pod.name}")
-        ep = threading.Thread(target=self.endpoint_removal, args=(hap, pod, errors),
-                              name=f"ep-del-{pod.name}", daemon=True)
-        kl = threading.Thread(target=self.kubelet_stop, args=(pod, errors),
-                              name=f"kubelet-{pod.name}", daemon=True)
-        ep.start()
-        kl.start()
-        return [ep, kl]
+        threads = [threading.Thread(target=self.endpoint_removal, args=(hap, pod, errors),
+                                    name=f"ep-del-{pod.name}", daemon=True)]
+        for c in pod.containers:
+            threads.append(threading.Thread(target=self.kubelet_stop, args=(pod, c, errors),
+                                            name=f"kubelet-{pod.name}-{c.role}", daemon=True))
+        for th in threads:
+            th.start()
+        return threads
 
     def endpoint_removal(self, hap: HAProxy, pod: Pod, errors: list[str]) -> None:
         try:
@@ -746,38 +827,43 @@ class Rig:
         except Exception as e:
             errors.append(f"deregistering {pod.name}: {e}")
 
-    def kubelet_stop(self, pod: Pod, errors: list[str]) -> None:
+    def kubelet_stop(self, pod: Pod, c: Container, errors: list[str]) -> None:
+        """The kubelet's stop of one container. The setup's preStop hook
+        belongs to the app container (its httpGet targets the admin port:
+        drainit in the same container, or the sidecar's); the sidecar
+        container has none and gets SIGTERM at once."""
         cfg = self.cfg
         try:
             grace_end = pod.t_deleted + cfg.grace
-            if pod.setup.prestop == "http":
+            prestop = pod.setup.prestop if c.role == "app" else None
+            if prestop == "http":
                 conn = http.client.HTTPConnection(HOST, pod.admin_port, timeout=cfg.grace)
                 try:
                     conn.request("GET", "/prestop")
                     r = conn.getresponse()
                     r.read()
-                    pod.prestop_result = f"http {r.status}"
+                    c.prestop_result = f"http {r.status}"
                 except (OSError, http.client.HTTPException) as e:
-                    pod.prestop_result = f"error {type(e).__name__}: {e}"
+                    c.prestop_result = f"error {type(e).__name__}: {e}"
                 finally:
                     conn.close()
-            elif pod.setup.prestop == "sleep":
+            elif prestop == "sleep":
                 # exec hook: `sleep D` run inside the container's namespaces
-                rc = PROCS.run(["nsenter", "-t", str(pod.pid1), "-p", "-m", "sleep",
+                rc = PROCS.run(["nsenter", "-t", str(c.pid1), "-p", "-m", "sleep",
                                 str(cfg.delay)], timeout=cfg.grace)
-                pod.prestop_result = f"exec rc {rc}"
+                c.prestop_result = f"exec rc {rc}"
             # The hook has returned (or there is none): SIGTERM to PID 1.
-            pod.t_sigterm = time.time()
-            pod.signal_pid1(signal.SIGTERM)
+            c.t_sigterm = time.time()
+            c.signal_pid1(signal.SIGTERM)
             # After the grace period (at least 2 s after SIGTERM, as the
             # kubelet grants when a hook overran), SIGKILL.
-            if not pod.wait_exit(max(grace_end, pod.t_sigterm + 2.0)):
-                pod.killed = True
-                pod.signal_pid1(signal.SIGKILL)
-                if not pod.wait_exit(time.time() + 10):
-                    errors.append(f"{pod.name} survived SIGKILL")
+            if not c.wait_exit(max(grace_end, c.t_sigterm + 2.0)):
+                c.killed = True
+                c.signal_pid1(signal.SIGKILL)
+                if not c.wait_exit(time.time() + 10):
+                    errors.append(f"{pod.name} ({c.role}) survived SIGKILL")
         except Exception as e:
-            errors.append(f"kubelet for {pod.name}: {e}")
+            errors.append(f"kubelet for {pod.name} ({c.role}): {e}")
 
     # -- statistics -------------------------------------------------------
     def summarize(self, setup: Setup, load: LoadClient, old: list[Pod], new: list[Pod]) -> dict:
@@ -819,6 +905,15 @@ class Rig:
                 "prestop": p.prestop_result,
                 "del_server_ok": p.del_server_ok,
             })
+            if p.sidecar:
+                pods_out[-1]["containers"] = [{
+                    "role": c.role,
+                    "prestop": c.prestop_result,
+                    "sigterm": rel(c.t_sigterm, t0),
+                    "exited": rel(c.t_exit, t0),
+                    "exit_code": c.exit_code(),
+                    "killed": c.killed,
+                } for c in p.containers]
             events.append({"t": round(p.t_deleted - t0, 3), "kind": "deleted", "pod": p.name})
             if p.t_deregistered:
                 events.append({"t": rel(p.t_deregistered, t0), "kind": "deregistered", "pod": p.name})
@@ -849,6 +944,9 @@ class Rig:
             "linger_s": stat(lingers),
             "served_after_delete": served_after,
             "forced_kills": sum(1 for p in old if p.killed),
+            # Sidecars that did not end with exit 0 (a SIGKILLed one included).
+            "sidecar_exit_nonzero": sum(1 for p in old if p.sidecar
+                                        and (p.sidecar.killed or p.sidecar.exit_code() != 0)),
             "duration_s": round(duration, 3),
             "pods": pods_out,
             "events": events,
@@ -910,11 +1008,16 @@ def write_report(outdir: Path, cfg: Config, results: list[dict], meta: dict) -> 
         f"after the pod event. D = {c.delay:g} s (drainit `--propagation-delay`, preStop "
         f"`sleep D`), grace period {c.grace:g} s. Slow-start app: {c.slow_start:g} s before "
         f"it listens; setup 6 has no load-balancer health checks (kube-proxy-like), so only "
-        f"pod readiness gates traffic.",
+        f"pod readiness gates traffic. Setup 7 is a pod of two containers (each its own PID "
+        f"namespace, one loopback): the app under tini, whose preStop `httpGet` calls "
+        f"`/prestop` on a classic `drainit sidecar` container; at deletion the kubelet stops "
+        f"both in parallel (the app: hook, then SIGTERM; the sidecar: SIGTERM at once).",
         "",
         markdown_table(results),
         "",
-        "Termination: pod deletion to exit of the pod's PID 1. Linger: exit minus the end of the "
+        "Termination: pod deletion to exit of the pod's PID 1 (setup 7: of the last of its two "
+        "containers, the sidecar, which learns that the app is gone from its next "
+        "`--ready-check`, every 200 ms here). Linger: exit minus the end of the "
         "last request the pod served. Served after deletion: successful requests the pod "
         "answered after it was deleted (traffic that would fail had it stopped at once).",
         "",
@@ -922,31 +1025,38 @@ def write_report(outdir: Path, cfg: Config, results: list[dict], meta: dict) -> 
         "",
         "## Setups",
         "",
-        "| # | PID 1 of the pod | preStop | readiness probe | HAProxy health check |",
+        "| # | PID 1 of the pod's container(s) | preStop | readiness probe | HAProxy health check |",
         "|---|---|---|---|---|",
     ]
     where = {"app": "app `/healthz`", "admin": "drainit `/ready`", None: "none"}
+    where_sidecar = dict(where, admin="sidecar `/ready`")
     by_id = {s.id: s for s in SETUPS}
     for r in results:
         s = by_id[r["id"]]
         pid1 = {"none": "the app", "tini": "tini", "drainit": "drainit"}[s.init]
+        drainit_flags = f" `--propagation-delay {fmt_dur(c.delay)}`"
+        if s.ready_check:
+            drainit_flags += " `--ready-check http://…/healthz`"
         if s.init == "drainit":
-            pid1 += f" `--propagation-delay {fmt_dur(c.delay)}`"
-            if s.ready_check:
-                pid1 += " `--ready-check http://…/healthz`"
+            pid1 += drainit_flags
         if s.slow:
             pid1 += f" (app starts in {c.slow_start:g} s)"
         prestop = {None: "none", "sleep": f"`exec sleep {c.delay:g}`",
                    "http": "`httpGet /prestop`"}[s.prestop]
-        md.append(f"| {s.id} | {pid1} | {prestop} | {where[s.probe]} | {where[s.lb_check]} |")
+        w = where
+        if s.sidecar:
+            pid1 = f"app container: {pid1}; sidecar container: drainit{drainit_flags} `sidecar`"
+            prestop += " (app container, to the sidecar)"
+            w = where_sidecar
+        md.append(f"| {s.id} | {pid1} | {prestop} | {w[s.probe]} | {w[s.lb_check]} |")
     md += [
         "",
         "A new pod counts as available once its readiness probe passes and its target is "
         "healthy at HAProxy (a pod readiness gate, as the AWS Load Balancer Controller "
         "sets), then one old pod is deleted: the endpoint removal (reaching HAProxy after "
         "the propagation delay) and the kubelet's sequence (preStop, SIGTERM to PID 1, "
-        "SIGKILL at the grace period) start at the same moment. Per-pod figures are in "
-        "results.json.",
+        "SIGKILL at the grace period; for each container of the pod in parallel) start at the "
+        "same moment. Per-pod figures (per container for setup 7) are in results.json.",
         "",
     ]
     (outdir / "report.md").write_text("\n".join(md))
@@ -1068,7 +1178,7 @@ def preflight(args, setups: list[Setup]) -> tuple[str, str | None, str | None]:
         if not shutil.which(tool):
             problems.append(f"{tool} not found (util-linux)")
     drainit = None
-    if any(s.init == "drainit" for s in setups):
+    if any(s.init == "drainit" or s.sidecar for s in setups):
         drainit = args.drainit or str(ROOT / "target" / "debug" / "drainit")
         if not os.access(drainit, os.X_OK):
             problems.append(f"drainit binary not found at {drainit} (cargo build, or --drainit PATH)")
@@ -1168,11 +1278,14 @@ def main(argv: list[str] | None = None) -> int:
         write_report(Path(args.report), cfg, results, meta)
         log(f"report written to {args.report}/report.md and timeline.svg")
     # One line per setup, easy to parse without a JSON library.
+    by_id = {s.id: s for s in SETUPS}
     for r in results:
         print(f"RESULT setup={r['id']} drainit={int(r['drainit'])} requests={r['requests']} "
               f"failed={r['failed']} term_mean={r['termination_s']['mean']} "
               f"term_max={r['termination_s']['max']} linger_mean={r['linger_s']['mean']} "
-              f"served_after_delete={r['served_after_delete']} forced_kills={r['forced_kills']}")
+              f"served_after_delete={r['served_after_delete']} forced_kills={r['forced_kills']} "
+              f"sidecar={int(by_id[r['id']].sidecar)} "
+              f"sidecar_exit_nonzero={r['sidecar_exit_nonzero']}")
     print(markdown_table(results))
     sys.stdout.flush()
     if not args.keep and not args.workdir:
