@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -139,22 +140,49 @@ impl ReadyCheck {
     }
 }
 
-/// Runs `check` every `interval` (and at once whenever `recheck` is
-/// notified) and reports each result to the lifecycle, until the lifecycle
-/// stops listening.
+/// How often a hurried probe checks: a sidecar in a drain watches for the
+/// app going away, and exits that much sooner after it.
+pub const HURRIED_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Lets the owner of a running probe ask for a check now, or for checks
+/// every [`HURRIED_INTERVAL`] from now on.
+#[derive(Debug, Default)]
+pub struct ProbeControl {
+    recheck: Notify,
+    hurried: AtomicBool,
+}
+
+impl ProbeControl {
+    /// Checks at once, then every [`HURRIED_INTERVAL`] (or the configured
+    /// interval, if shorter).
+    pub fn hurry(&self) {
+        self.hurried.store(true, Ordering::Relaxed);
+        self.recheck.notify_one();
+    }
+}
+
+/// Runs `check` every `interval` (sooner when `control` asks) and reports
+/// each result to the lifecycle, until the lifecycle stops listening.
 pub async fn run(
     check: ReadyCheck,
     interval: Duration,
     timeout: Duration,
     events: mpsc::Sender<Event>,
-    recheck: Arc<Notify>,
+    control: Arc<ProbeControl>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hurried = false;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            () = recheck.notified() => ticker.reset(),
+            () = control.recheck.notified() => ticker.reset(),
+        }
+        if !hurried && control.hurried.load(Ordering::Relaxed) {
+            hurried = true;
+            ticker = tokio::time::interval(interval.min(HURRIED_INTERVAL));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.reset();
         }
         let result = check.check(timeout).await;
         if events.send(Event::AppCheck(result)).await.is_err() {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::admin::PrestopReturns;
@@ -23,6 +23,7 @@ use crate::cli::{Settings, SidecarArgs};
 use crate::error::Error;
 use crate::lifecycle::{Actions, Event, Lifecycle, Phase, Trigger};
 use crate::metrics::Metrics;
+use crate::probe::ProbeControl;
 use crate::reaper;
 use crate::signals::{self, Sig};
 use crate::supervisor::{
@@ -100,7 +101,7 @@ fn start_time(stat: &str) -> Option<u64> {
 struct SidecarActions {
     app: AppLocator,
     stop_signal: Option<Sig>,
-    recheck: Arc<Notify>,
+    probe: Arc<ProbeControl>,
 }
 
 impl Actions for SidecarActions {
@@ -123,8 +124,9 @@ impl Actions for SidecarActions {
     }
 
     fn drain_started(&mut self) {
-        // A native sidecar gets SIGTERM after the app is gone: find out now.
-        self.recheck.notify_one();
+        // A native sidecar gets SIGTERM after the app is gone: find out now,
+        // and from here on notice the app's exit within a tenth of a second.
+        self.probe.hurry();
     }
 }
 
@@ -138,11 +140,11 @@ pub async fn run(settings: Settings, args: SidecarArgs) -> Result<u8, Error> {
     let admin_listener = bind_admin(&settings).await?;
     let mut signals = install_signals()?;
     let metrics = Arc::new(Metrics::new());
-    let recheck = Arc::new(Notify::new());
+    let probe = Arc::new(ProbeControl::default());
     let actions = SidecarActions {
         app: AppLocator::from_args(&args),
         stop_signal: signals::rewrite(&settings.rewrites, settings.stop_signal),
-        recheck: recheck.clone(),
+        probe: probe.clone(),
     };
     let (lifecycle, status) = Lifecycle::new(timeline, actions, metrics.clone());
     let (events, events_rx) = mpsc::channel(64);
@@ -156,7 +158,7 @@ pub async fn run(settings: Settings, args: SidecarArgs) -> Result<u8, Error> {
         metrics.clone(),
         PrestopReturns::DelayOver,
     )?;
-    start_probe(&settings, events.clone(), recheck);
+    start_probe(&settings, events.clone(), probe);
     info!("sidecar started");
 
     let code = loop {

@@ -153,11 +153,11 @@ pub fn start_admin(
 pub fn start_probe(
     settings: &Settings,
     events: mpsc::Sender<Event>,
-    recheck: Arc<tokio::sync::Notify>,
+    control: Arc<probe::ProbeControl>,
 ) {
     if let Some(check) = settings.ready_check.clone() {
         let (interval, timeout) = (settings.ready_check_interval, settings.ready_check_timeout);
-        tokio::spawn(probe::run(check, interval, timeout, events, recheck));
+        tokio::spawn(probe::run(check, interval, timeout, events, control));
     }
 }
 

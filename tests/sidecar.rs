@@ -53,9 +53,10 @@ fn start_sidecar_with(
         listen.as_str(),
         "--ready-check",
         check.as_str(),
-        "--ready-check-interval",
-        "100ms",
     ];
+    if !flags.contains(&"--ready-check-interval") {
+        args.extend_from_slice(&["--ready-check-interval", "100ms"]);
+    }
     args.extend_from_slice(flags);
     args.push("sidecar");
     args.extend_from_slice(sidecar_flags);
@@ -347,5 +348,36 @@ fn app_process_name_finds_the_oldest_of_that_name() {
             .contains(&format!("sent SIGTERM to pid {}", master.pid())),
         "{}",
         sidecar.report()
+    );
+}
+
+#[test]
+fn draining_sidecar_notices_the_app_leaving_within_a_fraction_of_its_interval() {
+    let dir = scratch("sidecar-hurry");
+    let (mut app, port) = start_app(&dir);
+    let sidecar_dir = scratch("sidecar-hurry-s");
+    // A slow check interval: without hurrying, the exit could lag 5 s.
+    let flags = ["--propagation-delay", "1s", "--ready-check-interval", "5s"];
+    let (mut sidecar, admin) = start_sidecar(&sidecar_dir, port, &flags);
+    assert!(
+        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
+        "{}",
+        sidecar.report()
+    );
+    let hook = prestop_in_background(admin);
+    assert_eq!(hook.join().expect("hook").map(|(c, _, _)| c), Some(200));
+    app.signal(libc::SIGTERM);
+    app.wait(Duration::from_secs(10));
+    let gone = Instant::now();
+    assert_eq!(
+        sidecar.wait(Duration::from_secs(10)).code(),
+        Some(0),
+        "{}",
+        sidecar.report()
+    );
+    assert!(
+        gone.elapsed() < Duration::from_secs(2),
+        "the sidecar took {:?} to notice the app left",
+        gone.elapsed()
     );
 }
