@@ -1,13 +1,16 @@
 //! Starting the app: its own process group, the terminal's foreground, and
 //! the signal state drainit itself inherited.
 //!
-//! drainit changes its own signal state to do its job (it unblocks every
-//! signal so it can forward them, ignores SIGTTIN/SIGTTOU, and Rust's
-//! runtime ignores SIGPIPE), and raises its open-file limit for the admin
-//! server. The app must see none of that: it starts with the mask, the
-//! ignored dispositions and the file limit drainit was given. Rust's
-//! `Command` resets the mask in the child, so it is re-applied in a
-//! `pre_exec` hook. All `unsafe` of the crate lives in this module.
+//! drainit changes its own signal state to do its job (it blocks exactly
+//! the signals it handles and reads them from a signalfd, gives those it
+//! inherited as ignored the default disposition, ignores SIGTTIN/SIGTTOU,
+//! and Rust's runtime ignores SIGPIPE), and raises its open-file limit for
+//! the admin server. The app must see none of that: it starts with the
+//! mask, the ignored dispositions and the file limit drainit was given.
+//! Rust's `Command` resets the mask in the child, so it is re-applied in a
+//! `pre_exec` hook. All `unsafe` of the crate lives in this module,
+//! including the registration of drainit's signalfd with tokio's reactor
+//! ([`register_signalfd`]), whose constructor is `unsafe`.
 
 use std::ffi::OsString;
 use std::io;
@@ -16,8 +19,12 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::signalfd::SignalFd;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tracing::debug;
 
+use crate::signal_stream;
 use crate::signals::Sig;
 
 /// Highest signal number tracked (SIGRTMAX is 64 on Linux).
@@ -34,7 +41,7 @@ pub struct Inherited {
 
 impl Inherited {
     /// Reads the current mask, ignored dispositions and RLIMIT_NOFILE.
-    /// Call it first thing in `main`, before any handler is installed.
+    /// Call it first thing in `main`, before anything changes them.
     pub fn capture() -> Inherited {
         let mut mask = MaybeUninit::<libc::sigset_t>::zeroed();
         // SAFETY: with a null `set`, pthread_sigmask only writes the current
@@ -76,17 +83,36 @@ impl Inherited {
             .unwrap_or(false)
     }
 
-    /// Sets drainit's own signal state: everything unblocked (so every
-    /// signal reaches the forwarder), SIGTTIN/SIGTTOU ignored (drainit may
-    /// write logs while the app owns the terminal), and the open-file limit
-    /// raised to its hard maximum for the admin server's connections.
-    pub fn prepare_drainit(&self) {
-        let mut empty = MaybeUninit::<libc::sigset_t>::zeroed();
-        // SAFETY: sigemptyset initialises `empty`; pthread_sigmask reads it.
-        unsafe {
-            libc::sigemptyset(empty.as_mut_ptr());
-            libc::pthread_sigmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut());
+    /// Takes the handled signals for drainit's signalfd: blocks exactly
+    /// them (see [`signal_stream::block_handled`]) and gives each one
+    /// drainit inherited as ignored the default disposition, which while
+    /// blocked only means "not ignored". SIGCHLD needs it: ignored, it
+    /// makes the kernel reap children itself, so `waitpid` would never see
+    /// the app's exit. The others would reach the signalfd anyway (a
+    /// blocked signal is kept pending even when ignored); resetting them
+    /// too leaves drainit's state the same whatever it inherited.
+    /// Call it in `main` after [`Inherited::capture`], before the runtime
+    /// starts any thread.
+    pub fn take_signals(&self) -> nix::Result<()> {
+        signal_stream::block_handled()?;
+        for sig in signal_stream::handled() {
+            if self.was_ignored(sig) {
+                // SAFETY: SIG_DFL installs no handler code, the number is a
+                // valid, catchable signal, and the signal is blocked.
+                if unsafe { libc::signal(sig.raw(), libc::SIG_DFL) } == libc::SIG_ERR {
+                    debug!("could not stop ignoring {sig}");
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// Sets the rest of drainit's own signal state, the handled signals
+    /// staying blocked for the signalfd: SIGTTIN/SIGTTOU (and SIGPIPE)
+    /// ignored, since drainit may write logs while the app owns the
+    /// terminal, and the open-file limit raised to its hard maximum for
+    /// the admin server's connections.
+    pub fn prepare_drainit(&self) {
         for sig in Sig::ignored_by_drainit() {
             // SAFETY: setting SIG_IGN installs no handler code; the numbers are valid.
             unsafe { libc::signal(sig.raw(), libc::SIG_IGN) };
@@ -220,4 +246,15 @@ pub fn become_subreaper() -> nix::Result<()> {
         return Ok(());
     }
     nix::sys::prctl::set_child_subreaper(true)
+}
+
+/// Registers drainit's signalfd with the runtime's reactor, for reading.
+/// Call it inside the runtime.
+pub fn register_signalfd(fd: SignalFd) -> io::Result<AsyncFd<SignalFd>> {
+    // SAFETY: `SignalFd` owns its `OwnedFd`: the descriptor is open from
+    // creation until the `SignalFd` is dropped, `as_raw_fd` always returns
+    // that one, and nothing else can close or replace it while the
+    // `AsyncFd` owns the `SignalFd`.
+    let registered = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) };
+    Ok(registered?)
 }

@@ -16,8 +16,8 @@ pub enum Error {
     /// The admin server could not start.
     #[error("failed to start the admin server: {0}")]
     Admin(std::io::Error),
-    /// Signal handlers could not be installed.
-    #[error("failed to install signal handlers: {0}")]
+    /// The signalfd for the handled signals could not be opened.
+    #[error("failed to open the signal stream (signalfd): {0}")]
     Signals(std::io::Error),
     /// `--strict` and a budget that does not fit.
     #[error("{0} (--strict)")]

@@ -3,6 +3,8 @@
 //! Modules, one concern each:
 //! - [`cli`]: every flag, its environment variable and its parser;
 //! - [`signals`]: signal names, `--rewrite`, which signals are forwarded;
+//! - [`signal_stream`]: the handled signals, blocked and read from a
+//!   `signalfd` (no handler, no self-pipe);
 //! - [`child`]: starting the app with the signal state drainit inherited
 //!   (all `unsafe` lives here);
 //! - [`reaper`]: the only caller of `waitpid`;
@@ -24,6 +26,7 @@ pub mod metrics;
 pub mod probe;
 pub mod reaper;
 pub mod sidecar;
+pub mod signal_stream;
 pub mod signals;
 pub mod status;
 pub mod supervisor;

@@ -13,7 +13,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -164,8 +163,7 @@ pub async fn run(settings: Settings, args: SidecarArgs) -> Result<u8, Error> {
     let code = loop {
         tokio::select! {
             _ = &mut lifecycle => break 0,
-            Some(raw) = signals.next() => {
-                let Some(sig) = Sig::from_raw(raw) else { continue };
+            Some(sig) = signals.next() => {
                 if sig == Sig::CHLD {
                     metrics.zombies_reaped.inc_by(reaper::reap_all(None).count);
                 } else if settings.drain_on.0.contains(&sig) && status.borrow().phase < Phase::Exited {

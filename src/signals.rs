@@ -95,7 +95,8 @@ impl Sig {
         self.0
     }
 
-    /// Every signal drainit catches and forwards to the app.
+    /// Every signal drainit takes (blocked, read from its signalfd) and
+    /// forwards to the app.
     pub fn forwardable() -> Vec<Sig> {
         let standard = (1..32).filter(|n| !NOT_FORWARDED.contains(n));
         let realtime = libc::SIGRTMIN()..=libc::SIGRTMAX();

@@ -1,6 +1,7 @@
 //! Wrapper mode: drainit as the container's PID 1 in front of the app.
 //!
-//! One select loop owns the signal stream: SIGCHLD wakes the reaper, the
+//! One select loop owns the signal stream (a signalfd, see
+//! [`crate::signal_stream`]): SIGCHLD wakes the reaper, the
 //! `--drain-on` signals feed the lifecycle, every other signal is
 //! forwarded at once. The lifecycle runs as its own task and acts on the
 //! app through [`ProcessActions`]. When the app is gone, the rest of its
@@ -11,11 +12,9 @@ use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use signal_hook_tokio::Signals;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -28,6 +27,7 @@ use crate::lifecycle::{secs, Actions, AppExit, Event, Lifecycle, Phase, Status, 
 use crate::metrics::Metrics;
 use crate::probe;
 use crate::reaper;
+use crate::signal_stream::SignalStream;
 use crate::signals::{self, Sig};
 use crate::status;
 
@@ -161,18 +161,11 @@ pub fn start_probe(
     }
 }
 
-/// Installs the signal stream: every forwardable signal plus SIGCHLD.
-pub fn install_signals() -> Result<Signals, Error> {
-    let mut wanted: Vec<i32> = Sig::forwardable().iter().map(|s| s.raw()).collect();
-    wanted.push(libc::SIGCHLD);
-    // glibc reserves the first two real-time signals for itself.
-    Signals::new(
-        wanted
-            .iter()
-            .copied()
-            .filter(|n| !signal_hook::consts::FORBIDDEN.contains(n)),
-    )
-    .map_err(Error::Signals)
+/// Opens the signal stream: every forwardable signal plus SIGCHLD, which
+/// `main` blocked before the runtime started
+/// ([`Inherited::take_signals`]).
+pub fn install_signals() -> Result<SignalStream, Error> {
+    SignalStream::new().map_err(Error::Signals)
 }
 
 /// Runs `command` under drainit; returns drainit's exit code.
@@ -232,7 +225,7 @@ pub async fn run(
     let exit = loop {
         tokio::select! {
             exit = &mut lifecycle => break exit.unwrap_or(AppExit::Code(1)),
-            Some(raw) = signals.next() => forwarder.on_signal(raw).await,
+            Some(sig) = signals.next() => forwarder.on_signal(sig).await,
         }
     };
     debug!(after = %secs(started.elapsed()), "app ended");
@@ -240,7 +233,6 @@ pub async fn run(
     if let Some(admin) = admin {
         admin.shutdown().await;
     }
-    signals.handle().close();
     info!("drainit exits with {}", exit.exit_code());
     Ok(exit.exit_code())
 }
@@ -255,10 +247,7 @@ struct Forwarder<'a> {
 }
 
 impl Forwarder<'_> {
-    async fn on_signal(&self, raw: i32) {
-        let Some(sig) = Sig::from_raw(raw) else {
-            return;
-        };
+    async fn on_signal(&self, sig: Sig) {
         if sig == Sig::CHLD {
             let reaped = reaper::reap_all(Some(self.pid));
             self.metrics.zombies_reaped.inc_by(reaped.count);
@@ -301,7 +290,7 @@ impl Forwarder<'_> {
 /// After the app exits: SIGTERM to the rest of its process group, up to
 /// `grace` for them to go, then SIGKILL; returns once the group is empty.
 /// Reaps throughout, so the group's zombies do not keep it alive.
-async fn stop_leftovers(pgid: i32, grace: Duration, signals: &mut Signals, metrics: &Metrics) {
+async fn stop_leftovers(pgid: i32, grace: Duration, signals: &mut SignalStream, metrics: &Metrics) {
     let group = Pid::from_raw(pgid);
     let alive = |metrics: &Metrics| {
         metrics.zombies_reaped.inc_by(reaper::reap_all(None).count);
@@ -333,7 +322,7 @@ async fn stop_leftovers(pgid: i32, grace: Duration, signals: &mut Signals, metri
 /// app they were meant for is gone.
 async fn wait_until_gone(
     limit: Duration,
-    signals: &mut Signals,
+    signals: &mut SignalStream,
     mut alive: impl FnMut() -> bool,
 ) -> bool {
     let deadline = Instant::now() + limit;
@@ -345,7 +334,7 @@ async fn wait_until_gone(
             return false;
         }
         tokio::select! {
-            _ = signals.next() => {}
+            Some(_) = signals.next() => {}
             () = tokio::time::sleep(LEFTOVER_POLL) => {}
             () = tokio::time::sleep_until(deadline) => {}
         }

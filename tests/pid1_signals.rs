@@ -352,12 +352,31 @@ fn the_child_gets_the_signal_state_drainit_inherited() {
         .unwrap_or_else(|| panic!("no status of drainit in the output\n{}", proc.report()));
     let (child_ign, child_blk) = masks(child);
     let (drainit_ign, drainit_blk) = masks(drainit);
-    // drainit itself changed its state (unblocked everything, ignores
-    // SIGTTOU), so what the child has was restored, not just left over.
+    // drainit itself changed its state (it blocks the signals it reads
+    // from its signalfd, stops ignoring SIGUSR1, ignores SIGTTOU), so what
+    // the child has was restored, not just left over.
+    for sig in [
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGCHLD,
+        libc::SIGRTMIN() + 1,
+    ] {
+        assert_ne!(
+            drainit_blk & bit(sig),
+            0,
+            "drainit itself should block {}, a signal it handles",
+            name(sig)
+        );
+    }
     assert_eq!(
-        drainit_blk & bit(libc::SIGUSR2),
+        drainit_blk & bit(libc::SIGTTOU),
         0,
-        "drainit itself should unblock signals"
+        "drainit should block only the signals it handles"
+    );
+    assert_eq!(
+        drainit_ign & bit(libc::SIGUSR1),
+        0,
+        "drainit itself should not ignore a signal it handles"
     );
     assert_ne!(
         drainit_ign & bit(libc::SIGTTOU),
@@ -375,4 +394,81 @@ fn the_child_gets_the_signal_state_drainit_inherited() {
         nofile(wrapper_limits),
         "the child's soft RLIMIT_NOFILE must be the one drainit was started with"
     );
+}
+
+/// Ignores SIGUSR1, SIGHUP and SIGCHLD, then execs the rest of its
+/// arguments (drainit), which keeps the pid and the ignored dispositions.
+const IGNORING_WRAPPER: &str = r#"
+import os, signal, sys
+for sig in (signal.SIGUSR1, signal.SIGHUP, signal.SIGCHLD):
+    signal.signal(sig, signal.SIG_IGN)
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+/// drainit started with SIGUSR1, SIGHUP and SIGCHLD ignored still forwards
+/// the first two (blocked for its signalfd, they are kept pending), and
+/// still sees the app's exit code (an ignored SIGCHLD would make the
+/// kernel reap the app itself, leaving nothing for waitpid).
+fn inherited_ignored_signals_still_work(test: &str, pid1: bool) {
+    let dir = scratch(test);
+    std::fs::write(dir.join("wrapper.py"), IGNORING_WRAPPER).expect("write wrapper");
+    let fixture = arg(&fixture("signal_recorder"));
+    let dir_arg = arg(&dir);
+    let mut args = vec!["python3", "wrapper.py"];
+    if pid1 {
+        args.splice(0..0, ["--pid", "--fork", "--mount-proc", "--kill-child"]);
+    }
+    args.extend_from_slice(&[
+        common::drainit(),
+        "--admin-listen",
+        "off",
+        "--propagation-delay",
+        "0s",
+        "--",
+        &fixture,
+        &dir_arg,
+        "child",
+        "--exit-code",
+        "7",
+    ]);
+    let (program, rest) = if pid1 {
+        ("unshare", &args[..])
+    } else {
+        ("python3", &args[1..])
+    };
+    let mut proc = Proc::start(&dir, program, rest, &[]);
+    assert!(
+        wait_for(SOON, || dir.join("child.ready").exists()),
+        "the recorder did not get ready\n{}",
+        proc.report()
+    );
+    let drainit = if pid1 {
+        drainit_under_unshare(proc.pid())
+    } else {
+        proc.pid()
+    };
+    let sent = [libc::SIGUSR1, libc::SIGHUP];
+    for (i, sig) in sent.iter().enumerate() {
+        assert!(kill(drainit, *sig), "kill {} failed", name(*sig));
+        await_records(&proc, &dir, "child", i + 1, &name(*sig));
+    }
+    assert_eq!(names(&signals(&dir, "child")), names(&sent));
+    assert!(kill(drainit, libc::SIGTERM));
+    let status = proc.wait(SOON);
+    assert_eq!(
+        code(status),
+        7,
+        "drainit must exit with the app's code\n{}",
+        proc.report()
+    );
+}
+
+#[test]
+fn inherited_ignored_signals_are_forwarded_and_the_exit_is_seen() {
+    inherited_ignored_signals_still_work("inherited-ignored", false);
+}
+
+#[test]
+fn inherited_ignored_signals_are_forwarded_and_the_exit_is_seen_as_pid1() {
+    inherited_ignored_signals_still_work("inherited-ignored-pid1", true);
 }

@@ -1,0 +1,227 @@
+//! The signal stream: every signal drainit handles, read from a `signalfd`.
+//!
+//! drainit installs no signal handler. `main` blocks the handled signals
+//! (every forwardable one, real-time ones included, and SIGCHLD) before
+//! the runtime exists, so every thread started later inherits the mask and
+//! none of them ever runs a default action for them; the kernel keeps them
+//! pending for the process until [`SignalStream`] reads them from a
+//! nonblocking `signalfd` registered with tokio's reactor. This is tini's
+//! scheme (a blocked set collected with `sigtimedwait`) on an event loop:
+//!
+//! - a burst coalesces in the pending set: children exiting by the
+//!   thousand leave one pending SIGCHLD at a time, not one handler run and
+//!   one pipe write each, and one `read` takes every signal pending;
+//! - no handler and no self-pipe: nothing runs in signal context, and
+//!   start-up costs one `rt_sigprocmask` and one `signalfd` instead of a
+//!   `rt_sigaction` and a registry update per signal.
+//!
+//! Two kernel rules matter (`sig_ignored` in kernel/signal.c): a blocked
+//! signal is never discarded when it is sent, whatever its disposition, so
+//! a signal drainit inherited as ignored still reaches the signalfd; but an
+//! ignored SIGCHLD makes the kernel reap children itself, leaving nothing
+//! for `waitpid`. [`crate::child::Inherited::take_signals`] therefore gives
+//! every handled signal drainit inherited as ignored the default
+//! disposition (the app gets the ignore back before it execs).
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::AsRawFd;
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use tokio::io::unix::AsyncFd;
+use tracing::error;
+
+use crate::signals::Sig;
+
+/// The size of one record read from a signalfd.
+const SIGINFO: usize = std::mem::size_of::<libc::signalfd_siginfo>();
+/// Records taken per `read`: more than the standard signals that can be
+/// pending at once, so a short read is the usual case and drains the fd.
+const BATCH: usize = 32;
+
+/// Every signal drainit handles: the forwardable ones and SIGCHLD.
+pub fn handled() -> Vec<Sig> {
+    let mut handled = Sig::forwardable();
+    handled.push(Sig::CHLD);
+    handled.sort_unstable();
+    handled
+}
+
+/// The set of [`handled`] signals. It starts from the full set, whose
+/// real-time part is exactly `SIGRTMIN..=SIGRTMAX` of the C library in
+/// use (glibc leaves out 32–33, musl 32–34, for their own threads), and
+/// drops the standard signals that are not handled: nix's `Signal` names
+/// every standard signal but no real-time one.
+pub fn handled_set() -> SigSet {
+    let handled = handled();
+    let mut set = SigSet::all();
+    for number in 1..32 {
+        let kept = Sig::from_raw(number).is_some_and(|sig| handled.contains(&sig));
+        if let (false, Ok(signal)) = (kept, Signal::try_from(number)) {
+            set.remove(signal);
+        }
+    }
+    set
+}
+
+/// Blocks exactly the [`handled`] signals in the calling thread (and
+/// unblocks the rest). Call it while drainit has a single thread: threads
+/// started later inherit the mask, and a handled signal left unblocked in
+/// any thread would run its default action there instead of reaching the
+/// signalfd.
+pub fn block_handled() -> nix::Result<()> {
+    handled_set().thread_set_mask()
+}
+
+/// The handled signals as an async stream. Create it inside the runtime,
+/// after [`block_handled`].
+pub struct SignalStream {
+    fd: AsyncFd<SignalFd>,
+    queue: VecDeque<Sig>,
+    failed: bool,
+}
+
+impl SignalStream {
+    /// Opens a nonblocking, close-on-exec signalfd for the handled signals
+    /// and registers it with the runtime's reactor.
+    pub fn new() -> io::Result<SignalStream> {
+        let flags = SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC;
+        let fd = SignalFd::with_flags(&handled_set(), flags)?;
+        let fd = crate::child::register_signalfd(fd)?;
+        Ok(SignalStream {
+            fd,
+            queue: VecDeque::new(),
+            failed: false,
+        })
+    }
+
+    /// The next signal received, in the order the kernel hands them over.
+    /// `None` only after a failure no retry can mend (logged once); the
+    /// stream stays empty from then on.
+    pub async fn next(&mut self) -> Option<Sig> {
+        loop {
+            if let Some(sig) = self.queue.pop_front() {
+                return Some(sig);
+            }
+            if self.failed {
+                return None;
+            }
+            let mut guard = match self.fd.readable().await {
+                Ok(guard) => guard,
+                Err(failure) => {
+                    self.fail(&failure.to_string());
+                    continue;
+                }
+            };
+            match read_batch(guard.get_inner(), &mut self.queue) {
+                // A short read took everything pending: wait for the next
+                // edge. Readiness is only cleared if no new event came in
+                // since `readable()`, so nothing sent meanwhile is missed.
+                Ok(false) | Err(Errno::EAGAIN) => guard.clear_ready(),
+                // A full batch: there may be more, read again.
+                Ok(true) | Err(Errno::EINTR) => {}
+                Err(failure) => self.fail(&failure.to_string()),
+            }
+        }
+    }
+
+    fn fail(&mut self, failure: &str) {
+        error!("cannot read signals from the signalfd: {failure}; signals are no longer handled");
+        self.failed = true;
+    }
+}
+
+/// Reads up to [`BATCH`] records into `queue`; true when the batch was
+/// full (more may be pending).
+fn read_batch(fd: &SignalFd, queue: &mut VecDeque<Sig>) -> nix::Result<bool> {
+    let mut buffer = [0u8; SIGINFO * BATCH];
+    let read = nix::unistd::read(fd.as_raw_fd(), &mut buffer)?;
+    let records = buffer.get(..read).unwrap_or_default();
+    // `ssi_signo`, a u32, is the first field of `struct signalfd_siginfo`.
+    let numbers = records
+        .chunks_exact(SIGINFO)
+        .filter_map(|record| record.first_chunk::<4>())
+        .map(|signo| u32::from_ne_bytes(*signo));
+    queue.extend(
+        numbers
+            .filter_map(|number| i32::try_from(number).ok())
+            .filter_map(Sig::from_raw),
+    );
+    Ok(read == buffer.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::raise;
+
+    /// The bits of a hex mask from /proc (`SigBlk:` etc.) as signal numbers.
+    fn members(mask: u64) -> Vec<i32> {
+        (1..=64).filter(|n| mask & (1 << (n - 1)) != 0).collect()
+    }
+
+    #[test]
+    fn the_set_is_exactly_the_handled_signals() {
+        // In a thread of its own: the mask is per thread, and the kernel
+        // shows it in /proc/thread-self/status.
+        let blocked = std::thread::spawn(|| {
+            block_handled().expect("block the handled signals");
+            let status =
+                std::fs::read_to_string("/proc/thread-self/status").expect("read own status");
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("SigBlk:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+                .expect("a SigBlk line")
+        })
+        .join()
+        .expect("the thread ran");
+        let expected: Vec<i32> = handled().iter().map(|sig| sig.raw()).collect();
+        assert_eq!(members(blocked), expected);
+        assert!(expected.contains(&libc::SIGCHLD));
+        assert!(expected.contains(&(libc::SIGRTMIN() + 1)));
+        assert!(expected.contains(&libc::SIGRTMAX()));
+        assert!(!expected.contains(&libc::SIGPIPE));
+        assert!(!expected.contains(&libc::SIGTTOU));
+    }
+
+    #[tokio::test]
+    async fn a_burst_coalesces_and_comes_out_of_the_stream() {
+        // Unit tests share one process with threads that do not block
+        // these signals, so raise them in this thread only: a signal sent
+        // to a thread stays pending for it, and this thread (the runtime's
+        // only one) reads the signalfd.
+        block_handled().expect("block the handled signals");
+        let mut stream = SignalStream::new().expect("signalfd");
+        for signal in [
+            Signal::SIGUSR2,
+            Signal::SIGUSR2,
+            Signal::SIGHUP,
+            Signal::SIGUSR2,
+        ] {
+            raise(signal).expect("raise");
+        }
+        let wait = std::time::Duration::from_secs(5);
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let next = tokio::time::timeout(wait, stream.next()).await;
+            got.push(
+                next.expect("a signal within 5 s")
+                    .expect("the stream goes on"),
+            );
+        }
+        // One of each, lowest number first: the three USR2 are one.
+        let hup = Sig::from_raw(libc::SIGHUP).expect("HUP");
+        let usr2 = Sig::from_raw(libc::SIGUSR2).expect("USR2");
+        assert_eq!(got, vec![hup, usr2]);
+        let quiet = std::time::Duration::from_millis(50);
+        assert!(tokio::time::timeout(quiet, stream.next()).await.is_err());
+
+        // Readiness was cleared on the way: a later signal wakes it again.
+        raise(Signal::SIGCHLD).expect("raise");
+        let next = tokio::time::timeout(wait, stream.next()).await;
+        assert_eq!(next.expect("SIGCHLD within 5 s"), Some(Sig::CHLD));
+    }
+}
