@@ -15,7 +15,7 @@
 //! - [`probe`]: `--ready-check` against the app;
 //! - [`admin`]: the hyper admin server; [`status`] and [`metrics`] render
 //!   its `/status` and `/metrics` answers;
-//! - [`error`]: drainit's own failures.
+//! - [`error`](mod@error): drainit's own failures.
 
 pub mod admin;
 pub mod child;
