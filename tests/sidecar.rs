@@ -262,22 +262,7 @@ fn shared_process_namespace_sends_the_stop_signal_itself() {
         &["--propagation-delay", "1s"],
         &["--app-pid-file", &pid_arg],
     );
-    assert!(
-        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
-        "{}",
-        sidecar.report()
-    );
-    let started = Instant::now();
-    sidecar.signal(libc::SIGTERM);
-    let app_status = app.wait(Duration::from_secs(10));
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "the app was stopped before the delay"
-    );
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&app_status),
-        Some(libc::SIGTERM)
-    );
+    assert_sidecar_stops_the_app_after_1s(&sidecar, admin, &mut app);
     assert_eq!(
         sidecar.wait(Duration::from_secs(10)).code(),
         Some(0),
@@ -286,6 +271,29 @@ fn shared_process_namespace_sends_the_stop_signal_itself() {
     );
     assert!(
         sidecar.stderr().contains("sent SIGTERM to pid"),
+        "{}",
+        sidecar.report()
+    );
+}
+
+/// With shareProcessNamespace: once ready, a SIGTERM to the sidecar makes
+/// it send the app SIGTERM itself, after the 1 s propagation delay.
+fn assert_sidecar_stops_the_app_after_1s(sidecar: &Proc, admin: SocketAddr, app: &mut Proc) {
+    assert!(
+        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
+        "{}",
+        sidecar.report()
+    );
+    let started = Instant::now();
+    sidecar.signal(libc::SIGTERM);
+    let status = app.wait(Duration::from_secs(10));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the app was stopped before the delay"
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGTERM),
         "{}",
         sidecar.report()
     );
@@ -322,22 +330,7 @@ fn app_process_name_finds_the_oldest_of_that_name() {
         &["--propagation-delay", "1s", "--grace-period", "10s"],
         &["--app-process", &name],
     );
-    assert!(
-        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
-        "{}",
-        sidecar.report()
-    );
-    let started = Instant::now();
-    sidecar.signal(libc::SIGTERM);
-    let status = master.wait(Duration::from_secs(10));
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "stopped before the delay"
-    );
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(libc::SIGTERM)
-    );
+    assert_sidecar_stops_the_app_after_1s(&sidecar, admin, &mut master);
     assert!(
         worker.running(),
         "only the oldest process of that name gets the stop signal"

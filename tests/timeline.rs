@@ -100,6 +100,16 @@ fn terms(record: &Path) -> Vec<f64> {
         .collect()
 }
 
+/// Waits for the app's first SIGTERM and returns its time (unix seconds).
+fn first_term(app: &App) -> f64 {
+    assert!(
+        wait_for(Duration::from_secs(15), || !terms(&app.record).is_empty()),
+        "the app never got SIGTERM\n{}",
+        app.proc.report()
+    );
+    terms(&app.record)[0]
+}
+
 /// Calls /prestop on a thread; yields (status, body, unix time of the answer).
 fn prestop_in_background(admin: SocketAddr) -> thread::JoinHandle<Option<(u16, String, f64)>> {
     thread::spawn(move || {
@@ -128,12 +138,7 @@ fn prestop_drains_then_stops_the_app() {
     let triggered = now();
     let hook = prestop_in_background(app.admin);
     assert_draining(&app);
-    assert!(
-        wait_for(Duration::from_secs(15), || !terms(&app.record).is_empty()),
-        "{}",
-        app.proc.report()
-    );
-    let term_at = terms(&app.record)[0];
+    let term_at = first_term(&app);
     assert!(
         term_at - triggered >= 2.0,
         "stop signal {:.3}s after the trigger, before the 2s delay",
@@ -176,12 +181,7 @@ fn sigterm_alone_gives_the_same_timeline() {
     let pid = wait_drainit_pid(&app.proc);
     assert!(common::kill(pid, libc::SIGTERM));
     assert_draining(&app);
-    assert!(
-        wait_for(Duration::from_secs(15), || !terms(&app.record).is_empty()),
-        "{}",
-        app.proc.report()
-    );
-    let delay = terms(&app.record)[0] - triggered;
+    let delay = first_term(&app) - triggered;
     assert!(
         (2.0..6.0).contains(&delay),
         "stop signal {delay:.3}s after SIGTERM"
@@ -210,12 +210,7 @@ fn kubelet_sequence_has_one_delay_only() {
     thread::sleep(Duration::from_secs(1));
     let pid = wait_drainit_pid(&app.proc);
     assert!(common::kill(pid, libc::SIGTERM));
-    assert!(
-        wait_for(Duration::from_secs(15), || !terms(&app.record).is_empty()),
-        "{}",
-        app.proc.report()
-    );
-    let delay = terms(&app.record)[0] - triggered;
+    let delay = first_term(&app) - triggered;
     assert!(
         (3.0..3.9).contains(&delay),
         "stop signal {delay:.3}s after /prestop: the SIGTERM must join, not restart"
@@ -296,11 +291,7 @@ fn metrics_and_status_follow_the_drain() {
     );
     assert!(before.contains("drainit_forced_kills_total 0"), "{before}");
     let _hook = prestop_in_background(app.admin);
-    assert!(
-        wait_for(Duration::from_secs(10), || !terms(&app.record).is_empty()),
-        "{}",
-        app.proc.report()
-    );
+    first_term(&app);
     let during = get(app.admin, "/metrics").expect("/metrics").1;
     for needle in [
         "drainit_phase{phase=\"stopping\"} 1",
