@@ -2,7 +2,7 @@
 # Runs every check of drainit on a fresh machine: installs what the tests
 # need (HAProxy and tini for the rollout rig, the musl target for the
 # static build), then format, lint, the static build run as PID 1, and
-# the whole test suite. The last lines are cargo test's summary.
+# the whole test suite. The last line sums cargo test's results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,4 +38,9 @@ if [[ -x scripts/build-static.sh ]]; then
 fi
 
 echo "== cargo test"
-cargo test 2>&1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test 2>&1 | tee "$log"
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
