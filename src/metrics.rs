@@ -43,8 +43,7 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric under the `drainit_` prefix.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("drainit");
-        let metrics = Metrics {
+        let mut metrics = Metrics {
             phase: Family::default(),
             phase_seconds: Gauge::default(),
             drain_seconds: Gauge::default(),
@@ -54,8 +53,10 @@ impl Metrics {
             signals_forwarded: Family::default(),
             zombies_reaped: Counter::default(),
             forced_kills: Counter::default(),
-            registry: Registry::default(),
+            registry: Registry::with_prefix("drainit"),
         };
+        // Disjoint fields: the registry is borrowed mutably, the handles not.
+        let registry = &mut metrics.registry;
         registry.register(
             "phase",
             "1 for the current lifecycle phase, 0 for the others",
@@ -101,25 +102,14 @@ impl Metrics {
             "Drains that hit the deadline and SIGKILLed the app",
             metrics.forced_kills.clone(),
         );
-        for phase in Phase::ALL {
-            metrics
-                .phase
-                .get_or_create(&[("phase", phase.name().to_string())])
-                .set(0);
-        }
-        Metrics {
-            registry,
-            ..metrics
-        }
+        metrics
     }
 
     /// Counts a drain, labelled by its trigger.
     pub fn record_drain(&self, trigger: Trigger) {
-        let label = match trigger {
-            Trigger::Prestop => "prestop".to_string(),
-            Trigger::Signal(sig) => sig.to_string(),
-        };
-        self.drains.get_or_create(&[("trigger", label)]).inc();
+        self.drains
+            .get_or_create(&[("trigger", trigger.to_string())])
+            .inc();
     }
 
     /// Counts a forwarded signal.
