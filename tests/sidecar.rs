@@ -64,6 +64,18 @@ fn start_sidecar_with(
     (proc, admin)
 }
 
+/// A pod: the app container and a sidecar following it, the sidecar ready.
+fn start_ready_pod(name: &str, flags: &[&str]) -> (Proc, Proc, SocketAddr) {
+    let (app, port) = start_app(&scratch(name));
+    let (sidecar, admin) = start_sidecar(&scratch(&format!("{name}-s")), port, flags);
+    assert!(
+        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
+        "{}",
+        sidecar.report()
+    );
+    (app, sidecar, admin)
+}
+
 fn prestop_in_background(admin: SocketAddr) -> thread::JoinHandle<Option<(u16, String, Instant)>> {
     thread::spawn(move || {
         http(admin, "GET", "/prestop", &[], Duration::from_secs(60))
@@ -73,15 +85,8 @@ fn prestop_in_background(admin: SocketAddr) -> thread::JoinHandle<Option<(u16, S
 
 #[test]
 fn classic_sidecar_hook_and_sigterm_together() {
-    let dir = scratch("sidecar-classic");
-    let (mut app, port) = start_app(&dir);
-    let sidecar_dir = scratch("sidecar-classic-s");
-    let (mut sidecar, admin) = start_sidecar(&sidecar_dir, port, &["--propagation-delay", "2s"]);
-    assert!(
-        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
-        "{}",
-        sidecar.report()
-    );
+    let (mut app, mut sidecar, admin) =
+        start_ready_pod("sidecar-classic", &["--propagation-delay", "2s"]);
 
     // Deletion: the app container's preStop hook and the sidecar's SIGTERM
     // start at the same moment.
@@ -129,15 +134,8 @@ fn classic_sidecar_hook_and_sigterm_together() {
 
 #[test]
 fn sidecar_sigterm_first_then_hook_joins() {
-    let dir = scratch("sidecar-term-first");
-    let (app, port) = start_app(&dir);
-    let sidecar_dir = scratch("sidecar-term-first-s");
-    let (mut sidecar, admin) = start_sidecar(&sidecar_dir, port, &["--propagation-delay", "3s"]);
-    assert!(
-        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
-        "{}",
-        sidecar.report()
-    );
+    let (app, mut sidecar, admin) =
+        start_ready_pod("sidecar-term-first", &["--propagation-delay", "3s"]);
     let deleted = Instant::now();
     sidecar.signal(libc::SIGTERM);
     assert!(
@@ -168,18 +166,9 @@ fn sidecar_sigterm_first_then_hook_joins() {
 fn native_sidecar_exits_promptly_after_the_app() {
     // Native sidecars (initContainers, restartPolicy: Always) get SIGTERM
     // only after the app has exited: no reason to wait out the delay.
-    let dir = scratch("sidecar-native");
-    let (mut app, port) = start_app(&dir);
-    let sidecar_dir = scratch("sidecar-native-s");
-    let (mut sidecar, admin) = start_sidecar(
-        &sidecar_dir,
-        port,
+    let (mut app, mut sidecar, admin) = start_ready_pod(
+        "sidecar-native",
         &["--propagation-delay", "10s", "--grace-period", "30s"],
-    );
-    assert!(
-        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
-        "{}",
-        sidecar.report()
     );
     app.signal(libc::SIGTERM);
     app.wait(Duration::from_secs(10));
@@ -346,17 +335,9 @@ fn app_process_name_finds_the_oldest_of_that_name() {
 
 #[test]
 fn draining_sidecar_notices_the_app_leaving_within_a_fraction_of_its_interval() {
-    let dir = scratch("sidecar-hurry");
-    let (mut app, port) = start_app(&dir);
-    let sidecar_dir = scratch("sidecar-hurry-s");
     // A slow check interval: without hurrying, the exit could lag 5 s.
     let flags = ["--propagation-delay", "1s", "--ready-check-interval", "5s"];
-    let (mut sidecar, admin) = start_sidecar(&sidecar_dir, port, &flags);
-    assert!(
-        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
-        "{}",
-        sidecar.report()
-    );
+    let (mut app, mut sidecar, admin) = start_ready_pod("sidecar-hurry", &flags);
     let hook = prestop_in_background(admin);
     assert_eq!(hook.join().expect("hook").map(|(c, _, _)| c), Some(200));
     app.signal(libc::SIGTERM);
