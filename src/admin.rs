@@ -224,8 +224,8 @@ async fn prestop(context: &Context, peer: IpAddr, request: &Request<Incoming>) -
     }
     let returns = context.prestop_returns;
     let mut status = context.status.clone();
-    // Only start the drain if the machine has not already moved past it;
-    // a send error means the lifecycle ended: the answer below says how.
+    // Always sent: the lifecycle starts a drain or joins the one under way.
+    // A send error means the lifecycle ended: the answer below says how.
     let _ = context.events.send(Event::Drain(Trigger::Prestop)).await;
     let done = |s: &Status| prestop_outcome(s, returns).is_some();
     let _ = status.wait_for(done).await;
