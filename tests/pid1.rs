@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{scratch, wait_for, zombies_in, Proc};
-use pid1_support::{arg, code, drainit_under_unshare, fixture, state, status_field, SOON};
+use common::{drainit_under_unshare, scratch, wait_for, zombies_in, Proc};
+use pid1_support::{arg, code, fixture, state, status_field, SOON};
 
 /// Forking and reaping a thousand processes on a loaded machine takes a while.
 const SLOW: Duration = Duration::from_secs(60);

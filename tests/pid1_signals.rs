@@ -18,10 +18,9 @@ mod pid1_support;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{kill, scratch, wait_for, Proc};
+use common::{drainit_under_unshare, kill, scratch, wait_for, Proc};
 use pid1_support::{
-    arg, code, drainit_under_unshare, fixture, host_pid, monotonic_ns, name, names, read_pid,
-    records, signals, SOON,
+    arg, code, fixture, host_pid, monotonic_ns, name, names, read_pid, records, signals, SOON,
 };
 
 /// The signals of the list that are forwarded at once, and one real-time signal.

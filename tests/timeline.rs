@@ -178,7 +178,7 @@ fn sigterm_alone_gives_the_same_timeline() {
     let triggered = now();
     // The pod's PID 1 is unshare's child; unshare forwards nothing, so
     // signal drainit inside the namespace directly.
-    let pid = wait_drainit_pid(&app.proc);
+    let pid = common::drainit_under_unshare(app.proc.pid());
     assert!(common::kill(pid, libc::SIGTERM));
     assert_draining(&app);
     let delay = first_term(&app) - triggered;
@@ -208,7 +208,7 @@ fn kubelet_sequence_has_one_delay_only() {
     let hook = prestop_in_background(app.admin);
     assert_draining(&app);
     thread::sleep(Duration::from_secs(1));
-    let pid = wait_drainit_pid(&app.proc);
+    let pid = common::drainit_under_unshare(app.proc.pid());
     assert!(common::kill(pid, libc::SIGTERM));
     let delay = first_term(&app) - triggered;
     assert!(
@@ -424,23 +424,6 @@ fn unready_delay_keeps_ready_after_the_trigger() {
         triggered.elapsed() >= Duration::from_millis(1500),
         "turned 503 before --unready-delay"
     );
-}
-
-/// drainit's pid as seen from the host: the child of `unshare --fork`.
-fn wait_drainit_pid(unshare: &Proc) -> i32 {
-    let children = format!("/proc/{0}/task/{0}/children", unshare.pid());
-    let mut pid = 0;
-    assert!(
-        wait_for(Duration::from_secs(5), || {
-            pid = std::fs::read_to_string(&children)
-                .ok()
-                .and_then(|t| t.split_whitespace().next().and_then(|p| p.parse().ok()))
-                .unwrap_or(0);
-            pid > 0
-        }),
-        "no drainit under unshare"
-    );
-    pid
 }
 
 #[test]

@@ -243,25 +243,41 @@ pub fn zombies_in(proc_root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Every descendant of `pid`, read from /proc/PID/task/*/children.
+/// The children of `pid` (from /proc/PID/task/*/children).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// The host pid of drainit started by `Proc::pid1` (the child of `unshare`).
+pub fn drainit_under_unshare(unshare: i32) -> i32 {
+    let mut found = None;
+    wait_for(Duration::from_secs(20), || {
+        found = children_of(unshare).first().copied();
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("unshare {unshare} has no child"))
+}
+
+/// Every descendant of `pid`.
 pub fn descendants(pid: i32) -> Vec<i32> {
     let mut found = Vec::new();
     let mut queue = vec![pid];
     while let Some(parent) = queue.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let children =
-                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            for child in children
-                .split_whitespace()
-                .filter_map(|c| c.parse::<i32>().ok())
-            {
-                if !found.contains(&child) {
-                    found.push(child);
-                    queue.push(child);
-                }
+        for child in children_of(parent) {
+            if !found.contains(&child) {
+                found.push(child);
+                queue.push(child);
             }
         }
     }

@@ -141,32 +141,6 @@ pub fn read_pid(path: &Path) -> i32 {
     pid.unwrap_or_else(|| panic!("no pid in {}", path.display()))
 }
 
-/// The children of `pid` (from /proc/PID/task/*/children).
-pub fn children_of(pid: i32) -> Vec<i32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|text| {
-            text.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<i32>>()
-        })
-        .collect()
-}
-
-/// The host pid of drainit started by `Proc::pid1` (the child of `unshare`).
-pub fn drainit_under_unshare(unshare: i32) -> i32 {
-    let mut found = None;
-    wait_for(SOON, || {
-        found = children_of(unshare).first().copied();
-        found.is_some()
-    });
-    found.unwrap_or_else(|| panic!("unshare {unshare} has no child"))
-}
-
 /// A field of /proc/PID/status (`PPid`, `State`, `NSpid`, ...), if the process exists.
 pub fn status_field(proc_root: &Path, pid: i32, field: &str) -> Option<String> {
     let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("status")).ok()?;
