@@ -186,16 +186,16 @@ async fn route(context: &Context, peer: IpAddr, request: Request<Incoming>) -> A
 
 fn ready(context: &Context) -> Answer {
     let status = context.status.borrow();
-    let code = if status.ready {
+    let code = if status.ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    text(code, format!("{}\n", status.phase))
+    text(code, format!("{}\n", status.phase()))
 }
 
 fn live(context: &Context) -> Answer {
-    let phase = context.status.borrow().phase;
+    let phase = context.status.borrow().phase();
     text(StatusCode::OK, format!("alive ({phase})\n"))
 }
 
@@ -235,13 +235,13 @@ async fn prestop(context: &Context, peer: IpAddr, request: &Request<Incoming>) -
 
 /// What `/prestop` answers once it may return, `None` while it must wait.
 fn prestop_outcome(status: &Status, returns: PrestopReturns) -> Option<&'static str> {
-    if status.phase == Phase::Exited {
+    if status.phase() == Phase::Exited {
         return Some("app exited");
     }
-    if status.deadline_hit {
+    if status.state.deadline_hit() {
         return Some("drain deadline reached, app killed");
     }
-    (returns == PrestopReturns::DelayOver && status.phase >= Phase::Stopping)
+    (returns == PrestopReturns::DelayOver && status.phase() >= Phase::Stopping)
         .then_some("propagation delay over")
 }
 

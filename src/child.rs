@@ -1,130 +1,34 @@
-//! Starting the app: its own process group, the terminal's foreground, and
-//! the signal state drainit itself inherited.
+//! The app's process: starting it with the signal state drainit
+//! inherited, and the one handle through which drainit signals it.
 //!
-//! drainit changes its own signal state to do its job (it blocks exactly
-//! the signals it handles and reads them from a signalfd, gives those it
-//! inherited as ignored the default disposition, ignores SIGTTIN/SIGTTOU,
-//! and Rust's runtime ignores SIGPIPE), and raises its open-file limit for
-//! the admin server. The app must see none of that: it starts with the
-//! mask, the ignored dispositions and the file limit drainit was given.
+//! The app starts in a process group of its own, which takes the
+//! terminal's foreground when stdin is a terminal, with drainit's
+//! inherited mask, ignored dispositions and file limit ([`Inherited`]):
 //! Rust's `Command` resets the mask in the child, so it is re-applied in a
-//! `pre_exec` hook. All `unsafe` of the crate lives in this module,
-//! including the registration of drainit's signalfd with tokio's reactor
-//! ([`register_signalfd`]), whose constructor is `unsafe`.
+//! `pre_exec` hook.
+//!
+//! [`App`] holds a pidfd, opened right after the fork while the child
+//! cannot yet have been reaped (only drainit's reaper waits, and it runs
+//! on this same thread later). Every signal to the app goes through it,
+//! so a signal can never reach another process that got the app's pid
+//! after it was reaped; and the owner gives the handle up when the
+//! reaper reports the app's exit, after which no code holds its pid.
 
 use std::ffi::OsString;
 use std::io;
 use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
-use nix::sys::signalfd::SignalFd;
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 use tracing::debug;
 
-use crate::signal_stream;
+use crate::os::{Inherited, MAX_SIG};
 use crate::signals::Sig;
 
-/// Highest signal number tracked (SIGRTMAX is 64 on Linux).
-const MAX_SIG: usize = 65;
-
-/// The signal state and file limit drainit was started with, captured
-/// before it changes any of them, to hand on to the app unchanged.
-#[derive(Clone, Copy)]
-pub struct Inherited {
-    mask: libc::sigset_t,
-    ignored: [bool; MAX_SIG],
-    nofile: (libc::rlim_t, libc::rlim_t),
-}
-
-impl Inherited {
-    /// Reads the current mask, ignored dispositions and RLIMIT_NOFILE.
-    /// Call it first thing in `main`, before anything changes them.
-    pub fn capture() -> Inherited {
-        let mut mask = MaybeUninit::<libc::sigset_t>::zeroed();
-        // SAFETY: with a null `set`, pthread_sigmask only writes the current
-        // mask into `mask`, which is valid, writable memory of the right type.
-        let mask = unsafe {
-            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), mask.as_mut_ptr());
-            mask.assume_init()
-        };
-        let mut ignored = [false; MAX_SIG];
-        for (number, slot) in ignored.iter_mut().enumerate().skip(1) {
-            let mut action = MaybeUninit::<libc::sigaction>::zeroed();
-            // SAFETY: with a null `act`, sigaction only reads the current
-            // disposition into `action`; invalid numbers return -1, checked.
-            let status = unsafe {
-                libc::sigaction(number as libc::c_int, std::ptr::null(), action.as_mut_ptr())
-            };
-            if status == 0 {
-                // SAFETY: sigaction succeeded, so it initialised `action`.
-                let action = unsafe { action.assume_init() };
-                *slot = action.sa_sigaction == libc::SIG_IGN;
-            }
-        }
-        // Rust's runtime set SIGPIPE to ignored before `main`; what drainit
-        // was given cannot be known, so the app gets the default, as from a shell.
-        ignored[libc::SIGPIPE as usize] = false;
-        let nofile = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
-        Inherited {
-            mask,
-            ignored,
-            nofile,
-        }
-    }
-
-    /// Whether `sig` was ignored when drainit started.
-    pub fn was_ignored(&self, sig: Sig) -> bool {
-        usize::try_from(sig.raw())
-            .ok()
-            .and_then(|n| self.ignored.get(n).copied())
-            .unwrap_or(false)
-    }
-
-    /// Takes the handled signals for drainit's signalfd: blocks exactly
-    /// them (see [`signal_stream::block_handled`]) and gives each one
-    /// drainit inherited as ignored the default disposition, which while
-    /// blocked only means "not ignored". SIGCHLD needs it: ignored, it
-    /// makes the kernel reap children itself, so `waitpid` would never see
-    /// the app's exit. The others would reach the signalfd anyway (a
-    /// blocked signal is kept pending even when ignored); resetting them
-    /// too leaves drainit's state the same whatever it inherited.
-    /// Call it in `main` after [`Inherited::capture`], before the runtime
-    /// starts any thread.
-    pub fn take_signals(&self) -> nix::Result<()> {
-        signal_stream::block_handled()?;
-        for sig in signal_stream::handled() {
-            if self.was_ignored(sig) {
-                // SAFETY: SIG_DFL installs no handler code, the number is a
-                // valid, catchable signal, and the signal is blocked.
-                if unsafe { libc::signal(sig.raw(), libc::SIG_DFL) } == libc::SIG_ERR {
-                    debug!("could not stop ignoring {sig}");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Sets the rest of drainit's own signal state, the handled signals
-    /// staying blocked for the signalfd: SIGTTIN/SIGTTOU (and SIGPIPE)
-    /// ignored, since drainit may write logs while the app owns the
-    /// terminal, and the open-file limit raised to its hard maximum for
-    /// the admin server's connections.
-    pub fn prepare_drainit(&self) {
-        for sig in Sig::ignored_by_drainit() {
-            // SAFETY: setting SIG_IGN installs no handler code; the numbers are valid.
-            unsafe { libc::signal(sig.raw(), libc::SIG_IGN) };
-        }
-        let (soft, hard) = self.nofile;
-        if soft < hard {
-            if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                debug!(%error, "could not raise the open-file limit");
-            }
-        }
-    }
-}
+/// Environment variables drainit reads that the app must not see: the
+/// `/prestop` token is a secret of drainit's, not of the app's.
+const PRIVATE_ENV: &[&str] = &["DRAINIT_PRESTOP_TOKEN"];
 
 /// Why the app could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -159,13 +63,81 @@ impl SpawnError {
     }
 }
 
+/// A process drainit may signal: held by a pidfd where the kernel has
+/// them (Linux ≥ 5.3), else by its pid alone.
+#[derive(Debug)]
+pub struct Process {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Process {
+    /// Opens a handle on `pid`. The caller must know that `pid` is the
+    /// process it means at this moment (its own unreaped child, or a
+    /// process whose identity it checks right after, see
+    /// [`Process::verified`]).
+    pub fn open(pid: i32) -> Process {
+        Process {
+            pid,
+            pidfd: pidfd_open(pid),
+        }
+    }
+
+    /// Opens a handle on `pid`, then checks with `still_the_one` that the
+    /// pid still names the process meant: once the pidfd is open, it
+    /// refers to that process whatever happens to the number later.
+    /// Without pidfd support the check narrows the race, it cannot close it.
+    pub fn verified(pid: i32, still_the_one: impl FnOnce(i32) -> bool) -> Option<Process> {
+        let process = Process::open(pid);
+        still_the_one(pid).then_some(process)
+    }
+
+    /// The pid, for logs and for `/status`.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Sends `sig` to this process (never to another one, with a pidfd).
+    pub fn signal(&self, sig: Sig) -> nix::Result<()> {
+        match &self.pidfd {
+            Some(fd) => pidfd_send_signal(fd, sig),
+            None => kill(self.pid, sig),
+        }
+    }
+
+    /// Whether the process is stopped (state T or t in `/proc/PID/stat`),
+    /// so that a SIGCONT must follow a signal it should act on.
+    pub fn is_stopped(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|stat| {
+                let (_, rest) = stat.rsplit_once(')')?;
+                rest.split_whitespace().next().map(|state| state == "T" || state == "t")
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// The app: its process, and the process group it was started in.
+#[derive(Debug)]
+pub struct App {
+    /// The app's own process.
+    pub process: Process,
+    /// The process group it was started in (its pid at spawn). The number
+    /// cannot be reused while any member of the group lives.
+    pub pgid: i32,
+}
+
 /// Starts `command` as the app, in a new process group that takes the
 /// terminal's foreground when stdin is a terminal, with stdio inherited and
-/// drainit's inherited signal state and file limit. Returns its pid.
-pub fn spawn(command: &[OsString], inherited: &Inherited) -> Result<i32, SpawnError> {
+/// drainit's inherited signal state and file limit.
+pub fn spawn(command: &[OsString], inherited: &Inherited) -> Result<App, SpawnError> {
     let (program, args) = command.split_first().ok_or(SpawnError::Empty)?;
     let mut builder = Command::new(program);
     builder.args(args).process_group(0);
+    for name in PRIVATE_ENV {
+        builder.env_remove(name);
+    }
     let restore = *inherited;
     // SAFETY: the hook runs in the forked child before exec. It only calls
     // async-signal-safe functions (sigfillset, sigprocmask, signal,
@@ -177,18 +149,27 @@ pub fn spawn(command: &[OsString], inherited: &Inherited) -> Result<i32, SpawnEr
             Ok(())
         });
     }
+    let name = || program.to_string_lossy().into_owned();
     match builder.spawn() {
         // The reaper, not `Child::wait`, collects the exit status; dropping
-        // the handle neither waits nor kills.
-        Ok(child) => i32::try_from(child.id()).map_err(|_| SpawnError::CannotExecute {
-            command: program.to_string_lossy().into_owned(),
-            source: io::Error::other("pid out of range"),
-        }),
-        Err(source) if source.kind() == io::ErrorKind::NotFound => Err(SpawnError::NotFound {
-            command: program.to_string_lossy().into_owned(),
-        }),
+        // the handle neither waits nor kills. Until the reaper runs, the
+        // child is at worst a zombie: its pid is still its own, so the
+        // pidfd opened now is the app's.
+        Ok(child) => {
+            let pid = i32::try_from(child.id()).map_err(|_| SpawnError::CannotExecute {
+                command: name(),
+                source: io::Error::other("pid out of range"),
+            })?;
+            Ok(App {
+                process: Process::open(pid),
+                pgid: pid,
+            })
+        }
+        Err(source) if source.kind() == io::ErrorKind::NotFound => {
+            Err(SpawnError::NotFound { command: name() })
+        }
         Err(source) => Err(SpawnError::CannotExecute {
-            command: program.to_string_lossy().into_owned(),
+            command: name(),
             source,
         }),
     }
@@ -232,29 +213,70 @@ fn restore_in_child(inherited: &Inherited) {
     }
 }
 
+/// `pidfd_open(2)`; `None` where the kernel (or a seccomp profile) lacks it.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    match i32::try_from(fd) {
+        Ok(fd) if fd >= 0 => {
+            // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+            Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        }
+        _ => {
+            debug!(pid, error = %io::Error::last_os_error(), "no pidfd; signalling by pid");
+            None
+        }
+    }
+}
+
+/// `pidfd_send_signal(2)`: ESRCH once the process has exited.
+fn pidfd_send_signal(fd: &OwnedFd, sig: Sig) -> nix::Result<()> {
+    let null = std::ptr::null::<libc::siginfo_t>();
+    // SAFETY: a valid descriptor, a signal number, a null siginfo (the
+    // kernel fills in SI_USER) and no flags.
+    let status = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig.raw(),
+            null,
+            0,
+        )
+    };
+    nix::errno::Errno::result(status).map(drop)
+}
+
 /// Sends a raw signal number (real-time ones included, which nix's
 /// `Signal` cannot carry) to a pid, or to a process group when negative.
-pub fn send_raw(pid: i32, sig: Sig) -> nix::Result<()> {
+/// Only for targets that have no [`Process`] handle: groups, and
+/// drainit's leftovers as PID 1 (`-1`).
+pub fn kill(pid: i32, sig: Sig) -> nix::Result<()> {
     // SAFETY: kill(2) takes two integers and touches no memory.
     nix::errno::Errno::result(unsafe { libc::kill(pid, sig.raw()) }).map(drop)
 }
 
-/// Makes drainit a child subreaper when it is not PID 1, so orphans of
-/// the app are re-parented to it and reaped, as they would be by PID 1.
-pub fn become_subreaper() -> nix::Result<()> {
-    if std::process::id() == 1 {
-        return Ok(());
-    }
-    nix::sys::prctl::set_child_subreaper(true)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Registers drainit's signalfd with the runtime's reactor, for reading.
-/// Call it inside the runtime.
-pub fn register_signalfd(fd: SignalFd) -> io::Result<AsyncFd<SignalFd>> {
-    // SAFETY: `SignalFd` owns its `OwnedFd`: the descriptor is open from
-    // creation until the `SignalFd` is dropped, `as_raw_fd` always returns
-    // that one, and nothing else can close or replace it while the
-    // `AsyncFd` owns the `SignalFd`.
-    let registered = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) };
-    Ok(registered?)
+    #[test]
+    fn a_pid_of_nothing_is_esrch() {
+        // A pid far above pid_max never exists.
+        assert_eq!(kill(i32::MAX, Sig::TERM), Err(nix::errno::Errno::ESRCH));
+    }
+
+    #[test]
+    fn a_pidfd_does_not_follow_the_pid() {
+        // A child that exits at once: once it is reaped, its pidfd answers
+        // ESRCH even if the number were handed out again.
+        let child = Command::new("true").spawn().expect("spawn true");
+        let pid = i32::try_from(child.id()).expect("pid");
+        let process = Process::open(pid);
+        assert!(process.pidfd.is_some(), "this kernel has pidfd_open");
+        let mut status = 0;
+        // SAFETY: waitpid on our own child, writing into a valid c_int.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert_eq!(process.signal(Sig::TERM), Err(nix::errno::Errno::ESRCH));
+    }
 }

@@ -5,12 +5,16 @@
 //! - [`signals`]: signal names, `--rewrite`, which signals are forwarded;
 //! - [`signal_stream`]: the handled signals, blocked and read from a
 //!   `signalfd` (no handler, no self-pipe);
-//! - [`child`]: starting the app with the signal state drainit inherited
-//!   (all `unsafe` lives here);
-//! - [`reaper`]: the only caller of `waitpid`;
-//! - [`lifecycle`]: the `Starting → Running → Draining → Stopping → Exited`
-//!   state machine and its timers;
-//! - [`supervisor`]: wrapper mode, the select loop of PID 1;
+//! - [`os`]: drainit's own process state: what it inherited, what it
+//!   changes about itself (taken before `main`, from a constructor);
+//! - [`child`]: starting the app with the inherited signal state, and the
+//!   pidfd handle every signal to it goes through;
+//! - [`reaper`]: the only caller of `waitpid`, decoding raw wait statuses;
+//! - [`lifecycle`]: the drain machine, one `State` enum moving
+//!   `Starting → Running → Draining → Stopping → Exited`, without I/O;
+//! - [`supervisor`]: the one set-up path and the one event loop of both modes;
+//! - [`wrapper`]: wrapper mode, the app as drainit's child;
+//! - [`leftovers`]: what the app left behind, stopped before drainit exits;
 //! - [`sidecar`]: sidecar mode, without an app of its own;
 //! - [`probe`]: `--ready-check` against the app;
 //! - [`admin`]: the hyper admin server; [`status`] and [`metrics`] render
@@ -21,8 +25,10 @@ pub mod admin;
 pub mod child;
 pub mod cli;
 pub mod error;
+pub mod leftovers;
 pub mod lifecycle;
 pub mod metrics;
+pub mod os;
 pub mod probe;
 pub mod reaper;
 pub mod sidecar;
@@ -30,14 +36,17 @@ pub mod signal_stream;
 pub mod signals;
 pub mod status;
 pub mod supervisor;
+pub mod wrapper;
 
 use std::process::ExitCode;
 
 use tracing::error;
 
-use crate::child::Inherited;
 use crate::cli::{Cli, LogFormat, Mode};
 use crate::error::Error;
+use crate::os::Inherited;
+use crate::sidecar::Sidecar;
+use crate::wrapper::Wrapper;
 
 /// Sends drainit's log lines to stderr, as text or JSON lines.
 pub fn init_logging(verbose: u8, format: LogFormat) {
@@ -69,8 +78,17 @@ pub fn run(cli: Cli, inherited: Inherited) -> ExitCode {
     let result = runtime.and_then(|runtime| {
         runtime.block_on(async move {
             match cli.mode {
-                Some(Mode::Sidecar(args)) => sidecar::run(cli.settings, args).await,
-                None => supervisor::run(cli.settings, cli.command, inherited).await,
+                Some(Mode::Sidecar(args)) => {
+                    if cli.settings.ready_check.is_none() {
+                        return Err(Error::SidecarNeedsReadyCheck);
+                    }
+                    let sidecar = Sidecar::new(&cli.settings, &args);
+                    supervisor::run(cli.settings, inherited, sidecar).await
+                }
+                None => {
+                    let wrapper = Wrapper::new(&cli.settings, cli.command, inherited);
+                    supervisor::run(cli.settings, inherited, wrapper).await
+                }
             }
         })
     });

@@ -1,31 +1,31 @@
-//! The shutdown timeline: one state machine, only ever moving forward.
+//! The drain machine: one state, only ever moving forward.
 //!
 //! `Starting → Running → Draining → Stopping → Exited`
 //!
-//! Invariants, relied on by the admin server and the tests:
-//! - the phase never moves backwards: once draining, never ready again;
+//! The whole story is one [`State`] value; `/ready` is derived from it
+//! ([`Status::ready`]), never stored beside it. Invariants, relied on by
+//! the admin server and the tests:
+//! - the phase never moves backwards: once draining, never ready again
+//!   after the unready delay, and Stopping and Exited are never ready;
 //! - the first drain trigger fixes the timeline; later triggers join it
-//!   and never restart or extend the propagation delay;
+//!   and never restart or extend the propagation delay, nor reach the app;
 //! - the kill deadline is measured from the start of the drain;
 //! - the app exiting on its own ends the machine in any phase.
 //!
-//! The machine is driven by [`Event`]s and its own timers and acts on the
-//! world only through [`Actions`], so every trigger order is unit-tested
-//! with a paused clock. It is the only writer of [`Status`].
+//! The machine does no I/O and reads no clock: the event loop hands it
+//! each [`Event`] and the current time, asks [`Machine::next_timer`] when
+//! to wake it, performs the [`Step`]s it returns (signals to the app), and
+//! only then logs them. Every trigger order is a table row in the tests.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::{error, info, warn};
 
-use crate::metrics::Metrics;
-use crate::probe::CheckResult;
+use crate::reaper::ProcessExit;
 use crate::signals::Sig;
 
-/// Where drainit is in the pod's life.
+/// Where drainit is in the pod's life (the name of a [`State`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Phase {
     /// The app is starting; `/ready` is 503 until its check first passes.
@@ -89,10 +89,8 @@ impl fmt::Display for Trigger {
 /// How the app ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppExit {
-    /// It exited with this code.
-    Code(i32),
-    /// It was killed by this signal.
-    Signal(Sig),
+    /// Its process ended (wrapper mode).
+    Process(ProcessExit),
     /// Sidecar mode: the app stopped answering its ready check.
     Gone,
 }
@@ -101,8 +99,7 @@ impl AppExit {
     /// drainit's own exit code: the app's, 128+N for death by signal N.
     pub fn exit_code(self) -> u8 {
         match self {
-            AppExit::Code(code) => u8::try_from(code & 0xff).unwrap_or(1),
-            AppExit::Signal(sig) => u8::try_from(128 + sig.raw()).unwrap_or(255),
+            AppExit::Process(exit) => exit.exit_code(),
             AppExit::Gone => 0,
         }
     }
@@ -111,34 +108,32 @@ impl AppExit {
 impl fmt::Display for AppExit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AppExit::Code(code) => write!(f, "code={code}"),
-            AppExit::Signal(sig) => write!(f, "signal={sig}"),
+            AppExit::Process(exit) => exit.fmt(f),
             AppExit::Gone => f.write_str("gone"),
         }
     }
 }
 
-/// Inputs of the state machine.
+/// What one `--ready-check` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckResult {
+    /// The app is ready.
+    Ready,
+    /// The app answered (or accepted) but is not ready.
+    NotReady,
+    /// Nothing listens there: the app is not up, or is gone.
+    Refused,
+}
+
+/// Inputs of the machine besides its timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    /// The app was started with this pid.
-    Spawned(i32),
     /// One `--ready-check` result.
     AppCheck(CheckResult),
     /// A drain trigger arrived.
     Drain(Trigger),
     /// The app ended.
     AppExited(AppExit),
-}
-
-/// What the state machine does to the world.
-pub trait Actions {
-    /// Ask the app to stop (the `--stop-signal`), once the delay is over.
-    fn stop(&mut self);
-    /// The drain deadline: kill the app's process group.
-    fn kill(&mut self);
-    /// A drain just started (the sidecar re-checks the app at once).
-    fn drain_started(&mut self) {}
 }
 
 /// How the drain is timed; see the flags of the same names.
@@ -152,11 +147,15 @@ pub struct Timeline {
     pub grace_period: Duration,
     /// `--kill-margin`.
     pub kill_margin: Duration,
-    /// Whether `--ready-check` is set (else Running begins at spawn).
+    /// Whether `--ready-check` is set (else Running begins at start).
     pub has_ready_check: bool,
-    /// Sidecar mode: the app's disappearance (check refused) ends the machine.
+    /// Sidecar mode: the app's disappearance (check refused) ends the
+    /// machine, and so does the deadline (a sidecar cannot see an exit).
     pub sidecar: bool,
 }
+
+/// The least time the budget check accepts for the app to stop in.
+pub const MIN_APP_STOP_TIME: Duration = Duration::from_secs(1);
 
 impl Timeline {
     /// How long after the drain start the app is killed.
@@ -167,7 +166,7 @@ impl Timeline {
     /// The problem with this budget, if the delay and margin leave the app
     /// less than [`MIN_APP_STOP_TIME`] to stop inside the grace period.
     pub fn budget_problem(&self) -> Option<String> {
-        let used = self.propagation_delay + self.kill_margin;
+        let used = self.propagation_delay.saturating_add(self.kill_margin);
         let left = self.grace_period.saturating_sub(used);
         (left < MIN_APP_STOP_TIME).then(|| {
             format!(
@@ -182,8 +181,111 @@ impl Timeline {
     }
 }
 
-/// The least time the budget check accepts for the app to stop in.
-pub const MIN_APP_STOP_TIME: Duration = Duration::from_secs(1);
+/// The drain under way: when and why it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drain {
+    /// When the first trigger arrived.
+    pub since: Instant,
+    /// The first trigger.
+    pub trigger: Trigger,
+}
+
+/// The machine's whole state; each phase carries what it knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for the app's check to pass for the first time.
+    Starting,
+    /// Serving; `app_ready` is the last check's verdict (true without a check).
+    Running {
+        /// Whether the app's check passes.
+        app_ready: bool,
+    },
+    /// The drain started; the app still serves.
+    Draining {
+        /// The drain.
+        drain: Drain,
+        /// `/ready` still answers 200 until then (`--unready-delay`);
+        /// `None` once it answers 503.
+        ready_until: Option<Instant>,
+    },
+    /// The stop signal went out (or the deadline came first).
+    Stopping {
+        /// The drain.
+        drain: Drain,
+        /// When the stop signal was sent; `None` if the deadline came first.
+        stop_sent: Option<Instant>,
+        /// Whether the deadline passed and the app was killed.
+        deadline_hit: bool,
+    },
+    /// The app is gone.
+    Exited {
+        /// How it ended.
+        exit: AppExit,
+        /// The drain, if there was one.
+        drain: Option<Drain>,
+        /// When the stop signal was sent, if it was.
+        stop_sent: Option<Instant>,
+        /// Whether the deadline passed and the app was killed.
+        deadline_hit: bool,
+    },
+}
+
+impl State {
+    /// The phase this state is in.
+    pub fn phase(&self) -> Phase {
+        match self {
+            State::Starting => Phase::Starting,
+            State::Running { .. } => Phase::Running,
+            State::Draining { .. } => Phase::Draining,
+            State::Stopping { .. } => Phase::Stopping,
+            State::Exited { .. } => Phase::Exited,
+        }
+    }
+
+    /// What `/ready` answers at `now`.
+    pub fn ready(&self, now: Instant) -> bool {
+        match self {
+            State::Running { app_ready } => *app_ready,
+            State::Draining { ready_until, .. } => ready_until.is_some_and(|until| now < until),
+            State::Starting | State::Stopping { .. } | State::Exited { .. } => false,
+        }
+    }
+
+    /// The drain, once one started.
+    pub fn drain(&self) -> Option<Drain> {
+        match *self {
+            State::Starting | State::Running { .. } => None,
+            State::Draining { drain, .. } | State::Stopping { drain, .. } => Some(drain),
+            State::Exited { drain, .. } => drain,
+        }
+    }
+
+    /// When the stop signal was sent, if it was.
+    pub fn stop_sent(&self) -> Option<Instant> {
+        match *self {
+            State::Stopping { stop_sent, .. } | State::Exited { stop_sent, .. } => stop_sent,
+            _ => None,
+        }
+    }
+
+    /// Whether the drain deadline passed and the app was killed.
+    pub fn deadline_hit(&self) -> bool {
+        match *self {
+            State::Stopping { deadline_hit, .. } | State::Exited { deadline_hit, .. } => {
+                deadline_hit
+            }
+            _ => false,
+        }
+    }
+
+    /// How the app ended, once it has.
+    pub fn exit(&self) -> Option<AppExit> {
+        match *self {
+            State::Exited { exit, .. } => Some(exit),
+            _ => None,
+        }
+    }
+}
 
 /// A phase change, for `/status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,313 +298,318 @@ pub struct Transition {
     pub instant: Instant,
 }
 
-/// Everything the outside sees of the machine, published on a watch channel.
+/// A snapshot of the machine, published on a watch channel for the admin
+/// server; the machine never reads it back.
 #[derive(Debug, Clone)]
 pub struct Status {
-    /// The current phase.
-    pub phase: Phase,
-    /// What `/ready` answers now.
-    pub ready: bool,
+    /// The state.
+    pub state: State,
     /// The last `--ready-check` result, if any ran.
     pub app_check: Option<CheckResult>,
     /// Every phase entered so far, in order.
     pub transitions: Vec<Transition>,
-    /// The trigger that started the drain.
-    pub drain_trigger: Option<Trigger>,
-    /// When the drain started.
-    pub drain_started: Option<Instant>,
-    /// When the stop signal was sent.
-    pub stop_sent: Option<Instant>,
-    /// Whether the drain deadline was hit and the app killed.
-    pub deadline_hit: bool,
     /// The app's pid (wrapper mode).
     pub child_pid: Option<i32>,
-    /// How the app ended.
-    pub exit: Option<AppExit>,
 }
 
 impl Status {
-    fn new() -> Status {
-        Status {
-            phase: Phase::Starting,
-            ready: false,
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.state.phase()
+    }
+
+    /// What `/ready` answers now.
+    pub fn ready(&self) -> bool {
+        self.state.ready(Instant::now())
+    }
+
+    /// When the current phase began.
+    pub fn phase_since(&self) -> Option<Instant> {
+        self.transitions.last().map(|t| t.instant)
+    }
+}
+
+/// What the event loop must do (and then log) for the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The app's check passed for the first time: Running.
+    CheckPassed,
+    /// The app's check changed its verdict while Running.
+    CheckChanged(CheckResult),
+    /// A drain started: count it, hurry the probe, log it.
+    DrainStarted(Trigger),
+    /// A later trigger joined the drain, `after` its start: log only.
+    Joined {
+        /// The trigger.
+        trigger: Trigger,
+        /// Time since the drain started.
+        after: Duration,
+    },
+    /// The unready delay is over: `/ready` answers 503 from now.
+    Unready {
+        /// Time since the drain started.
+        after: Duration,
+    },
+    /// The propagation delay is over: send the stop signal.
+    Stop {
+        /// Time since the drain started.
+        after: Duration,
+    },
+    /// The drain deadline: kill the app.
+    Kill {
+        /// Time since the drain started.
+        after: Duration,
+        /// How long the app had since the stop signal (`None`: none was sent).
+        app_had: Option<Duration>,
+    },
+    /// The machine is done: the app ended (or, in a sidecar, is taken as gone).
+    Finished {
+        /// How.
+        exit: AppExit,
+        /// Time since the stop signal, else the drain start, else the start.
+        after: Duration,
+        /// Whether a drain preceded it (the story is told at info then).
+        drained: bool,
+    },
+}
+
+/// The drain machine. Build it with [`Machine::new`], feed it events and
+/// timer wake-ups, and publish [`Machine::status`] after each.
+#[derive(Debug)]
+pub struct Machine {
+    timeline: Timeline,
+    state: State,
+    app_check: Option<CheckResult>,
+    transitions: Vec<Transition>,
+    child_pid: Option<i32>,
+}
+
+impl Machine {
+    /// A machine in Starting at `now`.
+    pub fn new(timeline: Timeline, now: Instant) -> Machine {
+        Machine {
+            timeline,
+            state: State::Starting,
             app_check: None,
             transitions: vec![Transition {
                 phase: Phase::Starting,
                 at: SystemTime::now(),
-                instant: Instant::now(),
+                instant: now,
             }],
-            drain_trigger: None,
-            drain_started: None,
-            stop_sent: None,
-            deadline_hit: false,
             child_pid: None,
-            exit: None,
         }
     }
 
-    /// When the current phase began.
-    pub fn phase_since(&self) -> Instant {
-        self.transitions
-            .last()
-            .map_or_else(Instant::now, |t| t.instant)
-    }
-}
-
-/// The state machine. Build it with [`Lifecycle::new`], then [`Lifecycle::run`] it.
-pub struct Lifecycle<A: Actions> {
-    timeline: Timeline,
-    actions: A,
-    status: watch::Sender<Status>,
-    metrics: Arc<Metrics>,
-}
-
-impl<A: Actions> Lifecycle<A> {
-    /// A machine in Starting, with the receiver side of its status.
-    pub fn new(
-        timeline: Timeline,
-        actions: A,
-        metrics: Arc<Metrics>,
-    ) -> (Lifecycle<A>, watch::Receiver<Status>) {
-        let (status, receiver) = watch::channel(Status::new());
-        (
-            Lifecycle {
-                timeline,
-                actions,
-                status,
-                metrics,
-            },
-            receiver,
-        )
+    /// The app is up (its pid, in wrapper mode): without a ready check it
+    /// is Running at once.
+    pub fn started(&mut self, child_pid: Option<i32>, now: Instant) {
+        self.child_pid = child_pid;
+        if !self.timeline.has_ready_check && self.state == State::Starting {
+            self.enter(State::Running { app_ready: true }, now);
+        }
     }
 
-    /// Runs until the app has exited, returning how it ended.
-    pub async fn run(mut self, mut events: mpsc::Receiver<Event>) -> AppExit {
-        let mut events_open = true;
-        loop {
-            let deadline = self.next_deadline();
-            tokio::select! {
-                event = events.recv(), if events_open => match event {
-                    Some(event) => {
-                        if let Some(exit) = self.on_event(event) {
-                            return exit;
-                        }
-                    }
-                    None => events_open = false,
-                },
-                () = sleep_until_or_forever(deadline) => {
-                    if let Some(exit) = self.on_timer() {
-                        return exit;
-                    }
-                }
+    /// The state now.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// How the app ended, once the machine is done.
+    pub fn finished(&self) -> Option<AppExit> {
+        self.state.exit()
+    }
+
+    /// The snapshot to publish.
+    pub fn status(&self) -> Status {
+        Status {
+            state: self.state,
+            app_check: self.app_check,
+            transitions: self.transitions.clone(),
+            child_pid: self.child_pid,
+        }
+    }
+
+    /// When the machine wants [`Machine::on_timer`] next, if ever.
+    pub fn next_timer(&self) -> Option<Instant> {
+        let kill_at = |drain: &Drain| drain.since.checked_add(self.timeline.kill_after());
+        match &self.state {
+            State::Draining { drain, ready_until } => {
+                let stop_at = drain.since.checked_add(self.timeline.propagation_delay);
+                [kill_at(drain), stop_at, *ready_until]
+                    .into_iter()
+                    .flatten()
+                    .min()
             }
+            State::Stopping {
+                drain,
+                deadline_hit: false,
+                ..
+            } => kill_at(drain),
+            _ => None,
         }
     }
 
-    fn now(&self) -> Instant {
-        Instant::now()
+    /// Fires whatever is due at `now`.
+    pub fn on_timer(&mut self, now: Instant) -> Vec<Step> {
+        let mut steps = Vec::new();
+        self.fire_due(now, &mut steps);
+        steps
     }
 
-    fn phase(&self) -> Phase {
-        self.status.borrow().phase
-    }
-
-    fn drain_started(&self) -> Option<Instant> {
-        self.status.borrow().drain_started
-    }
-
-    /// The next moment a timer fires, if any.
-    fn next_deadline(&self) -> Option<Instant> {
-        let status = self.status.borrow();
-        let start = status.drain_started?;
-        let kill_at = (!status.deadline_hit).then(|| start + self.timeline.kill_after());
-        let during_drain =
-            |offset: Duration| (status.phase == Phase::Draining).then(|| start + offset);
-        let unready_at = during_drain(self.timeline.unready_delay).filter(|_| status.ready);
-        let stop_at = during_drain(self.timeline.propagation_delay);
-        [kill_at, unready_at, stop_at].into_iter().flatten().min()
-    }
-
-    /// Fires due timers; returns an exit only for a sidecar at its deadline.
-    fn on_timer(&mut self) -> Option<AppExit> {
-        let now = self.now();
-        let start = self.drain_started()?;
-        let elapsed = now.saturating_duration_since(start);
-        let (deadline_hit, phase, ready) = {
-            let status = self.status.borrow();
-            (status.deadline_hit, status.phase, status.ready)
-        };
-        if !deadline_hit && elapsed >= self.timeline.kill_after() {
-            self.hit_deadline(elapsed);
-            // A sidecar cannot wait for an exit it may never see.
-            return self.timeline.sidecar.then(|| self.on_exit(AppExit::Gone));
-        }
-        if phase != Phase::Draining {
-            return None;
-        }
-        if ready && elapsed >= self.timeline.unready_delay {
-            info!(after = %secs(elapsed), "unready delay over, /ready now answers 503");
-            self.publish(|s| s.ready = false);
-        }
-        if elapsed >= self.timeline.propagation_delay {
-            info!(after = %secs(elapsed), "propagation delay over");
-            self.enter_stopping(now);
-        }
-        None
-    }
-
-    fn enter_stopping(&mut self, now: Instant) {
-        self.transition(Phase::Stopping);
-        self.publish(|s| s.stop_sent = Some(now));
-        self.actions.stop();
-    }
-
-    fn hit_deadline(&mut self, elapsed: Duration) {
-        if self.timeline.sidecar {
-            error!(after = %secs(elapsed), "drain deadline hit, the app is still answering; sidecar exits");
-        } else {
-            let stop_sent = self.status.borrow().stop_sent;
-            let had = stop_sent.map_or(Duration::ZERO, |t| self.now().saturating_duration_since(t));
-            error!(
-                after = %secs(elapsed),
-                app_had = %secs(had),
-                "drain deadline hit, SIGKILL: the app did not exit within {} of the stop signal",
-                secs(had)
-            );
-        }
-        self.metrics.forced_kills.inc();
-        if self.phase() == Phase::Draining {
-            self.transition(Phase::Stopping);
-        }
-        self.publish(|s| {
-            s.deadline_hit = true;
-            s.ready = false;
-        });
-        self.actions.kill();
-    }
-
-    /// Handles one event; returns the app's exit once the machine is done.
-    fn on_event(&mut self, event: Event) -> Option<AppExit> {
+    /// Handles one event at `now`.
+    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Step> {
+        let mut steps = Vec::new();
         match event {
-            Event::Spawned(pid) => {
-                self.publish(|s| s.child_pid = Some(pid));
-                if !self.timeline.has_ready_check && self.phase() == Phase::Starting {
-                    self.transition(Phase::Running);
-                    self.publish(|s| s.ready = true);
-                }
-            }
-            Event::AppCheck(result) => return self.on_check(result),
-            Event::Drain(trigger) => self.on_trigger(trigger),
-            Event::AppExited(exit) => return Some(self.on_exit(exit)),
+            Event::AppCheck(result) => self.on_check(result, now, &mut steps),
+            Event::Drain(trigger) => self.on_trigger(trigger, now, &mut steps),
+            Event::AppExited(exit) => self.finish(exit, now, &mut steps),
         }
-        None
+        steps
     }
 
-    fn on_check(&mut self, result: CheckResult) -> Option<AppExit> {
-        let previous = self.status.borrow().app_check;
-        self.publish(|s| s.app_check = Some(result));
-        let phase = self.phase();
+    fn fire_due(&mut self, now: Instant, steps: &mut Vec<Step>) {
+        let Some(drain) = self.state.drain() else {
+            return;
+        };
+        let after = now.saturating_duration_since(drain.since);
+        let deadline_due = !self.state.deadline_hit() && after >= self.timeline.kill_after();
+        if deadline_due && self.state.phase() < Phase::Exited {
+            let stop_sent = self.state.stop_sent();
+            steps.push(Step::Kill {
+                after,
+                app_had: stop_sent.map(|sent| now.saturating_duration_since(sent)),
+            });
+            if self.timeline.sidecar {
+                // A sidecar cannot wait for an exit it may never see.
+                self.finish(AppExit::Gone, now, steps);
+                return;
+            }
+            self.enter(
+                State::Stopping {
+                    drain,
+                    stop_sent,
+                    deadline_hit: true,
+                },
+                now,
+            );
+            return;
+        }
+        if let State::Draining { ready_until, .. } = self.state {
+            if ready_until.is_some_and(|until| now >= until) {
+                self.state = State::Draining {
+                    drain,
+                    ready_until: None,
+                };
+                if !self.timeline.unready_delay.is_zero() {
+                    steps.push(Step::Unready { after });
+                }
+            }
+            if after >= self.timeline.propagation_delay {
+                steps.push(Step::Stop { after });
+                self.enter(
+                    State::Stopping {
+                        drain,
+                        stop_sent: Some(now),
+                        deadline_hit: false,
+                    },
+                    now,
+                );
+            }
+        }
+    }
+
+    fn on_check(&mut self, result: CheckResult, now: Instant, steps: &mut Vec<Step>) {
+        let previous = self.app_check.replace(result);
+        let phase = self.state.phase();
         if self.timeline.sidecar && phase >= Phase::Draining && result == CheckResult::Refused {
             // A sidecar cannot see the app exit; its address refusing
             // connections during a drain is how it learns the app is gone.
-            return Some(self.on_exit(AppExit::Gone));
+            self.finish(AppExit::Gone, now, steps);
+            return;
         }
-        match (phase, result) {
-            (Phase::Starting, CheckResult::Ready) => {
-                info!("app ready check passed");
-                self.transition(Phase::Running);
-                self.publish(|s| s.ready = true);
+        match (self.state, result) {
+            (State::Starting, CheckResult::Ready) => {
+                steps.push(Step::CheckPassed);
+                self.enter(State::Running { app_ready: true }, now);
             }
-            (Phase::Running, CheckResult::Ready) if previous != Some(CheckResult::Ready) => {
-                info!("app ready check passes again, /ready answers 200");
-                self.publish(|s| s.ready = true);
-            }
-            (Phase::Running, failed)
-                if failed != CheckResult::Ready && previous == Some(CheckResult::Ready) =>
-            {
-                warn!(result = ?failed, "app ready check failed, /ready answers 503");
-                self.publish(|s| s.ready = false);
+            (State::Running { app_ready }, result) => {
+                let ready = result == CheckResult::Ready;
+                // A failure only counts once the check has passed before.
+                if ready != app_ready && (ready || previous == Some(CheckResult::Ready)) {
+                    steps.push(Step::CheckChanged(result));
+                    self.state = State::Running { app_ready: ready };
+                }
             }
             _ => {}
         }
-        None
     }
 
-    fn on_trigger(&mut self, trigger: Trigger) {
-        let now = self.now();
-        match self.status.borrow().drain_started {
-            Some(start) => {
-                info!(
-                    trigger = %trigger,
-                    after = %secs(now.saturating_duration_since(start)),
-                    "drain trigger joins the drain in progress"
-                );
-                return;
-            }
-            None if self.phase() == Phase::Exited => return,
-            None => {}
-        }
-        info!(trigger = %trigger, "drain started");
-        self.metrics.record_drain(trigger);
-        self.actions.drain_started();
-        let keep_ready = self.status.borrow().ready && !self.timeline.unready_delay.is_zero();
-        self.transition(Phase::Draining);
-        self.publish(|s| {
-            s.drain_trigger = Some(trigger);
-            s.drain_started = Some(now);
-            s.ready = keep_ready;
-        });
-        if self.timeline.propagation_delay.is_zero() {
-            info!("propagation delay is 0s");
-            self.enter_stopping(now);
-        }
-        if self.timeline.kill_after().is_zero() {
-            self.hit_deadline(Duration::ZERO);
-        }
-    }
-
-    fn on_exit(&mut self, exit: AppExit) -> AppExit {
-        let since = self
-            .status
-            .borrow()
-            .stop_sent
-            .or(self.drain_started())
-            .unwrap_or_else(|| self.status.borrow().transitions[0].instant);
-        let after = secs(self.now().saturating_duration_since(since));
-        match exit {
-            AppExit::Gone => info!(after = %after, "app is gone"),
-            _ => info!(after = %after, "app exited {exit}"),
-        }
-        self.transition(Phase::Exited);
-        self.publish(|s| {
-            s.exit = Some(exit);
-            s.ready = false;
-        });
-        exit
-    }
-
-    fn transition(&mut self, phase: Phase) {
-        self.publish(|s| {
-            if s.phase < phase {
-                s.phase = phase;
-                s.transitions.push(Transition {
-                    phase,
-                    at: SystemTime::now(),
-                    instant: Instant::now(),
+    fn on_trigger(&mut self, trigger: Trigger, now: Instant, steps: &mut Vec<Step>) {
+        if let Some(drain) = self.state.drain() {
+            if self.state.phase() < Phase::Exited {
+                steps.push(Step::Joined {
+                    trigger,
+                    after: now.saturating_duration_since(drain.since),
                 });
             }
+            return;
+        }
+        if self.state.phase() == Phase::Exited {
+            return;
+        }
+        let was_ready = self.state.ready(now);
+        let drain = Drain {
+            since: now,
+            trigger,
+        };
+        let keep_ready = was_ready && !self.timeline.unready_delay.is_zero();
+        // An unready delay too long to compute keeps /ready up until the
+        // stop signal, which is where it would have ended anyway.
+        let ready_until = keep_ready.then(|| {
+            now.checked_add(self.timeline.unready_delay)
+                .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
         });
+        steps.push(Step::DrainStarted(trigger));
+        self.enter(State::Draining { drain, ready_until }, now);
+        self.fire_due(now, steps);
     }
 
-    fn publish(&self, change: impl FnOnce(&mut Status)) {
-        self.status.send_modify(change);
+    fn finish(&mut self, exit: AppExit, now: Instant, steps: &mut Vec<Step>) {
+        if self.state.phase() == Phase::Exited {
+            return;
+        }
+        let drain = self.state.drain();
+        let stop_sent = self.state.stop_sent();
+        let since = stop_sent
+            .or(drain.map(|d| d.since))
+            .or(self.transitions.first().map(|t| t.instant))
+            .unwrap_or(now);
+        steps.push(Step::Finished {
+            exit,
+            after: now.saturating_duration_since(since),
+            drained: drain.is_some(),
+        });
+        let deadline_hit = self.state.deadline_hit();
+        self.enter(
+            State::Exited {
+                exit,
+                drain,
+                stop_sent,
+                deadline_hit,
+            },
+            now,
+        );
     }
-}
 
-async fn sleep_until_or_forever(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+    fn enter(&mut self, state: State, now: Instant) {
+        if state.phase() > self.state.phase() {
+            self.transitions.push(Transition {
+                phase: state.phase(),
+                at: SystemTime::now(),
+                instant: now,
+            });
+        }
+        self.state = state;
     }
 }
 

@@ -1,18 +1,29 @@
 //! The `drainit` binary: capture the inherited signal state, take the
-//! handled signals, parse, log, run.
+//! handled signals (both before `main`), parse, log, run.
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use drainit::child::Inherited;
 use drainit::cli::Cli;
 
+/// Runs [`drainit::os::early_init`] from the ELF constructors, before
+/// Rust's runtime and `main`: while drainit has a single thread (every
+/// later one inherits the mask), and as early as a process can, since a
+/// namespace init drops a SIGTERM whose disposition is still the default.
+/// Only in the binary: the library's test and checker builds must keep
+/// their own signal state.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static EARLY_INIT: extern "C" fn() = early_init;
+
+extern "C" fn early_init() {
+    let _ = drainit::os::early_init();
+}
+
 fn main() -> ExitCode {
-    // First, before anything changes the mask or a disposition.
-    let inherited = Inherited::capture();
-    // Then, while drainit has one thread (every later one inherits the
-    // mask): block the handled signals for the signalfd.
-    let taken = inherited.take_signals();
+    // What the constructor captured (it runs again here only if the
+    // constructor did not, and then captures now).
+    let (inherited, taken) = drainit::os::early_init();
     let cli = Cli::parse();
     if cli.mode.is_none() && cli.command.is_empty() {
         Cli::command()

@@ -123,22 +123,25 @@ impl Metrics {
     pub fn render(&self, status: &Status) -> String {
         let now = Instant::now();
         for phase in Phase::ALL {
-            let value = i64::from(phase == status.phase);
+            let value = i64::from(phase == status.phase());
             self.phase
                 .get_or_create(&[("phase", phase.name().to_string())])
                 .set(value);
         }
-        self.phase_seconds.set(
-            now.saturating_duration_since(status.phase_since())
-                .as_secs_f64(),
-        );
-        let drain = status.drain_started.map_or(0.0, |start| {
-            now.saturating_duration_since(start).as_secs_f64()
+        let since = status.phase_since().unwrap_or(now);
+        self.phase_seconds
+            .set(now.saturating_duration_since(since).as_secs_f64());
+        let drain = status.state.drain().map_or(0.0, |drain| {
+            now.saturating_duration_since(drain.since).as_secs_f64()
         });
         self.drain_seconds.set(drain);
-        self.ready.set(i64::from(status.ready));
-        self.exit_code
-            .set(status.exit.map_or(-1, |exit| i64::from(exit.exit_code())));
+        self.ready.set(i64::from(status.state.ready(now)));
+        self.exit_code.set(
+            status
+                .state
+                .exit()
+                .map_or(-1, |exit| i64::from(exit.exit_code())),
+        );
         let mut text = String::with_capacity(2048);
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 use tokio::sync::{mpsc, Notify};
 
-use crate::lifecycle::Event;
+use crate::lifecycle::{CheckResult, Event};
 
 /// How to ask the app whether it is ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,16 +81,6 @@ impl fmt::Display for ReadyCheck {
     }
 }
 
-/// What one check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckResult {
-    /// The app is ready.
-    Ready,
-    /// The app answered (or accepted) but is not ready.
-    NotReady,
-    /// Nothing listens there: the app is not up, or is gone.
-    Refused,
-}
 
 impl ReadyCheck {
     /// The address to connect to.

@@ -11,23 +11,19 @@
 //! starts fresh in Starting, never stuck in Draining.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::admin::PrestopReturns;
-use crate::child;
+use crate::child::Process;
 use crate::cli::{Settings, SidecarArgs};
-use crate::error::Error;
-use crate::lifecycle::{Actions, Event, Lifecycle, Phase, Trigger};
+use crate::lifecycle::AppExit;
 use crate::metrics::Metrics;
-use crate::probe::ProbeControl;
-use crate::reaper;
+use crate::reaper::ProcessExit;
+use crate::signal_stream::{Received, SignalStream};
 use crate::signals::{self, Sig};
-use crate::supervisor::{
-    bind_admin, check_budget, install_signals, start_admin, start_probe, timeline,
-};
+use crate::supervisor::{Mode, SignalOutcome};
 
 /// How the sidecar finds the app's pid when the pod shares its process namespace.
 #[derive(Debug, Clone)]
@@ -36,7 +32,7 @@ pub enum AppLocator {
     Unreachable,
     /// `--app-pid-file`.
     PidFile(PathBuf),
-    /// `--app-process`: the name in `/proc/PID/comm`.
+    /// `--app-process`: the program's name, as in its command line.
     ProcessName(String),
 }
 
@@ -50,140 +46,175 @@ impl AppLocator {
         }
     }
 
-    /// The app's pid now, if it can be found.
-    pub fn find(&self) -> Option<i32> {
-        match self {
-            AppLocator::Unreachable => None,
-            AppLocator::PidFile(path) => read_pid_file(path),
-            AppLocator::ProcessName(name) => find_process(name),
-        }
+    /// The app now, held by a pidfd opened while its identity was checked.
+    pub fn find(&self) -> Option<Process> {
+        let (pid, started) = match self {
+            AppLocator::Unreachable => return None,
+            AppLocator::PidFile(path) => read_pid_file(path)?,
+            AppLocator::ProcessName(name) => find_process(name)?,
+        };
+        // Same pid, same start time, after the pidfd is open: the same process.
+        Process::verified(pid, |pid| start_ticks(pid) == Some(started))
     }
 }
 
-fn read_pid_file(path: &Path) -> Option<i32> {
+/// The pid in the file, if the process of that pid can have written it:
+/// a process that started after the file was last written is a stranger
+/// that got a stale pid (the app is gone, the number was reused).
+fn read_pid_file(path: &Path) -> Option<(i32, u64)> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| warn!(path = %path.display(), %error, "cannot read --app-pid-file"))
         .ok()?;
-    text.trim().parse::<i32>().ok().filter(|pid| *pid > 0)
+    let written = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    let pid = text.trim().parse::<i32>().ok().filter(|pid| *pid > 0)?;
+    let started = start_ticks(pid)?;
+    let started_at = boot_time()? + ticks_to_duration(started);
+    // Clock ticks and second-granular boot time: allow a second of slack.
+    let slack = Duration::from_secs(1);
+    if started_at > written + slack {
+        warn!(pid, path = %path.display(), "--app-pid-file names a process started after the file was written: stale, not signalled");
+        return None;
+    }
+    Some((pid, started))
 }
 
-/// The oldest process named `name`: with several (nginx's master and its
-/// workers share a name) the one started first is the one to signal.
-fn find_process(name: &str) -> Option<i32> {
+/// The oldest process whose program is `name`: with several (nginx's
+/// master and its workers share a name) the one started first is the one
+/// to signal. The name is matched against the command line (argv[0] and
+/// its file name) and the executable's file name, so names longer than
+/// the 15 bytes the kernel keeps in `comm` still match.
+fn find_process(name: &str) -> Option<(i32, u64)> {
     let me = std::process::id();
     std::fs::read_dir("/proc")
         .ok()?
         .flatten()
         .filter_map(|entry| {
             let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-            if pid == me || comm.trim_end() != name {
+            if pid == me || !names_match(&entry.path(), name) {
                 return None;
             }
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            Some((start_time(&stat)?, i32::try_from(pid).ok()?))
+            let pid = i32::try_from(pid).ok()?;
+            Some((start_ticks(pid)?, pid))
         })
         .min()
-        .map(|(_, pid)| pid)
+        .map(|(started, pid)| (pid, started))
+}
+
+/// Whether the process at `/proc/PID` runs the program `name`.
+fn names_match(proc_dir: &Path, name: &str) -> bool {
+    let file_name = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
+    let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
+    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    let argv0 = String::from_utf8_lossy(argv0);
+    // nginx rewrites its argv[0] to "nginx: master process ...".
+    let argv0_program = argv0.split(':').next().unwrap_or_default();
+    let exe = std::fs::read_link(proc_dir.join("exe"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    argv0 == name
+        || file_name(&argv0) == name
+        || file_name(argv0_program) == name
+        || exe.as_deref() == Some(name)
 }
 
 /// Field 22 of `/proc/PID/stat`, the start time in clock ticks after boot.
-/// The command name (field 2) may hold spaces and parentheses, so count
-/// from the last `)`.
+fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    start_time(&stat)
+}
+
+/// Field 22 of a `/proc/PID/stat` line. The command name (field 2) may
+/// hold spaces and parentheses, so count from the last `)`.
 fn start_time(stat: &str) -> Option<u64> {
     let (_, rest) = stat.rsplit_once(')')?;
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// The sidecar's hands: a re-check of the app at drain start, and signals
-/// to the app only when it can be found.
-struct SidecarActions {
-    app: AppLocator,
-    stop_signal: Option<Sig>,
-    probe: Arc<ProbeControl>,
+/// When the machine booted (`btime` in `/proc/stat`).
+fn boot_time() -> Option<SystemTime> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let seconds = stat
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
 }
 
-impl Actions for SidecarActions {
-    fn stop(&mut self) {
-        let Some(pid) = self.app.find() else {
+/// `/proc` counts in USER_HZ, which the kernel fixes at 100 on every
+/// architecture (whatever its internal HZ).
+fn ticks_to_duration(ticks: u64) -> Duration {
+    const USER_HZ: u64 = 100;
+    Duration::from_millis(ticks.saturating_mul(1000 / USER_HZ))
+}
+
+/// The sidecar: no child of its own; signals to the app only when it can
+/// be found, through the handle found at the stop signal.
+pub struct Sidecar {
+    app: AppLocator,
+    stop_signal: Option<Sig>,
+    /// The app as found when the stop signal went out, for the deadline.
+    stopped: Option<Process>,
+}
+
+impl Sidecar {
+    /// The sidecar for these settings and flags.
+    pub fn new(settings: &Settings, args: &SidecarArgs) -> Sidecar {
+        Sidecar {
+            app: AppLocator::from_args(args),
+            stop_signal: signals::rewrite(&settings.rewrites, settings.stop_signal),
+            stopped: None,
+        }
+    }
+}
+
+impl Mode for Sidecar {
+    const NAME: &'static str = "sidecar";
+    const PRESTOP_RETURNS: PrestopReturns = PrestopReturns::DelayOver;
+
+    fn start(&mut self) -> Result<Option<i32>, u8> {
+        info!("sidecar started");
+        Ok(None)
+    }
+
+    fn on_signal(&mut self, received: Received, _metrics: &Metrics) -> SignalOutcome {
+        if received.sig == Sig::INT {
+            // Ctrl-C on a sidecar run by hand: stop, as any program would.
+            info!("interrupted");
+            return SignalOutcome::Exit(128 + 2);
+        }
+        debug!("ignored {}: a sidecar has no app to forward it to", received.sig);
+        SignalOutcome::Handled
+    }
+
+    fn on_reaped(&mut self, _pid: i32, _exit: ProcessExit) -> Option<AppExit> {
+        None
+    }
+
+    fn stop(&mut self, _metrics: &Metrics) {
+        let Some(app) = self.app.find() else {
             info!("/prestop answers now; the kubelet stops the app when its preStop hook returns");
             return;
         };
-        let Some(sig) = self.stop_signal else { return };
-        match child::send_raw(pid, sig) {
-            Ok(()) => info!("sent {sig} to pid {pid}"),
-            Err(error) => warn!(%error, "failed to send {sig} to pid {pid}"),
+        if let Some(sig) = self.stop_signal {
+            match app.signal(sig) {
+                Ok(()) => info!("sent {sig} to pid {}", app.pid()),
+                Err(error) => warn!(%error, "failed to send {sig} to pid {}", app.pid()),
+            }
         }
+        self.stopped = Some(app);
     }
 
     fn kill(&mut self) {
-        if let Some(pid) = self.app.find() {
-            let _ = child::send_raw(pid, Sig::KILL);
+        if let Some(app) = self.stopped.take().or_else(|| self.app.find()) {
+            let _ = app.signal(Sig::KILL);
         }
     }
 
-    fn drain_started(&mut self) {
-        // A native sidecar gets SIGTERM after the app is gone: find out now,
-        // and from here on notice the app's exit within a tenth of a second.
-        self.probe.hurry();
+    async fn wind_down(&mut self, _signals: &mut SignalStream, _metrics: &Metrics) {
+        info!("sidecar exits");
     }
-}
-
-/// Runs the sidecar until the drain is over; returns drainit's exit code.
-pub async fn run(settings: Settings, args: SidecarArgs) -> Result<u8, Error> {
-    if settings.ready_check.is_none() {
-        return Err(Error::SidecarNeedsReadyCheck);
-    }
-    let timeline = timeline(&settings, true);
-    check_budget(&settings, &timeline)?;
-    let admin_listener = bind_admin(&settings).await?;
-    let mut signals = install_signals()?;
-    let metrics = Arc::new(Metrics::new());
-    let probe = Arc::new(ProbeControl::default());
-    let actions = SidecarActions {
-        app: AppLocator::from_args(&args),
-        stop_signal: signals::rewrite(&settings.rewrites, settings.stop_signal),
-        probe: probe.clone(),
-    };
-    let (lifecycle, status) = Lifecycle::new(timeline, actions, metrics.clone());
-    let (events, events_rx) = mpsc::channel(64);
-    let mut lifecycle = tokio::spawn(lifecycle.run(events_rx));
-    let admin = start_admin(
-        admin_listener,
-        &settings,
-        "sidecar",
-        status.clone(),
-        events.clone(),
-        metrics.clone(),
-        PrestopReturns::DelayOver,
-    )?;
-    start_probe(&settings, events.clone(), probe);
-    info!("sidecar started");
-
-    let code = loop {
-        tokio::select! {
-            _ = &mut lifecycle => break 0,
-            Some(sig) = signals.next() => {
-                if sig == Sig::CHLD {
-                    metrics.zombies_reaped.inc_by(reaper::reap_all(None).count);
-                } else if settings.drain_on.0.contains(&sig) && status.borrow().phase < Phase::Exited {
-                    let _ = events.send(Event::Drain(Trigger::Signal(sig))).await;
-                } else if sig == Sig::INT {
-                    // Ctrl-C on a sidecar run by hand: stop, as any program would.
-                    info!("interrupted");
-                    break 128 + 2;
-                } else {
-                    debug!("ignored {sig}: a sidecar has no app to forward it to");
-                }
-            }
-        }
-    };
-    // Every /prestop in flight gets its answer before the sidecar goes.
-    if let Some(admin) = admin {
-        admin.shutdown().await;
-    }
-    info!("sidecar exits");
-    Ok(code)
 }
 
 #[cfg(test)]
@@ -199,11 +230,12 @@ mod tests {
     }
 
     #[test]
-    fn finds_this_test_process_by_name_but_never_itself_as_drainit() {
-        let comm = std::fs::read_to_string("/proc/self/comm").expect("comm");
-        // The search skips its own pid, so a unique name finds nothing.
+    fn never_finds_itself_nor_a_name_nobody_runs() {
+        let exe = std::env::current_exe().expect("exe");
+        let name = exe.file_name().expect("file name").to_string_lossy().into_owned();
+        // The search skips its own pid, so this test binary's name finds nothing.
         assert_eq!(
-            find_process(comm.trim_end()).filter(|p| *p == std::process::id() as i32),
+            find_process(&name).filter(|(p, _)| *p == std::process::id() as i32),
             None
         );
         assert_eq!(find_process("no-such-process-name"), None);

@@ -19,7 +19,7 @@
 //! signal is never discarded when it is sent, whatever its disposition, so
 //! a signal drainit inherited as ignored still reaches the signalfd; but an
 //! ignored SIGCHLD makes the kernel reap children itself, leaving nothing
-//! for `waitpid`. [`crate::child::Inherited::take_signals`] therefore gives
+//! for `waitpid`. [`crate::os::early_init`] therefore gives
 //! every handled signal drainit inherited as ignored the default
 //! disposition (the app gets the ignore back before it execs).
 
@@ -31,6 +31,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tracing::error;
 
 use crate::signals::Sig;
@@ -41,9 +42,11 @@ const SIGINFO: usize = std::mem::size_of::<libc::signalfd_siginfo>();
 /// pending at once, so a short read is the usual case and drains the fd.
 const BATCH: usize = 32;
 
-/// Every signal drainit handles: the forwardable ones and SIGCHLD.
+/// Every signal drainit handles: the forwardable ones, the faults (which
+/// it forwards only when another process sent them) and SIGCHLD.
 pub fn handled() -> Vec<Sig> {
     let mut handled = Sig::forwardable();
+    handled.extend(Sig::faults());
     handled.push(Sig::CHLD);
     handled.sort_unstable();
     handled
@@ -75,11 +78,30 @@ pub fn block_handled() -> nix::Result<()> {
     handled_set().thread_set_mask()
 }
 
+/// One signal as the signalfd reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// The signal.
+    pub sig: Sig,
+    /// `ssi_code`: ≤ 0 when a process sent it (`SI_USER`, `SI_QUEUE`,
+    /// `SI_TKILL`), > 0 when the kernel raised it.
+    pub code: i32,
+    /// `ssi_pid`: the sender, in drainit's PID namespace (0 if outside it).
+    pub from_pid: u32,
+}
+
+impl Received {
+    /// Whether another process sent it, rather than the kernel.
+    pub fn sent_by_a_process(&self) -> bool {
+        self.code <= 0
+    }
+}
+
 /// The handled signals as an async stream. Create it inside the runtime,
 /// after [`block_handled`].
 pub struct SignalStream {
     fd: AsyncFd<SignalFd>,
-    queue: VecDeque<Sig>,
+    queue: VecDeque<Received>,
     failed: bool,
 }
 
@@ -89,7 +111,7 @@ impl SignalStream {
     pub fn new() -> io::Result<SignalStream> {
         let flags = SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC;
         let fd = SignalFd::with_flags(&handled_set(), flags)?;
-        let fd = crate::child::register_signalfd(fd)?;
+        let fd = register(fd)?;
         Ok(SignalStream {
             fd,
             queue: VecDeque::new(),
@@ -100,7 +122,7 @@ impl SignalStream {
     /// The next signal received, in the order the kernel hands them over.
     /// `None` only after a failure no retry can mend (logged once); the
     /// stream stays empty from then on.
-    pub async fn next(&mut self) -> Option<Sig> {
+    pub async fn next(&mut self) -> Option<Received> {
         loop {
             if let Some(sig) = self.queue.pop_front() {
                 return Some(sig);
@@ -133,23 +155,38 @@ impl SignalStream {
     }
 }
 
+/// Registers drainit's signalfd with the runtime's reactor, for reading.
+/// Call it inside the runtime.
+fn register(fd: SignalFd) -> io::Result<AsyncFd<SignalFd>> {
+    // SAFETY: `SignalFd` owns its `OwnedFd`: the descriptor is open from
+    // creation until the `SignalFd` is dropped, `as_raw_fd` always returns
+    // that one, and nothing else can close or replace it while the
+    // `AsyncFd` owns the `SignalFd`.
+    let registered = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) };
+    Ok(registered?)
+}
+
 /// Reads up to [`BATCH`] records into `queue`; true when the batch was
 /// full (more may be pending).
-fn read_batch(fd: &SignalFd, queue: &mut VecDeque<Sig>) -> nix::Result<bool> {
+fn read_batch(fd: &SignalFd, queue: &mut VecDeque<Received>) -> nix::Result<bool> {
     let mut buffer = [0u8; SIGINFO * BATCH];
     let read = nix::unistd::read(fd.as_raw_fd(), &mut buffer)?;
     let records = buffer.get(..read).unwrap_or_default();
-    // `ssi_signo`, a u32, is the first field of `struct signalfd_siginfo`.
-    let numbers = records
-        .chunks_exact(SIGINFO)
-        .filter_map(|record| record.first_chunk::<4>())
-        .map(|signo| u32::from_ne_bytes(*signo));
-    queue.extend(
-        numbers
-            .filter_map(|number| i32::try_from(number).ok())
-            .filter_map(Sig::from_raw),
-    );
+    queue.extend(records.chunks_exact(SIGINFO).filter_map(decode));
     Ok(read == buffer.len())
+}
+
+/// The fields of one `struct signalfd_siginfo` drainit uses: `ssi_signo`
+/// (u32 at 0), `ssi_code` (i32 at 8) and `ssi_pid` (u32 at 12).
+fn decode(record: &[u8]) -> Option<Received> {
+    let field = |at: usize| -> Option<[u8; 4]> { record.get(at..at + 4)?.try_into().ok() };
+    let signo = u32::from_ne_bytes(field(0)?);
+    let sig = Sig::from_raw(i32::try_from(signo).ok()?)?;
+    Some(Received {
+        sig,
+        code: i32::from_ne_bytes(field(8)?),
+        from_pid: u32::from_ne_bytes(field(12)?),
+    })
 }
 
 #[cfg(test)]
@@ -207,10 +244,11 @@ mod tests {
         let mut got = Vec::new();
         for _ in 0..2 {
             let next = tokio::time::timeout(wait, stream.next()).await;
-            got.push(
-                next.expect("a signal within 5 s")
-                    .expect("the stream goes on"),
-            );
+            let received = next
+                .expect("a signal within 5 s")
+                .expect("the stream goes on");
+            assert!(received.sent_by_a_process(), "{received:?}");
+            got.push(received.sig);
         }
         // One of each, lowest number first: the three USR2 are one.
         let hup = Sig::from_raw(libc::SIGHUP).expect("HUP");
@@ -222,6 +260,7 @@ mod tests {
         // Readiness was cleared on the way: a later signal wakes it again.
         raise(Signal::SIGCHLD).expect("raise");
         let next = tokio::time::timeout(wait, stream.next()).await;
-        assert_eq!(next.expect("SIGCHLD within 5 s"), Some(Sig::CHLD));
+        let received = next.expect("SIGCHLD within 5 s").expect("a signal");
+        assert_eq!(received.sig, Sig::CHLD);
     }
 }

@@ -52,11 +52,25 @@ const NAMES: &[(&str, i32)] = &[
 /// The accepted spellings, quoted in every parse error.
 pub const SIGNAL_FORMS: &str = "a signal name or number such as TERM, SIGTERM, 15 or RTMIN+2";
 
+/// The signals that are normally synchronous faults. drainit forwards them
+/// only when another process sent them (`kill`, `sigqueue`): a real fault
+/// of drainit's own is delivered by the kernel even while blocked, and
+/// still kills drainit.
+const FAULTS: &[i32] = &[
+    libc::SIGILL,
+    libc::SIGTRAP,
+    libc::SIGABRT,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGSEGV,
+    libc::SIGSYS,
+];
+
 /// Standard signals drainit never forwards: the ones that cannot be caught
-/// (KILL, STOP), the synchronous faults that only mean something for the
-/// process that raised them, CHLD (drainit reaps instead), PIPE (a closed
-/// log pipe must not kill PID 1) and TTIN/TTOU (sent by the terminal to
-/// drainit itself when it is in the background; it ignores them).
+/// (KILL, STOP), the faults (forwarded only when sent, see [`FAULTS`]),
+/// CHLD (drainit reaps instead), PIPE (a closed log pipe must not kill
+/// PID 1) and TTIN/TTOU (sent by the terminal to drainit itself when it is
+/// in the background; it ignores them).
 const NOT_FORWARDED: &[i32] = &[
     libc::SIGKILL,
     libc::SIGSTOP,
@@ -82,6 +96,8 @@ impl Sig {
     pub const KILL: Sig = Sig(libc::SIGKILL);
     /// SIGCHLD: wakes the reaper.
     pub const CHLD: Sig = Sig(libc::SIGCHLD);
+    /// SIGCONT: wakes a stopped process so it can act on the stop signal.
+    pub const CONT: Sig = Sig(libc::SIGCONT);
 
     /// Wraps a raw number, checking it is a signal this platform knows.
     pub fn from_raw(number: i32) -> Option<Sig> {
@@ -101,6 +117,23 @@ impl Sig {
         let standard = (1..32).filter(|n| !NOT_FORWARDED.contains(n));
         let realtime = libc::SIGRTMIN()..=libc::SIGRTMAX();
         standard.chain(realtime).map(Sig).collect()
+    }
+
+    /// The fault signals, forwarded only when another process sent them.
+    pub fn faults() -> Vec<Sig> {
+        FAULTS.iter().copied().map(Sig).collect()
+    }
+
+    /// Whether this is one of the [`Sig::faults`].
+    pub fn is_fault(self) -> bool {
+        FAULTS.contains(&self.0)
+    }
+
+    /// Whether this signal can be caught and forwarded at all (not KILL,
+    /// STOP, CHLD, PIPE, TTIN or TTOU): what `--drain-on`, `--rewrite` and
+    /// `--stop-signal` may name.
+    pub fn is_forwardable(self) -> bool {
+        self.is_fault() || Sig::forwardable().contains(&self)
     }
 
     /// Signals drainit ignores for itself (but restores for the child).

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::cli::{AdminListen, Settings, SignalTarget};
-use crate::lifecycle::{AppExit, Status};
-use crate::probe::CheckResult;
+use crate::lifecycle::{AppExit, CheckResult, Status};
+use crate::reaper::ProcessExit;
 
 /// The settings as `/status` shows them; the token's value is never shown.
 pub fn settings_json(settings: &Settings, mode: &str) -> Value {
@@ -53,19 +53,20 @@ pub fn render(status: &Status, settings: &Value) -> String {
         .iter()
         .map(|t| json!({ "phase": t.phase.name(), "at": rfc3339(t.at), "seconds_ago": ago(t.instant) }))
         .collect();
-    let drain = status.drain_started.map(|start| {
+    let state = &status.state;
+    let drain = state.drain().map(|drain| {
         json!({
-            "trigger": status.drain_trigger.map(|t| t.to_string()),
-            "seconds": ago(start),
-            "stop_signal_sent_after_seconds": status.stop_sent.map(|t| t.saturating_duration_since(start).as_secs_f64()),
-            "deadline_hit": status.deadline_hit,
+            "trigger": drain.trigger.to_string(),
+            "seconds": ago(drain.since),
+            "stop_signal_sent_after_seconds": state.stop_sent().map(|t| t.saturating_duration_since(drain.since).as_secs_f64()),
+            "deadline_hit": state.deadline_hit(),
         })
     });
-    let exit = status.exit.map(|exit| {
+    let exit = state.exit().map(|exit| {
         let (code, signal) = match exit {
-            AppExit::Code(code) => (Some(code), None),
-            AppExit::Signal(sig) => (None, Some(sig.to_string())),
-            AppExit::Gone => (None, None),
+            AppExit::Process(ProcessExit::Code(code)) => (Some(code), None),
+            AppExit::Process(ProcessExit::Signal(sig)) => (None, Some(sig.to_string())),
+            AppExit::Process(ProcessExit::Undecoded(_)) | AppExit::Gone => (None, None),
         };
         json!({ "code": code, "signal": signal, "exit_code": exit.exit_code() })
     });
@@ -75,8 +76,8 @@ pub fn render(status: &Status, settings: &Value) -> String {
         CheckResult::Refused => "refused",
     });
     let body = json!({
-        "phase": status.phase.name(),
-        "ready": status.ready,
+        "phase": status.phase().name(),
+        "ready": state.ready(now),
         "transitions": transitions,
         "drain": drain,
         "app": { "pid": status.child_pid, "check": check, "exit": exit },

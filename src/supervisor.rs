@@ -1,91 +1,74 @@
-//! Wrapper mode: drainit as the container's PID 1 in front of the app.
+//! The event loop both modes share: one set-up path, one owner of
+//! everything that acts.
 //!
-//! One select loop owns the signal stream (a signalfd, see
-//! [`crate::signal_stream`]): SIGCHLD wakes the reaper, the
-//! `--drain-on` signals feed the lifecycle, every other signal is
-//! forwarded at once. The lifecycle runs as its own task and acts on the
-//! app through [`ProcessActions`]. When the app is gone, the rest of its
-//! process group is stopped, in-flight `/prestop` answers are finished,
-//! and drainit exits with the app's code.
+//! Set-up does everything that can fail before the app exists (budget
+//! check, admin bind, signalfd, admin server), then starts the app. From
+//! there on a single loop owns the signal stream, the reaper, the drain
+//! [`Machine`] and the app handle (inside the [`Mode`]): a signal, an
+//! admin or probe event, or the machine's next timer wakes it; it acts on
+//! what the machine says, publishes a snapshot, and logs last. Because the
+//! same loop reaps and signals, nothing can signal the app after the
+//! reaper has collected it (the mode drops the handle in that same turn).
+//!
+//! Each mode injects only what differs: what to start, what a signal or a
+//! reaped pid means, how to stop and kill the app, and what to clean up
+//! after it.
 
-use std::ffi::OsString;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::admin::{self, AdminServer, PrestopReturns};
-use crate::child::{self, Inherited};
-use crate::cli::{AdminListen, Settings, SignalTarget};
+use crate::cli::{AdminListen, Settings};
 use crate::error::Error;
-use crate::lifecycle::{secs, Actions, AppExit, Event, Lifecycle, Phase, Status, Timeline};
+use crate::lifecycle::{secs, AppExit, CheckResult, Event, Machine, Step, Timeline, Trigger};
 use crate::metrics::Metrics;
-use crate::probe;
-use crate::reaper;
-use crate::signal_stream::SignalStream;
-use crate::signals::{self, Sig};
+use crate::os::{self, Inherited};
+use crate::probe::{self, ProbeControl};
+use crate::reaper::{self, Pass, ProcessExit};
+use crate::signal_stream::{Received, SignalStream};
 use crate::status;
 
-/// How often the leftover wait re-checks the process group between SIGCHLDs.
-const LEFTOVER_POLL: Duration = Duration::from_millis(20);
-/// How long to wait for SIGKILLed leftovers to disappear before giving up.
-const KILLED_WAIT: Duration = Duration::from_secs(5);
+/// Reaps per pass before the loop yields to the admin server and timers.
+const REAPS_PER_PASS: usize = 256;
 
-/// Sends the stop signal and the deadline's SIGKILL to the app.
-pub struct ProcessActions {
-    /// The app's pid, which is also its process group id.
-    pub pid: i32,
-    /// `--stop-signal` after `--rewrite`; `None` when rewritten to 0.
-    pub stop_signal: Option<Sig>,
-    /// `--signal-target`.
-    pub target: SignalTarget,
-    /// Counts the stop signal as a forwarded signal.
-    pub metrics: Arc<Metrics>,
+/// What a signal that is neither SIGCHLD nor a drain trigger led to.
+pub enum SignalOutcome {
+    /// Handled (forwarded, or ignored on purpose).
+    Handled,
+    /// drainit exits now with this code (a sidecar's Ctrl-C).
+    Exit(u8),
 }
 
-impl Actions for ProcessActions {
-    fn stop(&mut self) {
-        let Some(sig) = self.stop_signal else {
-            warn!("stop signal rewritten to 0: not sent; the drain deadline will end the app");
-            return;
-        };
-        match send(self.pid, self.target, sig) {
-            Ok(()) => {
-                self.metrics.record_forward(sig);
-                let to = match self.target {
-                    SignalTarget::Child => "pid",
-                    SignalTarget::Group => "process group",
-                };
-                info!("sent {sig} to {to} {}", self.pid);
-            }
-            Err(error) => warn!(%error, "failed to send {sig} to pid {}", self.pid),
-        }
-    }
+/// What differs between the wrapper and the sidecar mode.
+pub trait Mode {
+    /// `wrapper` or `sidecar`, for `/status`.
+    const NAME: &'static str;
+    /// When `/prestop` answers.
+    const PRESTOP_RETURNS: PrestopReturns;
 
-    fn kill(&mut self) {
-        if let Err(error) = killpg(Pid::from_raw(self.pid), Signal::SIGKILL) {
-            if error != Errno::ESRCH {
-                warn!(%error, "failed to SIGKILL process group {}", self.pid);
-            }
-        }
-    }
+    /// Starts what the mode supervises; returns the app's pid if it has
+    /// one, or drainit's exit code when the app could not be started.
+    fn start(&mut self) -> Result<Option<i32>, u8>;
+    /// A signal that is neither SIGCHLD nor a `--drain-on` trigger.
+    fn on_signal(&mut self, received: Received, metrics: &Metrics) -> SignalOutcome;
+    /// A child was reaped: the app's exit if it was the app.
+    fn on_reaped(&mut self, pid: i32, exit: ProcessExit) -> Option<AppExit>;
+    /// A drain started.
+    fn drain_started(&mut self) {}
+    /// The propagation delay is over: send the stop signal.
+    fn stop(&mut self, metrics: &Metrics);
+    /// The drain deadline: kill the app.
+    fn kill(&mut self);
+    /// After the app is gone, before drainit exits.
+    fn wind_down(&mut self, signals: &mut SignalStream, metrics: &Metrics)
+        -> impl Future<Output = ()>;
 }
 
-/// Sends `sig` to the app or its process group.
-fn send(pid: i32, target: SignalTarget, sig: Sig) -> nix::Result<()> {
-    let pid = match target {
-        SignalTarget::Child => pid,
-        SignalTarget::Group => -pid,
-    };
-    child::send_raw(pid, sig)
-}
-
-/// The timeline the lifecycle follows, from the settings.
+/// The timeline the machine follows, from the settings.
 pub fn timeline(settings: &Settings, sidecar: bool) -> Timeline {
     Timeline {
         propagation_delay: settings.propagation_delay,
@@ -98,7 +81,7 @@ pub fn timeline(settings: &Settings, sidecar: bool) -> Timeline {
 }
 
 /// Warns about (or, with `--strict`, refuses) a budget that cannot fit.
-pub fn check_budget(settings: &Settings, timeline: &Timeline) -> Result<(), Error> {
+fn check_budget(settings: &Settings, timeline: &Timeline) -> Result<(), Error> {
     match timeline.budget_problem() {
         Some(problem) if settings.strict => Err(Error::Budget(problem)),
         Some(problem) => {
@@ -109,9 +92,9 @@ pub fn check_budget(settings: &Settings, timeline: &Timeline) -> Result<(), Erro
     }
 }
 
-/// Binds the admin listener, before the app starts, so a taken port fails
+/// Binds the admin listener before the app starts, so a taken port fails
 /// loudly instead of leaving a pod that never turns ready.
-pub async fn bind_admin(settings: &Settings) -> Result<Option<tokio::net::TcpListener>, Error> {
+async fn bind_admin(settings: &Settings) -> Result<Option<tokio::net::TcpListener>, Error> {
     match settings.admin_listen {
         AdminListen::Off => Ok(None),
         AdminListen::At(addr) => tokio::net::TcpListener::bind(addr)
@@ -121,236 +104,216 @@ pub async fn bind_admin(settings: &Settings) -> Result<Option<tokio::net::TcpLis
     }
 }
 
-/// Starts the admin server on a bound listener.
-pub fn start_admin(
-    listener: Option<tokio::net::TcpListener>,
-    settings: &Settings,
-    mode: &str,
-    status: watch::Receiver<Status>,
-    events: mpsc::Sender<Event>,
+/// Everything the loop owns once set-up is done.
+struct Wiring {
+    signals: SignalStream,
     metrics: Arc<Metrics>,
-    prestop_returns: PrestopReturns,
-) -> Result<Option<AdminServer>, Error> {
-    let Some(listener) = listener else {
-        return Ok(None);
-    };
-    let context = admin::Context {
-        status,
-        events,
-        metrics,
-        settings: status::settings_json(settings, mode),
-        prestop_allow_from: settings.prestop_allow_from.clone(),
-        prestop_token: settings.prestop_token.clone(),
-        prestop_returns,
-    };
-    let max = usize::try_from(settings.admin_max_connections).unwrap_or(1024);
-    admin::serve(listener, context, max)
-        .map(Some)
-        .map_err(Error::Admin)
+    events: mpsc::Receiver<Event>,
+    status: watch::Sender<crate::lifecycle::Status>,
+    admin: Option<AdminServer>,
+    probe: Arc<ProbeControl>,
+    machine: Machine,
+    sidecar: bool,
 }
 
-/// Starts `--ready-check`, if set, as its own task.
-pub fn start_probe(
-    settings: &Settings,
-    events: mpsc::Sender<Event>,
-    control: Arc<probe::ProbeControl>,
-) {
-    if let Some(check) = settings.ready_check.clone() {
-        let (interval, timeout) = (settings.ready_check_interval, settings.ready_check_timeout);
-        tokio::spawn(probe::run(check, interval, timeout, events, control));
-    }
-}
-
-/// Opens the signal stream: every forwardable signal plus SIGCHLD, which
-/// `main` blocked before the runtime started
-/// ([`Inherited::take_signals`]).
-pub fn install_signals() -> Result<SignalStream, Error> {
-    SignalStream::new().map_err(Error::Signals)
-}
-
-/// Runs `command` under drainit; returns drainit's exit code.
-pub async fn run(
-    settings: Settings,
-    command: Vec<OsString>,
-    inherited: Inherited,
-) -> Result<u8, Error> {
-    let timeline = timeline(&settings, false);
+/// Runs drainit in `mode` until the app is gone; returns drainit's exit code.
+pub async fn run<M: Mode>(settings: Settings, inherited: Inherited, mut mode: M) -> Result<u8, Error> {
+    let timeline = timeline(&settings, M::PRESTOP_RETURNS == PrestopReturns::DelayOver);
     check_budget(&settings, &timeline)?;
-    if let Err(error) = child::become_subreaper() {
+    if let Err(error) = os::become_subreaper() {
         warn!(%error, "could not become a child subreaper; orphans will not be reaped");
     }
-    let admin_listener = bind_admin(&settings).await?;
-    let mut signals = install_signals()?;
+    let listener = bind_admin(&settings).await?;
+    let signals = SignalStream::new().map_err(Error::Signals)?;
     inherited.prepare_drainit();
-
-    let pid = match child::spawn(&command, &inherited) {
-        Ok(pid) => pid,
-        Err(error) => {
-            error!("{error}");
-            return Ok(error.exit_code());
-        }
-    };
-    info!(pid, command = ?command, "started app");
-    let started = Instant::now();
-
     let metrics = Arc::new(Metrics::new());
-    let actions = ProcessActions {
-        pid,
-        stop_signal: signals::rewrite(&settings.rewrites, settings.stop_signal),
-        target: settings.signal_target,
-        metrics: metrics.clone(),
+    let machine = Machine::new(timeline, Instant::now());
+    let (status, status_rx) = watch::channel(machine.status());
+    let (events_tx, events) = mpsc::channel(64);
+    let admin = match listener {
+        Some(listener) => {
+            let context = admin::Context {
+                status: status_rx,
+                events: events_tx.clone(),
+                metrics: metrics.clone(),
+                settings: status::settings_json(&settings, M::NAME),
+                prestop_allow_from: settings.prestop_allow_from.clone(),
+                prestop_token: settings.prestop_token.clone(),
+                prestop_returns: M::PRESTOP_RETURNS,
+            };
+            let max = usize::try_from(settings.admin_max_connections).unwrap_or(1024);
+            Some(admin::serve(listener, context, max).map_err(Error::Admin)?)
+        }
+        None => None,
     };
-    let (lifecycle, status) = Lifecycle::new(timeline, actions, metrics.clone());
-    let (events, events_rx) = mpsc::channel(64);
-    let _ = events.send(Event::Spawned(pid)).await;
-    let mut lifecycle = tokio::spawn(lifecycle.run(events_rx));
-    let admin = start_admin(
-        admin_listener,
-        &settings,
-        "wrapper",
-        status.clone(),
-        events.clone(),
-        metrics.clone(),
-        PrestopReturns::AppExited,
-    )?;
-    start_probe(&settings, events.clone(), Arc::default());
+    let mut wiring = Wiring {
+        signals,
+        metrics,
+        events,
+        status,
+        admin,
+        probe: Arc::default(),
+        machine,
+        sidecar: timeline.sidecar,
+    };
 
-    let forwarder = Forwarder {
-        pid,
-        settings: &settings,
-        metrics: &metrics,
-        status: &status,
-        events: &events,
-    };
-    let exit = loop {
-        tokio::select! {
-            exit = &mut lifecycle => break exit.unwrap_or(AppExit::Code(1)),
-            Some(sig) = signals.next() => forwarder.on_signal(sig).await,
+    // From here on nothing may fail: the app is running.
+    let pid = match mode.start() {
+        Ok(pid) => pid,
+        Err(code) => {
+            wiring.shut_down().await;
+            return Ok(code);
         }
     };
-    debug!(after = %secs(started.elapsed()), "app ended");
-    stop_leftovers(pid, settings.leftover_grace, &mut signals, &metrics).await;
-    if let Some(admin) = admin {
-        admin.shutdown().await;
+    os::leave_start_directory();
+    wiring.machine.started(pid, Instant::now());
+    wiring.publish();
+    if let Some(check) = settings.ready_check.clone() {
+        let (interval, timeout) = (settings.ready_check_interval, settings.ready_check_timeout);
+        let control = wiring.probe.clone();
+        tokio::spawn(probe::run(check, interval, timeout, events_tx.clone(), control));
     }
-    info!("drainit exits with {}", exit.exit_code());
-    Ok(exit.exit_code())
+    drop(events_tx);
+
+    let code = match wiring.supervise(&settings, &mut mode).await {
+        Ok(exit) => {
+            mode.wind_down(&mut wiring.signals, &wiring.metrics).await;
+            exit.exit_code()
+        }
+        Err(code) => code,
+    };
+    wiring.shut_down().await;
+    debug!("drainit exits with {code}");
+    Ok(code)
 }
 
-/// Routes each signal drainit receives.
-struct Forwarder<'a> {
-    pid: i32,
-    settings: &'a Settings,
-    metrics: &'a Metrics,
-    status: &'a watch::Receiver<Status>,
-    events: &'a mpsc::Sender<Event>,
-}
-
-impl Forwarder<'_> {
-    async fn on_signal(&self, sig: Sig) {
-        if sig == Sig::CHLD {
-            let reaped = reaper::reap_all(Some(self.pid));
-            self.metrics.zombies_reaped.inc_by(reaped.count);
-            if let Some(exit) = reaped.main_exit {
-                let _ = self.events.send(Event::AppExited(exit)).await;
+impl Wiring {
+    /// The loop: until the machine is done (`Ok`) or the mode exits early (`Err`).
+    async fn supervise<M: Mode>(&mut self, settings: &Settings, mode: &mut M) -> Result<AppExit, u8> {
+        loop {
+            let timer = self.machine.next_timer();
+            let steps = tokio::select! {
+                Some(received) = self.signals.next() => {
+                    if received.sig == crate::signals::Sig::CHLD {
+                        self.reap(mode).await
+                    } else if settings.drain_on.0.contains(&received.sig) {
+                        let trigger = Event::Drain(Trigger::Signal(received.sig));
+                        self.machine.handle(trigger, Instant::now())
+                    } else {
+                        match mode.on_signal(received, &self.metrics) {
+                            SignalOutcome::Handled => Vec::new(),
+                            SignalOutcome::Exit(code) => return Err(code),
+                        }
+                    }
+                }
+                Some(event) = self.events.recv() => self.machine.handle(event, Instant::now()),
+                () = sleep_until_or_forever(timer) => self.machine.on_timer(Instant::now()),
+            };
+            for step in steps {
+                self.perform(step, mode);
             }
-            return;
+            self.publish();
+            if let Some(exit) = self.machine.finished() {
+                return Ok(exit);
+            }
         }
-        let phase = self.status.borrow().phase;
-        if self.settings.drain_on.0.contains(&sig) && phase < Phase::Stopping {
-            let _ = self
-                .events
-                .send(Event::Drain(crate::lifecycle::Trigger::Signal(sig)))
-                .await;
-            return;
-        }
-        self.forward(sig);
     }
 
-    fn forward(&self, received: Sig) {
-        let Some(sig) = signals::rewrite(&self.settings.rewrites, received) else {
-            debug!("dropped {received} (--rewrite to 0)");
-            return;
-        };
-        match send(self.pid, self.settings.signal_target, sig) {
-            Ok(()) => {
-                self.metrics.record_forward(sig);
-                if sig == received {
-                    debug!("forwarded {sig}");
+    /// Reaps every exited child, yielding between passes; the app's exit
+    /// goes to the machine in the same turn.
+    async fn reap<M: Mode>(&mut self, mode: &mut M) -> Vec<Step> {
+        let mut app_exit = None;
+        loop {
+            let pass = reaper::reap(REAPS_PER_PASS, |pid, exit| {
+                self.metrics.zombies_reaped.inc();
+                match mode.on_reaped(pid, exit) {
+                    Some(exit) => app_exit = Some(exit),
+                    None => debug!(pid, "reaped {exit}"),
+                }
+            });
+            if pass == Pass::Done || app_exit.is_some() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        match app_exit {
+            Some(exit) => self.machine.handle(Event::AppExited(exit), Instant::now()),
+            None => Vec::new(),
+        }
+    }
+
+    /// Acts on one step, then logs it.
+    fn perform<M: Mode>(&mut self, step: Step, mode: &mut M) {
+        match step {
+            Step::CheckPassed => debug!("app ready check passed"),
+            Step::CheckChanged(CheckResult::Ready) => {
+                info!("app ready check passes again, /ready answers 200");
+            }
+            Step::CheckChanged(result) => {
+                warn!(result = ?result, "app ready check failed, /ready answers 503");
+            }
+            Step::DrainStarted(trigger) => {
+                mode.drain_started();
+                if self.sidecar {
+                    // A native sidecar gets SIGTERM after the app is gone:
+                    // find out now, and from here on within a tenth of a second.
+                    self.probe.hurry();
+                }
+                self.metrics.record_drain(trigger);
+                info!(trigger = %trigger, "drain started");
+            }
+            Step::Joined { trigger, after } => {
+                info!(trigger = %trigger, after = %secs(after), "drain trigger joins the drain in progress");
+            }
+            Step::Unready { after } => {
+                info!(after = %secs(after), "unready delay over, /ready now answers 503");
+            }
+            Step::Stop { after } => {
+                mode.stop(&self.metrics);
+                info!(after = %secs(after), "propagation delay over");
+            }
+            Step::Kill { after, app_had } => {
+                mode.kill();
+                self.metrics.forced_kills.inc();
+                let had = app_had.unwrap_or_default();
+                if self.sidecar {
+                    error!(after = %secs(after), "drain deadline hit, the app is still answering; sidecar exits");
                 } else {
-                    debug!("forwarded {received} as {sig}");
+                    error!(
+                        after = %secs(after),
+                        app_had = %secs(had),
+                        "drain deadline hit, SIGKILL: the app did not exit within {} of the stop signal",
+                        secs(had)
+                    );
                 }
             }
-            Err(Errno::ESRCH) => debug!("{sig} not forwarded: the app is gone"),
-            Err(error) => warn!(%error, "failed to forward {sig}"),
+            Step::Finished { exit, after, drained } => {
+                let after = secs(after);
+                match (exit, drained) {
+                    (AppExit::Gone, _) => info!(after = %after, "app is gone"),
+                    (_, true) => info!(after = %after, "app exited {exit}"),
+                    (_, false) => debug!(after = %after, "app exited {exit}"),
+                }
+            }
+        }
+    }
+
+    fn publish(&self) {
+        self.status.send_replace(self.machine.status());
+    }
+
+    /// Lets in-flight `/prestop` answers finish, bounded, and closes the rest.
+    async fn shut_down(&mut self) {
+        self.publish();
+        if let Some(admin) = self.admin.take() {
+            admin.shutdown().await;
         }
     }
 }
 
-/// After the app exits: SIGTERM to the rest of its process group, up to
-/// `grace` for them to go, then SIGKILL; returns once the group is empty.
-/// Reaps throughout, so the group's zombies do not keep it alive.
-async fn stop_leftovers(pgid: i32, grace: Duration, signals: &mut SignalStream, metrics: &Metrics) {
-    let group = Pid::from_raw(pgid);
-    let alive = |metrics: &Metrics| {
-        metrics.zombies_reaped.inc_by(reaper::reap_all(None).count);
-        killpg(group, None).is_ok()
-    };
-    if !alive(metrics) {
-        return;
-    }
-    info!(
-        pgid,
-        "app exited; sending SIGTERM to the rest of its process group"
-    );
-    let _ = killpg(group, Signal::SIGTERM);
-    // SIGCONT too, so a stopped leftover can act on the SIGTERM.
-    let _ = killpg(group, Signal::SIGCONT);
-    if wait_until_gone(grace, signals, || alive(metrics)).await {
-        info!("leftover processes exited");
-        return;
-    }
-    warn!(grace = %secs(grace), "leftover processes still running after --leftover-grace; SIGKILL");
-    let _ = killpg(group, Signal::SIGKILL);
-    if !wait_until_gone(KILLED_WAIT, signals, || alive(metrics)).await {
-        error!("leftover processes survived SIGKILL; exiting anyway");
-    }
-}
-
-/// Waits until `alive()` is false, waking on SIGCHLD and every
-/// [`LEFTOVER_POLL`], for at most `limit`. Other signals are dropped: the
-/// app they were meant for is gone.
-async fn wait_until_gone(
-    limit: Duration,
-    signals: &mut SignalStream,
-    mut alive: impl FnMut() -> bool,
-) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if !alive() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::select! {
-            Some(_) = signals.next() => {}
-            () = tokio::time::sleep(LEFTOVER_POLL) => {}
-            () = tokio::time::sleep_until(deadline) => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kill_pid_of_nothing_is_esrch() {
-        // A pid far above pid_max never exists.
-        assert_eq!(
-            send(i32::MAX, SignalTarget::Child, Sig::TERM),
-            Err(Errno::ESRCH)
-        );
+async fn sleep_until_or_forever(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }

@@ -434,7 +434,7 @@ fn working_directory_and_environment_pass_through() {
     let run_in_work = |program: &[&str], out: &str| {
         let mut child = Group(
             Command::new(common::drainit())
-                .args(["--admin-listen", "off"])
+                .args(["--admin-listen", "off", "-v"])
                 .args(program)
                 .envs(extra.iter().map(|(k, v)| (k, v)))
                 .current_dir(&work)

@@ -474,7 +474,9 @@ fn budget_that_does_not_fit_warns_or_fails_with_strict() {
 #[test]
 fn json_logs_are_one_object_per_line_on_stderr() {
     let dir = scratch("json-logs");
+    // -v: the routine start and exit lines are debug (quiet by default).
     let args = [
+        "-v",
         "--log-format",
         "json",
         "--admin-listen",

@@ -1,8 +1,6 @@
-//! Every trigger order, on a paused clock.
-
-use std::sync::Mutex;
-
-use tokio::task::JoinHandle;
+//! Every trigger order as a table: a row is a sequence of inputs at given
+//! times, with the steps the machine must ask for and what `/ready` and
+//! the phase must say after each input.
 
 use super::*;
 
@@ -10,42 +8,12 @@ const DELAY: Duration = Duration::from_secs(5);
 const GRACE: Duration = Duration::from_secs(30);
 const MARGIN: Duration = Duration::from_secs(2);
 
-type Log = Arc<Mutex<Vec<(&'static str, Duration)>>>;
-
-/// Records each action with its time since the harness started.
-struct Recorder {
-    log: Log,
-    start: Instant,
+fn s(seconds: u64) -> Duration {
+    Duration::from_secs(seconds)
 }
 
-impl Recorder {
-    fn record(&self, action: &'static str) {
-        self.log
-            .lock()
-            .expect("log lock")
-            .push((action, self.start.elapsed()));
-    }
-}
-
-impl Actions for Recorder {
-    fn stop(&mut self) {
-        self.record("stop");
-    }
-    fn kill(&mut self) {
-        self.record("kill");
-    }
-    fn drain_started(&mut self) {
-        self.record("drain");
-    }
-}
-
-struct Harness {
-    events: mpsc::Sender<Event>,
-    status: watch::Receiver<Status>,
-    log: Log,
-    metrics: Arc<Metrics>,
-    task: JoinHandle<AppExit>,
-    start: Instant,
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
 }
 
 fn timeline() -> Timeline {
@@ -59,305 +27,404 @@ fn timeline() -> Timeline {
     }
 }
 
-impl Harness {
-    async fn start(timeline: Timeline) -> Harness {
-        let log = Log::default();
-        let start = Instant::now();
-        let metrics = Arc::new(Metrics::new());
-        let recorder = Recorder {
-            log: log.clone(),
-            start,
-        };
-        let (lifecycle, status) = Lifecycle::new(timeline, recorder, metrics.clone());
-        let (events, receiver) = mpsc::channel(16);
-        let task = tokio::spawn(lifecycle.run(receiver));
-        let harness = Harness {
-            events,
-            status,
-            log,
-            metrics,
-            task,
-            start,
-        };
-        harness.send(Event::Spawned(42)).await;
-        harness
+/// One input of a row.
+#[derive(Debug, Clone, Copy)]
+enum Input {
+    /// An event at this time after the start.
+    At(Duration, Event),
+    /// Let the clock run to this time after the start, firing every timer on the way.
+    Until(Duration),
+}
+
+/// What a row expects after its inputs.
+struct Expect {
+    /// Every step asked for, with the time it was asked for (after the start).
+    steps: Vec<(Duration, Step)>,
+    /// The phase at the end.
+    phase: Phase,
+}
+
+const PRESTOP: Event = Event::Drain(Trigger::Prestop);
+const TERM: Event = Event::Drain(Trigger::Signal(Sig::TERM));
+
+fn exited(code: i32) -> Event {
+    Event::AppExited(AppExit::Process(ProcessExit::Code(code)))
+}
+
+/// Runs `inputs` on a fresh machine (app started at 0) and returns every
+/// step with its time, plus `/ready` sampled at `probes`.
+fn run(
+    timeline: Timeline,
+    inputs: &[Input],
+    probes: &[Duration],
+) -> (Machine, Vec<(Duration, Step)>, Vec<bool>) {
+    let start = Instant::now();
+    let mut machine = Machine::new(timeline, start);
+    machine.started(Some(42), start);
+    let mut steps = Vec::new();
+    let mut ready = Vec::new();
+    let mut probes = probes.iter().copied().peekable();
+    let mut sample = |machine: &Machine, upto: Duration, ready: &mut Vec<bool>| {
+        while let Some(at) = probes.next_if(|at| *at <= upto) {
+            ready.push(machine.state().ready(start + at));
+        }
+    };
+    let mut fire_until = |machine: &mut Machine, until: Duration, steps: &mut Vec<_>, ready: &mut Vec<bool>| {
+        while let Some(timer) = machine.next_timer().filter(|t| *t <= start + until) {
+            sample(machine, timer - start - Duration::from_nanos(1), ready);
+            for step in machine.on_timer(timer) {
+                steps.push((timer - start, step));
+            }
+        }
+        sample(machine, until, ready);
+    };
+    for input in inputs {
+        match *input {
+            Input::At(at, event) => {
+                fire_until(&mut machine, at, &mut steps, &mut ready);
+                for step in machine.handle(event, start + at) {
+                    steps.push((at, step));
+                }
+            }
+            Input::Until(until) => fire_until(&mut machine, until, &mut steps, &mut ready),
+        }
     }
+    (machine, steps, ready)
+}
 
-    async fn send(&self, event: Event) {
-        self.events.send(event).await.expect("lifecycle is running");
-        settle().await;
+fn check(name: &str, timeline: Timeline, inputs: &[Input], expect: Expect) {
+    let (machine, steps, _) = run(timeline, inputs, &[]);
+    assert_eq!(steps, expect.steps, "{name}: steps");
+    assert_eq!(machine.state().phase(), expect.phase, "{name}: phase");
+}
+
+fn stop(at: Duration) -> (Duration, Step) {
+    (at, Step::Stop { after: at })
+}
+
+#[test]
+fn trigger_orders() {
+    use Input::{At, Until};
+    let started = |t| Step::DrainStarted(t);
+    let prestop = Trigger::Prestop;
+    let term = Trigger::Signal(Sig::TERM);
+    let table: Vec<(&str, Timeline, Vec<Input>, Expect)> = vec![
+        (
+            "prestop then the kubelet's SIGTERM gives one delay",
+            timeline(),
+            vec![At(s(1), PRESTOP), At(s(4), TERM), Until(s(20))],
+            Expect {
+                steps: vec![
+                    (s(1), started(prestop)),
+                    (s(4), Step::Joined { trigger: term, after: s(3) }),
+                    (s(6), Step::Stop { after: s(5) }),
+                ],
+                phase: Phase::Stopping,
+            },
+        ),
+        (
+            "SIGTERM then prestop gives one delay",
+            timeline(),
+            vec![At(s(0), TERM), At(s(3), PRESTOP), Until(s(20))],
+            Expect {
+                steps: vec![
+                    (s(0), started(term)),
+                    (s(3), Step::Joined { trigger: prestop, after: s(3) }),
+                    stop(s(5)),
+                ],
+                phase: Phase::Stopping,
+            },
+        ),
+        (
+            "a second SIGTERM during Stopping joins, it is never passed on",
+            timeline(),
+            vec![At(s(0), TERM), Until(s(6)), At(s(7), TERM)],
+            Expect {
+                steps: vec![
+                    (s(0), started(term)),
+                    stop(s(5)),
+                    (s(7), Step::Joined { trigger: term, after: s(7) }),
+                ],
+                phase: Phase::Stopping,
+            },
+        ),
+        (
+            "the app exits during the delay: no stop signal",
+            timeline(),
+            vec![At(s(0), PRESTOP), At(s(2), exited(7)), Until(s(40))],
+            Expect {
+                steps: vec![
+                    (s(0), started(prestop)),
+                    (
+                        s(2),
+                        Step::Finished {
+                            exit: AppExit::Process(ProcessExit::Code(7)),
+                            after: s(2),
+                            drained: true,
+                        },
+                    ),
+                ],
+                phase: Phase::Exited,
+            },
+        ),
+        (
+            "the app exits while Running",
+            timeline(),
+            vec![At(s(3), exited(0)), At(s(4), PRESTOP)],
+            Expect {
+                steps: vec![(
+                    s(3),
+                    Step::Finished {
+                        exit: AppExit::Process(ProcessExit::Code(0)),
+                        after: s(3),
+                        drained: false,
+                    },
+                )],
+                phase: Phase::Exited,
+            },
+        ),
+        (
+            "an app that ignores the stop signal is killed at grace - margin",
+            timeline(),
+            vec![At(s(0), TERM), Until(s(60))],
+            Expect {
+                steps: vec![
+                    (s(0), started(term)),
+                    stop(s(5)),
+                    (s(28), Step::Kill { after: s(28), app_had: Some(s(23)) }),
+                ],
+                phase: Phase::Stopping,
+            },
+        ),
+        (
+            "a zero delay stops at once",
+            Timeline {
+                propagation_delay: Duration::ZERO,
+                ..timeline()
+            },
+            vec![At(s(1), TERM)],
+            Expect {
+                steps: vec![(s(1), started(term)), (s(1), Step::Stop { after: s(0) })],
+                phase: Phase::Stopping,
+            },
+        ),
+        (
+            "a deadline before the delay's end kills without a stop signal",
+            Timeline {
+                grace_period: s(4),
+                kill_margin: s(1),
+                ..timeline()
+            },
+            vec![At(s(0), PRESTOP), Until(s(10))],
+            Expect {
+                steps: vec![
+                    (s(0), started(prestop)),
+                    (s(3), Step::Kill { after: s(3), app_had: None }),
+                ],
+                phase: Phase::Stopping,
+            },
+        ),
+        (
+            "a sidecar's deadline ends the machine",
+            Timeline {
+                sidecar: true,
+                has_ready_check: true,
+                ..timeline()
+            },
+            vec![
+                At(s(0), Event::AppCheck(CheckResult::Ready)),
+                At(s(1), TERM),
+                Until(s(40)),
+            ],
+            Expect {
+                steps: vec![
+                    (s(0), Step::CheckPassed),
+                    (s(1), started(term)),
+                    (s(6), Step::Stop { after: s(5) }),
+                    (s(29), Step::Kill { after: s(28), app_had: Some(s(23)) }),
+                    (
+                        s(29),
+                        Step::Finished {
+                            exit: AppExit::Gone,
+                            after: s(23),
+                            drained: true,
+                        },
+                    ),
+                ],
+                phase: Phase::Exited,
+            },
+        ),
+        (
+            "a sidecar learns the app is gone when its check is refused",
+            Timeline {
+                sidecar: true,
+                has_ready_check: true,
+                ..timeline()
+            },
+            vec![
+                At(s(0), Event::AppCheck(CheckResult::Ready)),
+                At(s(1), Event::AppCheck(CheckResult::Refused)),
+                At(s(2), TERM),
+                At(s(3), Event::AppCheck(CheckResult::Refused)),
+            ],
+            Expect {
+                steps: vec![
+                    (s(0), Step::CheckPassed),
+                    (s(1), Step::CheckChanged(CheckResult::Refused)),
+                    (s(2), started(term)),
+                    (
+                        s(3),
+                        Step::Finished {
+                            exit: AppExit::Gone,
+                            after: s(1),
+                            drained: true,
+                        },
+                    ),
+                ],
+                phase: Phase::Exited,
+            },
+        ),
+        (
+            "a drain while Starting (check never passed) still follows the timeline",
+            Timeline {
+                has_ready_check: true,
+                ..timeline()
+            },
+            vec![At(s(1), Event::AppCheck(CheckResult::Refused)), At(s(2), PRESTOP), Until(s(8))],
+            Expect {
+                steps: vec![(s(2), started(prestop)), (s(7), Step::Stop { after: s(5) })],
+                phase: Phase::Stopping,
+            },
+        ),
+    ];
+    for (name, timeline, inputs, expect) in table {
+        check(name, timeline, &inputs, expect);
     }
-
-    /// Moves the paused clock to `at` after the start, firing timers on the way.
-    async fn at(&self, at: Duration) {
-        tokio::time::sleep_until(self.start + at).await;
-        settle().await;
-    }
-
-    fn phase(&self) -> Phase {
-        self.status.borrow().phase
-    }
-
-    fn ready(&self) -> bool {
-        self.status.borrow().ready
-    }
-
-    fn actions(&self) -> Vec<(&'static str, Duration)> {
-        self.log.lock().expect("log lock").clone()
-    }
-
-    async fn exit(self, exit: AppExit) -> AppExit {
-        let _ = self.events.send(Event::AppExited(exit)).await;
-        self.task.await.expect("lifecycle task")
-    }
 }
 
-async fn settle() {
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-#[tokio::test(start_paused = true)]
-async fn prestop_then_sigterm_gives_one_delay() {
-    let h = Harness::start(timeline()).await;
-    assert_eq!((h.phase(), h.ready()), (Phase::Running, true));
-    h.at(secs(1)).await;
-    h.send(Event::Drain(Trigger::Prestop)).await;
-    assert_eq!((h.phase(), h.ready()), (Phase::Draining, false));
-    // The kubelet's SIGTERM arrives when the hook has been running a while.
-    h.at(secs(4)).await;
-    h.send(Event::Drain(Trigger::Signal(Sig::TERM))).await;
-    assert_eq!(h.status.borrow().drain_trigger, Some(Trigger::Prestop));
-    h.at(secs(5)).await;
-    assert_eq!(
-        h.phase(),
-        Phase::Draining,
-        "stop signal must not come before the delay"
-    );
-    h.at(secs(6)).await;
-    assert_eq!(h.phase(), Phase::Stopping);
-    assert_eq!(h.actions(), [("drain", secs(1)), ("stop", secs(6))]);
-    let exit = h.exit(AppExit::Code(0)).await;
-    assert_eq!(exit, AppExit::Code(0));
-}
-
-#[tokio::test(start_paused = true)]
-async fn sigterm_then_prestop_gives_one_delay() {
-    let h = Harness::start(timeline()).await;
-    h.send(Event::Drain(Trigger::Signal(Sig::TERM))).await;
-    h.at(secs(3)).await;
-    h.send(Event::Drain(Trigger::Prestop)).await;
-    h.at(secs(20)).await;
-    assert_eq!(h.actions(), [("drain", secs(0)), ("stop", secs(5))]);
-    assert_eq!(
-        h.status.borrow().drain_trigger,
-        Some(Trigger::Signal(Sig::TERM))
-    );
-    assert_eq!(h.exit(AppExit::Code(3)).await.exit_code(), 3);
-}
-
-#[tokio::test(start_paused = true)]
-async fn second_prestop_does_not_extend_the_delay() {
-    let h = Harness::start(timeline()).await;
-    h.send(Event::Drain(Trigger::Prestop)).await;
-    h.at(secs(4)).await;
-    h.send(Event::Drain(Trigger::Prestop)).await;
-    h.at(secs(8)).await;
-    assert_eq!(h.actions(), [("drain", secs(0)), ("stop", secs(5))]);
-    let drains = h.metrics.render(&h.status.borrow());
-    assert!(
-        drains.contains("drainit_drains_total{trigger=\"prestop\"} 1"),
-        "{drains}"
-    );
-}
-
-#[tokio::test(start_paused = true)]
-async fn app_exit_during_the_delay_ends_without_a_stop_signal() {
-    let h = Harness::start(timeline()).await;
-    h.send(Event::Drain(Trigger::Prestop)).await;
-    h.at(secs(2)).await;
-    let status = h.status.clone();
-    let exit = h.exit(AppExit::Code(7)).await;
-    assert_eq!(exit.exit_code(), 7);
-    assert_eq!(status.borrow().phase, Phase::Exited);
-    assert!(status.borrow().stop_sent.is_none());
-}
-
-#[tokio::test(start_paused = true)]
-async fn app_exit_during_stopping() {
-    let h = Harness::start(timeline()).await;
-    h.send(Event::Drain(Trigger::Signal(Sig::TERM))).await;
-    h.at(secs(6)).await;
-    assert_eq!(h.phase(), Phase::Stopping);
-    let log = h.log.clone();
-    let status = h.status.clone();
-    assert_eq!(
-        h.exit(AppExit::Signal(Sig::TERM)).await.exit_code(),
-        128 + 15
-    );
-    assert_eq!(status.borrow().phase, Phase::Exited);
-    assert!(!log.lock().expect("log").iter().any(|(a, _)| *a == "kill"));
-}
-
-#[tokio::test(start_paused = true)]
-async fn app_exit_while_running() {
-    let h = Harness::start(timeline()).await;
-    h.at(secs(100)).await;
-    assert!(h.actions().is_empty());
-    assert_eq!(h.exit(AppExit::Code(1)).await, AppExit::Code(1));
-}
-
-#[tokio::test(start_paused = true)]
-async fn app_ignoring_the_stop_signal_is_killed_at_grace_minus_margin() {
-    let h = Harness::start(timeline()).await;
-    h.at(secs(10)).await;
-    h.send(Event::Drain(Trigger::Prestop)).await;
-    h.at(secs(10 + 27)).await;
-    assert!(!h.status.borrow().deadline_hit);
-    h.at(secs(10 + 28)).await;
-    assert!(h.status.borrow().deadline_hit);
-    assert_eq!(
-        h.actions(),
-        [("drain", secs(10)), ("stop", secs(15)), ("kill", secs(38))]
-    );
-    let metrics = h.metrics.render(&h.status.borrow());
-    assert!(
-        metrics.contains("drainit_forced_kills_total 1"),
-        "{metrics}"
-    );
-    assert_eq!(h.exit(AppExit::Signal(Sig::KILL)).await.exit_code(), 137);
-}
-
-#[tokio::test(start_paused = true)]
-async fn unready_delay_keeps_ready_for_a_while() {
-    let h = Harness::start(Timeline {
-        unready_delay: secs(2),
-        ..timeline()
-    })
-    .await;
-    h.send(Event::Drain(Trigger::Prestop)).await;
-    assert_eq!((h.phase(), h.ready()), (Phase::Draining, true));
-    h.at(Duration::from_millis(1999)).await;
-    assert!(h.ready());
-    h.at(secs(2)).await;
-    assert!(!h.ready());
-    assert_eq!(h.phase(), Phase::Draining);
-}
-
-#[tokio::test(start_paused = true)]
-async fn zero_delay_stops_at_once() {
-    let h = Harness::start(Timeline {
-        propagation_delay: Duration::ZERO,
-        ..timeline()
-    })
-    .await;
-    h.send(Event::Drain(Trigger::Signal(Sig::TERM))).await;
-    assert_eq!(h.phase(), Phase::Stopping);
-    assert_eq!(h.actions(), [("drain", secs(0)), ("stop", secs(0))]);
-}
-
-#[tokio::test(start_paused = true)]
-async fn ready_check_gates_starting_and_running() {
-    let h = Harness::start(Timeline {
+#[test]
+fn ready_answers_follow_the_state() {
+    use Input::{At, Until};
+    let checked = Timeline {
         has_ready_check: true,
         ..timeline()
-    })
-    .await;
-    assert_eq!((h.phase(), h.ready()), (Phase::Starting, false));
-    h.send(Event::AppCheck(CheckResult::Refused)).await;
-    assert_eq!((h.phase(), h.ready()), (Phase::Starting, false));
-    h.send(Event::AppCheck(CheckResult::Ready)).await;
-    assert_eq!((h.phase(), h.ready()), (Phase::Running, true));
-    h.send(Event::AppCheck(CheckResult::NotReady)).await;
-    assert_eq!((h.phase(), h.ready()), (Phase::Running, false));
-    h.send(Event::AppCheck(CheckResult::Ready)).await;
-    assert!(h.ready());
-    h.send(Event::Drain(Trigger::Prestop)).await;
-    h.send(Event::AppCheck(CheckResult::Ready)).await;
-    assert!(!h.ready(), "once draining, never ready again");
-}
-
-#[tokio::test(start_paused = true)]
-async fn drain_while_starting_never_turns_ready() {
-    let h = Harness::start(Timeline {
-        has_ready_check: true,
+    };
+    let unready = Timeline {
+        unready_delay: s(2),
         ..timeline()
-    })
-    .await;
-    h.send(Event::Drain(Trigger::Signal(Sig::TERM))).await;
-    h.send(Event::AppCheck(CheckResult::Ready)).await;
-    assert_eq!((h.phase(), h.ready()), (Phase::Draining, false));
-}
-
-#[tokio::test(start_paused = true)]
-async fn trigger_after_exit_is_ignored() {
-    let h = Harness::start(timeline()).await;
-    let status = h.status.clone();
-    let _ = h.exit(AppExit::Code(0)).await;
-    let phases: Vec<Phase> = status
-        .borrow()
-        .transitions
-        .iter()
-        .map(|t| t.phase)
-        .collect();
-    assert_eq!(phases, [Phase::Starting, Phase::Running, Phase::Exited]);
-}
-
-#[tokio::test(start_paused = true)]
-async fn sidecar_ends_when_the_app_is_gone() {
-    let h = Harness::start(Timeline {
-        has_ready_check: true,
-        sidecar: true,
+    };
+    let late_unready = Timeline {
+        // Longer than the delay: Stopping must still never be ready.
+        unready_delay: s(60),
         ..timeline()
-    })
-    .await;
-    h.send(Event::AppCheck(CheckResult::Ready)).await;
-    h.send(Event::AppCheck(CheckResult::Refused)).await;
-    assert_eq!(
-        h.phase(),
-        Phase::Running,
-        "a refused check outside a drain is only unready"
+    };
+    let table: Vec<(&str, Timeline, Vec<Input>, Vec<Duration>, Vec<bool>)> = vec![
+        (
+            "no check: ready at once, 503 from the drain's start",
+            timeline(),
+            vec![At(s(10), PRESTOP), Until(s(20))],
+            vec![s(0), s(9), ms(10_100), s(14), s(16)],
+            vec![true, true, false, false, false],
+        ),
+        (
+            "a check gates Starting, a failure and a recovery move Running",
+            checked,
+            vec![
+                At(s(1), Event::AppCheck(CheckResult::NotReady)),
+                At(s(2), Event::AppCheck(CheckResult::Ready)),
+                At(s(3), Event::AppCheck(CheckResult::NotReady)),
+                At(s(4), Event::AppCheck(CheckResult::Ready)),
+                Until(s(5)),
+            ],
+            vec![ms(1500), ms(2500), ms(3500), ms(4500)],
+            vec![false, true, false, true],
+        ),
+        (
+            "the unready delay keeps /ready 200 for its length",
+            unready,
+            vec![At(s(10), TERM), Until(s(20))],
+            vec![s(10), ms(11_900), s(12), s(16)],
+            vec![true, true, false, false],
+        ),
+        (
+            "an unready delay past the propagation delay ends at the stop signal",
+            late_unready,
+            vec![At(s(10), TERM), Until(s(20))],
+            vec![s(10), ms(14_900), s(15), s(19)],
+            vec![true, true, false, false],
+        ),
+        (
+            "a drain while not ready never turns ready",
+            Timeline {
+                unready_delay: s(3),
+                has_ready_check: true,
+                ..timeline()
+            },
+            vec![At(s(1), PRESTOP), At(s(2), Event::AppCheck(CheckResult::Ready)), Until(s(10))],
+            vec![ms(1500), ms(2500), s(7)],
+            vec![false, false, false],
+        ),
+        (
+            "exited is never ready",
+            timeline(),
+            vec![At(s(1), exited(0)), Until(s(3))],
+            vec![ms(500), s(2)],
+            vec![true, false],
+        ),
+    ];
+    for (name, timeline, inputs, probes, expected) in table {
+        let (_, _, ready) = run(timeline, &inputs, &probes);
+        assert_eq!(ready, expected, "{name}");
+    }
+}
+
+#[test]
+fn huge_durations_never_overflow() {
+    // Times beyond what an Instant can hold mean "never", not a panic.
+    let huge = Duration::from_secs(u64::MAX);
+    let timeline = Timeline {
+        propagation_delay: huge,
+        unready_delay: huge,
+        grace_period: huge,
+        kill_margin: Duration::ZERO,
+        has_ready_check: false,
+        sidecar: false,
+    };
+    let start = Instant::now();
+    let mut machine = Machine::new(timeline, start);
+    machine.started(None, start);
+    let steps = machine.handle(PRESTOP, start);
+    assert_eq!(steps, vec![Step::DrainStarted(Trigger::Prestop)]);
+    assert!(machine.state().ready(start + s(3600)));
+    assert_eq!(machine.next_timer().filter(|t| *t < start + s(86_400 * 300)), None);
+    let problem = timeline.budget_problem().expect("a delay as long as the grace period");
+    assert!(problem.contains("leave the app 0.0s"), "{problem}");
+}
+
+#[test]
+fn phases_only_move_forward_and_are_recorded_once() {
+    let (machine, _, _) = run(
+        timeline(),
+        &[
+            Input::At(s(1), PRESTOP),
+            Input::Until(s(7)),
+            Input::At(s(8), exited(0)),
+            Input::At(s(9), TERM),
+        ],
+        &[],
     );
-    h.send(Event::Drain(Trigger::Signal(Sig::TERM))).await;
-    h.at(secs(5)).await;
-    assert_eq!(h.phase(), Phase::Stopping);
-    h.events
-        .send(Event::AppCheck(CheckResult::Refused))
-        .await
-        .expect("running");
-    assert_eq!(h.task.await.expect("task"), AppExit::Gone);
-}
-
-#[tokio::test(start_paused = true)]
-async fn sidecar_ends_at_the_deadline() {
-    let h = Harness::start(Timeline {
-        has_ready_check: true,
-        sidecar: true,
-        ..timeline()
-    })
-    .await;
-    h.send(Event::AppCheck(CheckResult::Ready)).await;
-    h.send(Event::Drain(Trigger::Prestop)).await;
-    let exit = h.task.await.expect("task");
-    assert_eq!(exit, AppExit::Gone);
-    assert_eq!(h.start.elapsed(), secs(28));
+    let phases: Vec<Phase> = machine.status().transitions.iter().map(|t| t.phase).collect();
+    assert_eq!(phases, Phase::ALL);
+    assert_eq!(machine.finished(), Some(AppExit::Process(ProcessExit::Code(0))));
 }
 
 #[test]
 fn budget_check() {
     assert!(timeline().budget_problem().is_none());
     let tight = Timeline {
-        propagation_delay: secs(28),
+        propagation_delay: s(28),
         ..timeline()
     };
-    let problem = tight.budget_problem().expect("28s + 2s does not fit 30s");
-    assert!(
-        problem.contains("28.0s") && problem.contains("30.0s"),
-        "{problem}"
-    );
+    let problem = tight.budget_problem().expect("28s + 2s leave nothing of 30s");
+    assert!(problem.contains("leave the app 0.0s"), "{problem}");
 }

@@ -1,0 +1,163 @@
+//! drainit's own process state: what it inherited, and what it changes
+//! about itself to do its job.
+//!
+//! drainit blocks exactly the signals it handles and reads them from a
+//! signalfd, gives those it inherited as ignored the default disposition,
+//! ignores SIGTTIN/SIGTTOU, raises its open-file limit for the admin
+//! server, becomes a child subreaper when it is not PID 1 and leaves the
+//! directory it was started in. The app must see none of that: it gets the
+//! captured [`Inherited`] state back in [`crate::child`].
+//!
+//! The capture and the blocking happen in [`early_init`], which the binary
+//! runs from an `.init_array` constructor, before Rust's runtime and
+//! `main`: a namespace's PID 1 is sent SIGTERM by its engine at any time,
+//! and the kernel drops a signal whose disposition is the default when it
+//! is sent to a namespace init (`sig_task_ignored`), unless it is blocked.
+//! Blocking first shrinks the window in which a SIGTERM is lost to the
+//! time the kernel and the loader need to reach the constructor.
+
+use std::mem::MaybeUninit;
+use std::sync::OnceLock;
+
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use tracing::debug;
+
+use crate::signal_stream;
+use crate::signals::Sig;
+
+/// Highest signal number tracked (SIGRTMAX is 64 on Linux).
+pub const MAX_SIG: usize = 65;
+
+/// The signal state and file limit drainit was started with, captured
+/// before it changes any of them, to hand on to the app unchanged.
+#[derive(Clone, Copy)]
+pub struct Inherited {
+    /// The signal mask.
+    pub mask: libc::sigset_t,
+    /// Which signals were ignored (index = signal number).
+    pub ignored: [bool; MAX_SIG],
+    /// RLIMIT_NOFILE, soft and hard.
+    pub nofile: (libc::rlim_t, libc::rlim_t),
+}
+
+/// What [`early_init`] captured, and whether taking the signals worked.
+static EARLY: OnceLock<(Inherited, Result<(), nix::Error>)> = OnceLock::new();
+
+/// Captures the inherited state, then takes the handled signals. Runs once;
+/// later calls return what the first one found. The binary calls it from
+/// an `.init_array` constructor, while the process has a single thread;
+/// `main` calls it again to read the result.
+pub fn early_init() -> (Inherited, Result<(), nix::Error>) {
+    *EARLY.get_or_init(|| {
+        let inherited = Inherited::capture();
+        let taken = inherited.take_signals();
+        (inherited, taken)
+    })
+}
+
+impl Inherited {
+    /// Reads the current mask, ignored dispositions and RLIMIT_NOFILE.
+    fn capture() -> Inherited {
+        let mut mask = MaybeUninit::<libc::sigset_t>::zeroed();
+        // SAFETY: with a null `set`, pthread_sigmask only writes the current
+        // mask into `mask`, which is valid, writable memory of the right type.
+        let mask = unsafe {
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), mask.as_mut_ptr());
+            mask.assume_init()
+        };
+        let mut ignored = [false; MAX_SIG];
+        for (number, slot) in ignored.iter_mut().enumerate().skip(1) {
+            let mut action = MaybeUninit::<libc::sigaction>::zeroed();
+            // SAFETY: with a null `act`, sigaction only reads the current
+            // disposition into `action`; invalid numbers return -1, checked.
+            let status = unsafe {
+                libc::sigaction(number as libc::c_int, std::ptr::null(), action.as_mut_ptr())
+            };
+            if status == 0 {
+                // SAFETY: sigaction succeeded, so it initialised `action`.
+                let action = unsafe { action.assume_init() };
+                *slot = action.sa_sigaction == libc::SIG_IGN;
+            }
+        }
+        // Rust's runtime sets SIGPIPE to ignored before `main` (and may have
+        // done so before this ran); what drainit was given cannot be known
+        // for sure, so the app gets the default, as from a shell.
+        ignored[libc::SIGPIPE as usize] = false;
+        let nofile = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
+        Inherited {
+            mask,
+            ignored,
+            nofile,
+        }
+    }
+
+    /// Whether `sig` was ignored when drainit started.
+    pub fn was_ignored(&self, sig: Sig) -> bool {
+        usize::try_from(sig.raw())
+            .ok()
+            .and_then(|n| self.ignored.get(n).copied())
+            .unwrap_or(false)
+    }
+
+    /// Takes the handled signals for drainit's signalfd: blocks exactly
+    /// them (see [`signal_stream::block_handled`]) and gives each one
+    /// drainit inherited as ignored the default disposition, which while
+    /// blocked only means "not ignored". SIGCHLD needs it: ignored, it
+    /// makes the kernel reap children itself, so `waitpid` would never see
+    /// the app's exit.
+    fn take_signals(&self) -> nix::Result<()> {
+        signal_stream::block_handled()?;
+        for sig in signal_stream::handled() {
+            if self.was_ignored(sig) {
+                // SAFETY: SIG_DFL installs no handler code, the number is a
+                // valid, catchable signal, and the signal is blocked.
+                unsafe { libc::signal(sig.raw(), libc::SIG_DFL) };
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the rest of drainit's own state, the handled signals staying
+    /// blocked for the signalfd: SIGTTIN/SIGTTOU (and SIGPIPE) ignored,
+    /// since drainit may write logs while the app owns the terminal, and
+    /// the open-file limit raised to its hard maximum for the admin
+    /// server's connections. Returns the soft file limit now in force.
+    pub fn prepare_drainit(&self) -> libc::rlim_t {
+        for sig in Sig::ignored_by_drainit() {
+            // SAFETY: setting SIG_IGN installs no handler code; the numbers are valid.
+            unsafe { libc::signal(sig.raw(), libc::SIG_IGN) };
+        }
+        let (soft, hard) = self.nofile;
+        if soft < hard {
+            if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                debug!(%error, "could not raise the open-file limit");
+                return soft;
+            }
+            return hard;
+        }
+        soft
+    }
+}
+
+/// Makes drainit a child subreaper when it is not PID 1, so orphans of
+/// the app are re-parented to it and reaped, as they would be by PID 1.
+pub fn become_subreaper() -> nix::Result<()> {
+    if is_pid1() {
+        return Ok(());
+    }
+    nix::sys::prctl::set_child_subreaper(true)
+}
+
+/// Whether drainit is the init of its PID namespace.
+pub fn is_pid1() -> bool {
+    std::process::id() == 1
+}
+
+/// Leaves the directory drainit was started in (the app, already started,
+/// keeps it), so that drainit holds no reference to a directory a user
+/// may want to unmount or remove, as tini and dumb-init do not either.
+pub fn leave_start_directory() {
+    if let Err(error) = std::env::set_current_dir("/") {
+        debug!(%error, "could not chdir to /");
+    }
+}
