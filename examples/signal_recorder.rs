@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! signal_recorder DIR NAME [--grandchild NAME2] [--on-term exit|ignore|cleanup:MS]
-//!                 [--exit-on SIGNUM] [--exit-code N] [--heartbeat]
+//!                 [--exit-on SIGNUM] [--exit-code N] [--heartbeat] [--catch-faults]
 //! ```
 //!
 //! Files it writes in DIR:
@@ -14,6 +14,8 @@
 //! - `NAME.cleanup-done` (with `--on-term cleanup:MS`): written MS ms after
 //!   the exit signal arrived, just before exiting.
 //!
+//! `--catch-faults` also records SEGV, ABRT, BUS, FPE, ILL, TRAP and SYS
+//! (sent with `kill`; they are left alone otherwise, as real faults).
 //! `--grandchild NAME2` forks a second recorder (same options, same process
 //! group) that writes the files of NAME2. The exit signal (`--exit-on`,
 //! SIGTERM unless told) ends the process with `--exit-code` (0), after the
@@ -48,6 +50,7 @@ struct Options {
     on_term: OnTerm,
     exit_code: i32,
     heartbeat: bool,
+    catch_faults: bool,
 }
 
 fn monotonic_ns() -> u64 {
@@ -97,11 +100,8 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
-fn install_handlers() {
-    let not_caught = [
-        libc::SIGKILL,
-        libc::SIGSTOP,
-        libc::SIGCHLD,
+fn install_handlers(catch_faults: bool) {
+    let faults = [
         libc::SIGILL,
         libc::SIGTRAP,
         libc::SIGABRT,
@@ -111,7 +111,8 @@ fn install_handlers() {
         libc::SIGSYS,
     ];
     for sig in 1..=libc::SIGRTMAX() {
-        if not_caught.contains(&sig) {
+        let uncatchable = [libc::SIGKILL, libc::SIGSTOP, libc::SIGCHLD].contains(&sig);
+        if uncatchable || (!catch_faults && faults.contains(&sig)) {
             continue;
         }
         // SAFETY: a zeroed sigaction is valid; the handler only does
@@ -164,10 +165,12 @@ fn parse_args() -> Options {
         on_term: OnTerm::Exit,
         exit_code: 0,
         heartbeat: false,
+        catch_faults: false,
     };
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--grandchild" => options.grandchild = Some(args.next().expect(usage)),
+            "--catch-faults" => options.catch_faults = true,
             "--on-term" => {
                 let value = args.next().expect(usage);
                 options.on_term = match value.as_str() {
@@ -197,7 +200,7 @@ fn parse_args() -> Options {
 
 fn main() {
     let options = parse_args();
-    install_handlers();
+    install_handlers(options.catch_faults);
     become_recorder(&options, &options.name);
     let mut name = options.name.clone();
     if let Some(grandchild) = &options.grandchild {

@@ -23,7 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::cli::{canonical_ip, CidrList};
 use crate::lifecycle::{Event, Phase, Status, Trigger};
@@ -103,7 +103,7 @@ pub fn serve(
         max_connections,
         stopped,
     ));
-    info!(address = %local_addr, "admin server listening");
+    debug!(address = %local_addr, "admin server listening");
     Ok(AdminServer {
         local_addr,
         stop,

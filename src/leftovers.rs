@@ -108,7 +108,9 @@ impl Scope {
         }
         for seen in self.scan() {
             signalled.insert(seen.pid);
-            self.signal_one(seen, sig, !self.pid1);
+            // kill(-1) and the group signal reached these already.
+            let reached = self.pid1 || Some(seen.pgid) == self.app_group;
+            self.signal_one(seen, sig, !reached);
         }
     }
 

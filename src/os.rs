@@ -20,6 +20,7 @@ use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::sys::signal::SigmaskHow;
 use tracing::debug;
 
 use crate::signal_stream;
@@ -49,22 +50,33 @@ static EARLY: OnceLock<(Inherited, Result<(), nix::Error>)> = OnceLock::new();
 /// `main` calls it again to read the result.
 pub fn early_init() -> (Inherited, Result<(), nix::Error>) {
     *EARLY.get_or_init(|| {
-        let inherited = Inherited::capture();
-        let taken = inherited.take_signals();
-        (inherited, taken)
+        // One syscall blocks the handled signals and reads the inherited
+        // mask: from its return on, no SIGTERM can be dropped.
+        let (mask, blocked) = match signal_stream::handled_set().thread_swap_mask(SigmaskHow::SIG_SETMASK) {
+            Ok(old) => (*old.as_ref(), Ok(())),
+            Err(error) => (current_mask(), Err(error)),
+        };
+        let inherited = Inherited::capture(mask);
+        inherited.reset_ignored_handled();
+        (inherited, blocked)
     })
 }
 
+/// The calling thread's signal mask.
+fn current_mask() -> libc::sigset_t {
+    let mut mask = MaybeUninit::<libc::sigset_t>::zeroed();
+    // SAFETY: with a null `set`, pthread_sigmask only writes the current
+    // mask into `mask`, which is valid, writable memory of the right type.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), mask.as_mut_ptr());
+        mask.assume_init()
+    }
+}
+
 impl Inherited {
-    /// Reads the current mask, ignored dispositions and RLIMIT_NOFILE.
-    fn capture() -> Inherited {
-        let mut mask = MaybeUninit::<libc::sigset_t>::zeroed();
-        // SAFETY: with a null `set`, pthread_sigmask only writes the current
-        // mask into `mask`, which is valid, writable memory of the right type.
-        let mask = unsafe {
-            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), mask.as_mut_ptr());
-            mask.assume_init()
-        };
+    /// Reads the ignored dispositions and RLIMIT_NOFILE, with the mask
+    /// read when the handled signals were blocked.
+    fn capture(mask: libc::sigset_t) -> Inherited {
         let mut ignored = [false; MAX_SIG];
         for (number, slot) in ignored.iter_mut().enumerate().skip(1) {
             let mut action = MaybeUninit::<libc::sigaction>::zeroed();
@@ -99,14 +111,11 @@ impl Inherited {
             .unwrap_or(false)
     }
 
-    /// Takes the handled signals for drainit's signalfd: blocks exactly
-    /// them (see [`signal_stream::block_handled`]) and gives each one
-    /// drainit inherited as ignored the default disposition, which while
-    /// blocked only means "not ignored". SIGCHLD needs it: ignored, it
-    /// makes the kernel reap children itself, so `waitpid` would never see
-    /// the app's exit.
-    fn take_signals(&self) -> nix::Result<()> {
-        signal_stream::block_handled()?;
+    /// Gives each handled signal drainit inherited as ignored the default
+    /// disposition, which while blocked only means "not ignored". SIGCHLD
+    /// needs it: ignored, it makes the kernel reap children itself, so
+    /// `waitpid` would never see the app's exit.
+    fn reset_ignored_handled(&self) {
         for sig in signal_stream::handled() {
             if self.was_ignored(sig) {
                 // SAFETY: SIG_DFL installs no handler code, the number is a
@@ -114,7 +123,6 @@ impl Inherited {
                 unsafe { libc::signal(sig.raw(), libc::SIG_DFL) };
             }
         }
-        Ok(())
     }
 
     /// Sets the rest of drainit's own state, the handled signals staying
