@@ -112,7 +112,9 @@ impl Process {
             .ok()
             .and_then(|stat| {
                 let (_, rest) = stat.rsplit_once(')')?;
-                rest.split_whitespace().next().map(|state| state == "T" || state == "t")
+                rest.split_whitespace()
+                    .next()
+                    .map(|state| state == "T" || state == "t")
             })
             .unwrap_or(false)
     }
@@ -270,13 +272,11 @@ mod tests {
     fn a_pidfd_does_not_follow_the_pid() {
         // A child that exits at once: once it is reaped, its pidfd answers
         // ESRCH even if the number were handed out again.
-        let child = Command::new("true").spawn().expect("spawn true");
+        let mut child = Command::new("true").spawn().expect("spawn true");
         let pid = i32::try_from(child.id()).expect("pid");
         let process = Process::open(pid);
         assert!(process.pidfd.is_some(), "this kernel has pidfd_open");
-        let mut status = 0;
-        // SAFETY: waitpid on our own child, writing into a valid c_int.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        child.wait().expect("reap true");
         assert_eq!(process.signal(Sig::TERM), Err(nix::errno::Errno::ESRCH));
     }
 }

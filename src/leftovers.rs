@@ -79,9 +79,7 @@ impl Scope {
             .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
             .filter(|pid| *pid != self.me)
             .filter_map(read_stat)
-            .filter(|seen| {
-                self.pid1 || seen.ppid == self.me || Some(seen.pgid) == self.app_group
-            })
+            .filter(|seen| self.pid1 || seen.ppid == self.me || Some(seen.pgid) == self.app_group)
             .collect()
     }
 

@@ -52,10 +52,11 @@ pub fn early_init() -> (Inherited, Result<(), nix::Error>) {
     *EARLY.get_or_init(|| {
         // One syscall blocks the handled signals and reads the inherited
         // mask: from its return on, no SIGTERM can be dropped.
-        let (mask, blocked) = match signal_stream::handled_set().thread_swap_mask(SigmaskHow::SIG_SETMASK) {
-            Ok(old) => (*old.as_ref(), Ok(())),
-            Err(error) => (current_mask(), Err(error)),
-        };
+        let (mask, blocked) =
+            match signal_stream::handled_set().thread_swap_mask(SigmaskHow::SIG_SETMASK) {
+                Ok(old) => (*old.as_ref(), Ok(())),
+                Err(error) => (current_mask(), Err(error)),
+            };
         let inherited = Inherited::capture(mask);
         inherited.reset_ignored_handled();
         (inherited, blocked)

@@ -81,7 +81,6 @@ impl fmt::Display for ReadyCheck {
     }
 }
 
-
 impl ReadyCheck {
     /// The address to connect to.
     pub fn authority(&self) -> &str {

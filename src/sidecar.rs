@@ -184,7 +184,10 @@ impl Mode for Sidecar {
             info!("interrupted");
             return SignalOutcome::Exit(128 + 2);
         }
-        debug!("ignored {}: a sidecar has no app to forward it to", received.sig);
+        debug!(
+            "ignored {}: a sidecar has no app to forward it to",
+            received.sig
+        );
         SignalOutcome::Handled
     }
 
@@ -232,7 +235,11 @@ mod tests {
     #[test]
     fn never_finds_itself_nor_a_name_nobody_runs() {
         let exe = std::env::current_exe().expect("exe");
-        let name = exe.file_name().expect("file name").to_string_lossy().into_owned();
+        let name = exe
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
         // The search skips its own pid, so this test binary's name finds nothing.
         assert_eq!(
             find_process(&name).filter(|(p, _)| *p == std::process::id() as i32),

@@ -64,8 +64,11 @@ pub trait Mode {
     /// The drain deadline: kill the app.
     fn kill(&mut self);
     /// After the app is gone, before drainit exits.
-    fn wind_down(&mut self, signals: &mut SignalStream, metrics: &Metrics)
-        -> impl Future<Output = ()>;
+    fn wind_down(
+        &mut self,
+        signals: &mut SignalStream,
+        metrics: &Metrics,
+    ) -> impl Future<Output = ()>;
 }
 
 /// The timeline the machine follows, from the settings.
@@ -117,7 +120,11 @@ struct Wiring {
 }
 
 /// Runs drainit in `mode` until the app is gone; returns drainit's exit code.
-pub async fn run<M: Mode>(settings: Settings, inherited: Inherited, mut mode: M) -> Result<u8, Error> {
+pub async fn run<M: Mode>(
+    settings: Settings,
+    inherited: Inherited,
+    mut mode: M,
+) -> Result<u8, Error> {
     let timeline = timeline(&settings, M::PRESTOP_RETURNS == PrestopReturns::DelayOver);
     check_budget(&settings, &timeline)?;
     if let Err(error) = os::become_subreaper() {
@@ -171,7 +178,13 @@ pub async fn run<M: Mode>(settings: Settings, inherited: Inherited, mut mode: M)
     if let Some(check) = settings.ready_check.clone() {
         let (interval, timeout) = (settings.ready_check_interval, settings.ready_check_timeout);
         let control = wiring.probe.clone();
-        tokio::spawn(probe::run(check, interval, timeout, events_tx.clone(), control));
+        tokio::spawn(probe::run(
+            check,
+            interval,
+            timeout,
+            events_tx.clone(),
+            control,
+        ));
     }
     drop(events_tx);
 
@@ -189,7 +202,11 @@ pub async fn run<M: Mode>(settings: Settings, inherited: Inherited, mut mode: M)
 
 impl Wiring {
     /// The loop: until the machine is done (`Ok`) or the mode exits early (`Err`).
-    async fn supervise<M: Mode>(&mut self, settings: &Settings, mode: &mut M) -> Result<AppExit, u8> {
+    async fn supervise<M: Mode>(
+        &mut self,
+        settings: &Settings,
+        mode: &mut M,
+    ) -> Result<AppExit, u8> {
         loop {
             let timer = self.machine.next_timer();
             let steps = tokio::select! {
@@ -287,7 +304,11 @@ impl Wiring {
                     );
                 }
             }
-            Step::Finished { exit, after, drained } => {
+            Step::Finished {
+                exit,
+                after,
+                drained,
+            } => {
                 let after = secs(after);
                 match (exit, drained) {
                     (AppExit::Gone, _) => info!(after = %after, "app is gone"),

@@ -13,7 +13,7 @@ use nix::errno::Errno;
 use tracing::{debug, error, info, warn};
 
 use crate::admin::PrestopReturns;
-use crate::child::{self, App, SpawnError};
+use crate::child::{self, App};
 use crate::cli::{Settings, SignalTarget};
 use crate::leftovers;
 use crate::lifecycle::AppExit;
@@ -96,10 +96,6 @@ impl Mode for Wrapper {
                 self.app = Some(app);
                 Ok(Some(pid))
             }
-            Err(error @ (SpawnError::NotFound { .. } | SpawnError::CannotExecute { .. })) => {
-                error!("{error}");
-                Err(error.exit_code())
-            }
             Err(error) => {
                 error!("{error}");
                 Err(error.exit_code())
@@ -110,7 +106,10 @@ impl Mode for Wrapper {
     fn on_signal(&mut self, received: Received, metrics: &Metrics) -> SignalOutcome {
         let sig = received.sig;
         if sig.is_fault() && !received.sent_by_a_process() {
-            debug!(code = received.code, "{sig} raised by the kernel, not forwarded");
+            debug!(
+                code = received.code,
+                "{sig} raised by the kernel, not forwarded"
+            );
             return SignalOutcome::Handled;
         }
         let Some(forward) = signals::rewrite(&self.rewrites, sig) else {
@@ -135,7 +134,10 @@ impl Mode for Wrapper {
     fn on_reaped(&mut self, pid: i32, exit: ProcessExit) -> Option<AppExit> {
         // The handle goes with the reap: from here on the pid is free for
         // the kernel to hand out again, and no code holds it.
-        let is_app = self.app.as_ref().is_some_and(|app| app.process.pid() == pid);
+        let is_app = self
+            .app
+            .as_ref()
+            .is_some_and(|app| app.process.pid() == pid);
         is_app.then(|| {
             self.app = None;
             AppExit::Process(exit)

@@ -56,16 +56,29 @@ fn a_burst_of_orphans_dying_of_realtime_signals_is_reaped_whole() {
         arg(&ready)
     );
     let app = python(&program);
-    let mut proc = Proc::pid1(&dir, &args(&["--admin-listen", "off", "--propagation-delay", "0s"], &app), &[]);
+    let mut proc = Proc::pid1(
+        &dir,
+        &args(
+            &["--admin-listen", "off", "--propagation-delay", "0s"],
+            &app,
+        ),
+        &[],
+    );
     let drainit = drainit_under_unshare(proc.pid());
-    let proc_root = Path::new("/proc").join(drainit.to_string()).join("root/proc");
+    let proc_root = Path::new("/proc")
+        .join(drainit.to_string())
+        .join("root/proc");
     assert!(wait_for(SOON, || ready.exists()), "{}", proc.report());
     // Only drainit and the app are left, and no zombie.
     let settled = wait_for(SOON, || {
         let pids = std::fs::read_dir(&proc_root)
             .map(|d| {
                 d.flatten()
-                    .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
+                    .filter(|e| {
+                        e.file_name()
+                            .to_str()
+                            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                    })
                     .count()
             })
             .unwrap_or(0);
@@ -78,7 +91,12 @@ fn a_burst_of_orphans_dying_of_realtime_signals_is_reaped_whole() {
         proc.report()
     );
     assert!(kill(drainit, libc::SIGTERM));
-    assert_eq!(code(proc.wait(SOON)), 128 + libc::SIGTERM, "{}", proc.report());
+    assert_eq!(
+        code(proc.wait(SOON)),
+        128 + libc::SIGTERM,
+        "{}",
+        proc.report()
+    );
 }
 
 #[test]
@@ -184,7 +202,11 @@ fn a_second_drain_signal_during_stopping_joins_the_drain_and_never_reaches_the_a
         ["SIGQUIT"],
         "nginx-style apps must not get TERM (fast shutdown) in the middle of QUIT"
     );
-    assert!(proc.stderr().contains("joins the drain"), "{}", proc.report());
+    assert!(
+        proc.stderr().contains("joins the drain"),
+        "{}",
+        proc.report()
+    );
 }
 
 /// The app starts a leftover in a session of its own that records its
@@ -250,7 +272,10 @@ fn the_prestop_token_is_not_in_the_apps_environment() {
     assert_eq!(code(proc.wait(SOON)), 0, "{}", proc.report());
     let env = std::fs::read_to_string(&out).unwrap_or_default();
     assert!(env.contains("KEEP_ME=1"), "{env}");
-    assert!(!env.contains("s3cret-value"), "the token leaked to the app:\n{env}");
+    assert!(
+        !env.contains("s3cret-value"),
+        "the token leaked to the app:\n{env}"
+    );
 }
 
 #[test]
@@ -289,7 +314,11 @@ fn fault_signals_sent_with_kill_are_forwarded_as_pid1() {
         "--catch-faults",
     ];
     let mut proc = Proc::pid1(&dir, &all, &[]);
-    assert!(wait_for(SOON, || dir.join("app.ready").exists()), "{}", proc.report());
+    assert!(
+        wait_for(SOON, || dir.join("app.ready").exists()),
+        "{}",
+        proc.report()
+    );
     let drainit = drainit_under_unshare(proc.pid());
     let faults = [
         libc::SIGSEGV,
@@ -319,15 +348,28 @@ fn fault_signals_sent_with_kill_are_forwarded_as_pid1() {
 fn a_run_without_a_drain_prints_nothing() {
     let dir = scratch("quiet");
     let listen = format!("127.0.0.1:{}", common::free_port());
-    let app = vec!["sh".to_string(), "-c".to_string(), "echo app-output".to_string()];
+    let app = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        "echo app-output".to_string(),
+    ];
     let mut proc = Proc::drainit(&dir, &args(&["--admin-listen", &listen], &app), &[]);
     assert_eq!(code(proc.wait(SOON)), 0, "{}", proc.report());
     assert_eq!(proc.stdout(), "app-output\n");
-    assert_eq!(proc.stderr(), "", "drainit must be quiet when nothing happens");
+    assert_eq!(
+        proc.stderr(),
+        "",
+        "drainit must be quiet when nothing happens"
+    );
 }
 
 /// The syscalls of drainit (and its children) as strace sees them.
-fn traced(dir: &Path, flags: &[&str], app: &[String], during: impl FnOnce(&mut Proc)) -> (Proc, String) {
+fn traced(
+    dir: &Path,
+    flags: &[&str],
+    app: &[String],
+    during: impl FnOnce(&mut Proc),
+) -> (Proc, String) {
     let log = dir.join("strace.log");
     let log_arg = arg(&log);
     let mut all = vec![
@@ -374,7 +416,12 @@ fn no_signal_reaches_the_apps_pid_after_the_reap_under_a_signal_storm() {
         .lines()
         .find(|l| l.contains("execve(\"") && l.contains("python3\", [") && l.contains("= 0"))
         .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no execve of the app in the trace:\n{log}\n{}", proc.report()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no execve of the app in the trace:\n{log}\n{}",
+                proc.report()
+            )
+        })
         .to_string();
     let reaped = log
         .lines()
@@ -382,7 +429,9 @@ fn no_signal_reaches_the_apps_pid_after_the_reap_under_a_signal_storm() {
         .unwrap_or_else(|| panic!("the app {app_pid} was never reaped:\n{log}"));
     let signals_to_pid: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains(&format!("kill({app_pid},")) || l.contains(&format!("kill(-{app_pid},")))
+        .filter(|l| {
+            l.contains(&format!("kill({app_pid},")) || l.contains(&format!("kill(-{app_pid},"))
+        })
         // Signal 0 only asks whether the (leftover) group still exists.
         .filter(|l| !l.contains(", 0)"))
         .collect();
@@ -393,13 +442,18 @@ fn no_signal_reaches_the_apps_pid_after_the_reap_under_a_signal_storm() {
     let after_reap: Vec<&str> = log
         .lines()
         .skip(reaped + 1)
-        .filter(|l| l.contains("pidfd_send_signal(") && l.contains("SIGUSR1") && !l.contains("ESRCH"))
+        .filter(|l| {
+            l.contains("pidfd_send_signal(") && l.contains("SIGUSR1") && !l.contains("ESRCH")
+        })
         .collect();
     assert!(
         after_reap.is_empty(),
         "a signal was delivered to the app's pid after it was reaped: {after_reap:?}"
     );
-    let forwarded = log.lines().filter(|l| l.contains("pidfd_send_signal(")).count();
+    let forwarded = log
+        .lines()
+        .filter(|l| l.contains("pidfd_send_signal("))
+        .count();
     assert!(forwarded > 0, "the storm never reached the app:\n{log}");
 }
 
@@ -409,17 +463,30 @@ fn the_handled_signals_are_blocked_before_rusts_runtime_starts() {
     let app = vec!["true".to_string()];
     let (proc, log) = traced(&dir, &["--admin-listen", "off"], &app, |_| {});
     let drainit_lines: Vec<&str> = {
-        let first = log.lines().next().and_then(|l| l.split_whitespace().next()).unwrap_or("");
+        let first = log
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or("");
         log.lines().filter(|l| l.starts_with(first)).collect()
     };
     let position = |needle: &str| drainit_lines.iter().position(|l| l.contains(needle));
     let blocked = drainit_lines
         .iter()
         .position(|l| l.contains("rt_sigprocmask(SIG_SETMASK, ~[") && l.contains("= 0"))
-        .unwrap_or_else(|| panic!("the handled signals were never blocked:\n{log}\n{}", proc.report()));
+        .unwrap_or_else(|| {
+            panic!(
+                "the handled signals were never blocked:\n{log}\n{}",
+                proc.report()
+            )
+        });
     // Rust's runtime, before main: the stdio poll, SIGPIPE ignored, the
     // main thread's signal stack.
-    for runtime in ["poll(", "rt_sigaction(SIGPIPE, {sa_handler=SIG_IGN", "sigaltstack("] {
+    for runtime in [
+        "poll(",
+        "rt_sigaction(SIGPIPE, {sa_handler=SIG_IGN",
+        "sigaltstack(",
+    ] {
         if let Some(at) = position(runtime) {
             assert!(
                 blocked < at,

@@ -355,3 +355,77 @@ fn draining_sidecar_notices_the_app_leaving_within_a_fraction_of_its_interval() 
         gone.elapsed()
     );
 }
+
+#[test]
+fn app_process_matches_names_longer_than_the_kernels_comm() {
+    let dir = scratch("sidecar-long-name");
+    let (_listener, port) = start_app(&dir);
+    // 30 bytes: /proc/PID/comm keeps 15 of them.
+    let name = format!("drainit-app-{:018}", std::process::id());
+    let program = dir.join(&name);
+    std::fs::copy("/bin/sleep", &program).expect("copy sleep");
+    let program = program.to_string_lossy().into_owned();
+    let mut app = Proc::start(&dir, &program, &["300"], &[]);
+    assert!(common::wait_for(Duration::from_secs(5), || {
+        std::fs::read_link(format!("/proc/{}/exe", app.pid()))
+            .is_ok_and(|exe| exe.to_string_lossy().ends_with(&name))
+    }));
+    let sidecar_dir = scratch("sidecar-long-name-s");
+    let (sidecar, admin) = start_sidecar_with(
+        &sidecar_dir,
+        port,
+        &["--propagation-delay", "1s", "--grace-period", "10s"],
+        &["--app-process", &name],
+    );
+    assert_sidecar_stops_the_app_after_1s(&sidecar, admin, &mut app);
+}
+
+#[test]
+fn a_stale_app_pid_file_is_never_signalled() {
+    let dir = scratch("sidecar-stale-pidfile");
+    let (_listener, port) = start_app(&dir);
+    // A process that started after the pid file was written cannot be the
+    // one that wrote it: the app is gone and its number was reused.
+    let mut stranger = Proc::start(&dir, "sleep", &["300"], &[]);
+    let pid_file = dir.join("app.pid");
+    std::fs::write(&pid_file, stranger.pid().to_string()).expect("pid file");
+    let written_long_ago = std::time::SystemTime::now() - Duration::from_secs(600);
+    std::fs::File::options()
+        .write(true)
+        .open(&pid_file)
+        .and_then(|f| f.set_modified(written_long_ago))
+        .expect("age the pid file");
+    let sidecar_dir = scratch("sidecar-stale-pidfile-s");
+    let pid_arg = pid_file.to_string_lossy().into_owned();
+    let (mut sidecar, admin) = start_sidecar_with(
+        &sidecar_dir,
+        port,
+        &[
+            "--propagation-delay",
+            "1s",
+            "--grace-period",
+            "3s",
+            "--kill-margin",
+            "1s",
+        ],
+        &["--app-pid-file", &pid_arg],
+    );
+    assert!(
+        wait_status(admin, "/ready", 200, Duration::from_secs(10)),
+        "{}",
+        sidecar.report()
+    );
+    sidecar.signal(libc::SIGTERM);
+    // Past the stop signal (1 s) and the deadline (2 s): the sidecar exits.
+    sidecar.wait(Duration::from_secs(15));
+    assert!(
+        stranger.running(),
+        "a stale pid file's process got a signal\n{}",
+        sidecar.report()
+    );
+    assert!(
+        sidecar.stderr().contains("stale"),
+        "the sidecar must say why it did not signal\n{}",
+        sidecar.report()
+    );
+}

@@ -69,15 +69,16 @@ fn run(
             ready.push(machine.state().ready(start + at));
         }
     };
-    let mut fire_until = |machine: &mut Machine, until: Duration, steps: &mut Vec<_>, ready: &mut Vec<bool>| {
-        while let Some(timer) = machine.next_timer().filter(|t| *t <= start + until) {
-            sample(machine, timer - start - Duration::from_nanos(1), ready);
-            for step in machine.on_timer(timer) {
-                steps.push((timer - start, step));
+    let mut fire_until =
+        |machine: &mut Machine, until: Duration, steps: &mut Vec<_>, ready: &mut Vec<bool>| {
+            while let Some(timer) = machine.next_timer().filter(|t| *t <= start + until) {
+                sample(machine, timer - start - Duration::from_nanos(1), ready);
+                for step in machine.on_timer(timer) {
+                    steps.push((timer - start, step));
+                }
             }
-        }
-        sample(machine, until, ready);
-    };
+            sample(machine, until, ready);
+        };
     for input in inputs {
         match *input {
             Input::At(at, event) => {
@@ -116,7 +117,13 @@ fn trigger_orders() {
             Expect {
                 steps: vec![
                     (s(1), started(prestop)),
-                    (s(4), Step::Joined { trigger: term, after: s(3) }),
+                    (
+                        s(4),
+                        Step::Joined {
+                            trigger: term,
+                            after: s(3),
+                        },
+                    ),
                     (s(6), Step::Stop { after: s(5) }),
                 ],
                 phase: Phase::Stopping,
@@ -129,7 +136,13 @@ fn trigger_orders() {
             Expect {
                 steps: vec![
                     (s(0), started(term)),
-                    (s(3), Step::Joined { trigger: prestop, after: s(3) }),
+                    (
+                        s(3),
+                        Step::Joined {
+                            trigger: prestop,
+                            after: s(3),
+                        },
+                    ),
                     stop(s(5)),
                 ],
                 phase: Phase::Stopping,
@@ -143,7 +156,13 @@ fn trigger_orders() {
                 steps: vec![
                     (s(0), started(term)),
                     stop(s(5)),
-                    (s(7), Step::Joined { trigger: term, after: s(7) }),
+                    (
+                        s(7),
+                        Step::Joined {
+                            trigger: term,
+                            after: s(7),
+                        },
+                    ),
                 ],
                 phase: Phase::Stopping,
             },
@@ -191,7 +210,13 @@ fn trigger_orders() {
                 steps: vec![
                     (s(0), started(term)),
                     stop(s(5)),
-                    (s(28), Step::Kill { after: s(28), app_had: Some(s(23)) }),
+                    (
+                        s(28),
+                        Step::Kill {
+                            after: s(28),
+                            app_had: Some(s(23)),
+                        },
+                    ),
                 ],
                 phase: Phase::Stopping,
             },
@@ -219,7 +244,13 @@ fn trigger_orders() {
             Expect {
                 steps: vec![
                     (s(0), started(prestop)),
-                    (s(3), Step::Kill { after: s(3), app_had: None }),
+                    (
+                        s(3),
+                        Step::Kill {
+                            after: s(3),
+                            app_had: None,
+                        },
+                    ),
                 ],
                 phase: Phase::Stopping,
             },
@@ -241,7 +272,13 @@ fn trigger_orders() {
                     (s(0), Step::CheckPassed),
                     (s(1), started(term)),
                     (s(6), Step::Stop { after: s(5) }),
-                    (s(29), Step::Kill { after: s(28), app_had: Some(s(23)) }),
+                    (
+                        s(29),
+                        Step::Kill {
+                            after: s(28),
+                            app_had: Some(s(23)),
+                        },
+                    ),
                     (
                         s(29),
                         Step::Finished {
@@ -290,7 +327,11 @@ fn trigger_orders() {
                 has_ready_check: true,
                 ..timeline()
             },
-            vec![At(s(1), Event::AppCheck(CheckResult::Refused)), At(s(2), PRESTOP), Until(s(8))],
+            vec![
+                At(s(1), Event::AppCheck(CheckResult::Refused)),
+                At(s(2), PRESTOP),
+                Until(s(8)),
+            ],
             Expect {
                 steps: vec![(s(2), started(prestop)), (s(7), Step::Stop { after: s(5) })],
                 phase: Phase::Stopping,
@@ -318,7 +359,9 @@ fn ready_answers_follow_the_state() {
         unready_delay: s(60),
         ..timeline()
     };
-    let table: Vec<(&str, Timeline, Vec<Input>, Vec<Duration>, Vec<bool>)> = vec![
+    // name, timeline, inputs, when to ask /ready, what it must answer
+    type Row = (&'static str, Timeline, Vec<Input>, Vec<Duration>, Vec<bool>);
+    let table: Vec<Row> = vec![
         (
             "no check: ready at once, 503 from the drain's start",
             timeline(),
@@ -360,7 +403,11 @@ fn ready_answers_follow_the_state() {
                 has_ready_check: true,
                 ..timeline()
             },
-            vec![At(s(1), PRESTOP), At(s(2), Event::AppCheck(CheckResult::Ready)), Until(s(10))],
+            vec![
+                At(s(1), PRESTOP),
+                At(s(2), Event::AppCheck(CheckResult::Ready)),
+                Until(s(10)),
+            ],
             vec![ms(1500), ms(2500), s(7)],
             vec![false, false, false],
         ),
@@ -396,8 +443,15 @@ fn huge_durations_never_overflow() {
     let steps = machine.handle(PRESTOP, start);
     assert_eq!(steps, vec![Step::DrainStarted(Trigger::Prestop)]);
     assert!(machine.state().ready(start + s(3600)));
-    assert_eq!(machine.next_timer().filter(|t| *t < start + s(86_400 * 300)), None);
-    let problem = timeline.budget_problem().expect("a delay as long as the grace period");
+    assert_eq!(
+        machine
+            .next_timer()
+            .filter(|t| *t < start + s(86_400 * 300)),
+        None
+    );
+    let problem = timeline
+        .budget_problem()
+        .expect("a delay as long as the grace period");
     assert!(problem.contains("leave the app 0.0s"), "{problem}");
 }
 
@@ -413,9 +467,17 @@ fn phases_only_move_forward_and_are_recorded_once() {
         ],
         &[],
     );
-    let phases: Vec<Phase> = machine.status().transitions.iter().map(|t| t.phase).collect();
+    let phases: Vec<Phase> = machine
+        .status()
+        .transitions
+        .iter()
+        .map(|t| t.phase)
+        .collect();
     assert_eq!(phases, Phase::ALL);
-    assert_eq!(machine.finished(), Some(AppExit::Process(ProcessExit::Code(0))));
+    assert_eq!(
+        machine.finished(),
+        Some(AppExit::Process(ProcessExit::Code(0)))
+    );
 }
 
 #[test]
@@ -425,6 +487,8 @@ fn budget_check() {
         propagation_delay: s(28),
         ..timeline()
     };
-    let problem = tight.budget_problem().expect("28s + 2s leave nothing of 30s");
+    let problem = tight
+        .budget_problem()
+        .expect("28s + 2s leave nothing of 30s");
     assert!(problem.contains("leave the app 0.0s"), "{problem}");
 }
