@@ -119,6 +119,21 @@ impl Sig {
         standard.chain(realtime).map(Sig).collect()
     }
 
+    /// Whether drainit leaves the standard signal `number` alone: never
+    /// blocked, never read from the signalfd (KILL and STOP cannot be;
+    /// PIPE, TTIN and TTOU are ignored by drainit for itself). Without
+    /// allocating, for the constructor that blocks the rest first thing.
+    pub fn never_taken(number: i32) -> bool {
+        [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGPIPE,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
+        ]
+        .contains(&number)
+    }
+
     /// The fault signals, forwarded only when another process sent them.
     pub fn faults() -> Vec<Sig> {
         FAULTS.iter().copied().map(Sig).collect()
