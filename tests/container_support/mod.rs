@@ -286,7 +286,12 @@ impl Engines {
         let mut containerd = Proc::start(
             &dir,
             &tool("containerd"),
-            &["--config", "config.toml"],
+            // Absolute: a killed run's clean-up finds its daemons by the
+            // run directory in their command lines.
+            &[
+                "--config",
+                dir.join("config.toml").to_str().expect("UTF-8 path"),
+            ],
             &[("PATH", &search_path())],
         );
         let up = wait_for(Duration::from_secs(60), || {
@@ -744,7 +749,8 @@ fn clean_stale_runs() {
     }
 }
 
-/// Processes whose command line names `dir` (daemons and shims of a run).
+/// Processes whose command line or working directory names `dir`
+/// (the daemons and shims of a run).
 fn processes_naming(dir: &Path) -> Vec<i32> {
     let needle = dir.to_string_lossy().into_owned();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -754,11 +760,12 @@ fn processes_naming(dir: &Path) -> Vec<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                String::from_utf8_lossy(&cmdline)
-                    .replace('\0', " ")
-                    .contains(&needle)
-            })
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+                || std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                    String::from_utf8_lossy(&cmdline)
+                        .replace('\0', " ")
+                        .contains(&needle)
+                })
         })
         .collect()
 }
