@@ -93,6 +93,7 @@ fn drain_on_docker_stop(engines: &Engines, drainit_flags: &[&str], exit_code: i3
         )
     });
     let logs = container.logs();
+    println!("    docker stop -t 30 returned after {took:.2?} (propagation delay {DELAY:?})");
     draining.assert_seen(&logs);
     assert!(
         took >= DELAY && took < DELAY + SLACK,
@@ -195,6 +196,7 @@ fn drainit_kills_before_docker_does(engines: &Engines) {
     );
     let took = container.stop(10);
     let logs = container.logs();
+    println!("    docker stop -t 10 returned after {took:.2?} (drainit's SIGKILL due 3 s into the drain)");
     assert!(
         took >= Duration::from_secs(3) && took < Duration::from_secs(9),
         "docker stop -t 10 took {took:?}: drainit's deadline is 3 s into the drain\n{logs}"
@@ -339,6 +341,7 @@ fn ctr_task_kill_drains_then_stops_the_app(engines: &Engines) {
     let status = run.wait(DELAY + SLACK);
     let took = started.elapsed();
     let output = run.report();
+    println!("    ctr run exited {took:.2?} after ctr task kill (propagation delay {DELAY:?})");
     draining.assert_seen(&output);
     assert!(
         took >= DELAY,
