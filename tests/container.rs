@@ -404,18 +404,62 @@ impl DrainSeen {
     }
 }
 
+/// libtest's command line, as far as these cases need it: name filters,
+/// `--skip NAME`, `--exact`, `--list`; other flags are accepted and
+/// ignored, with the values of those that take one.
+#[derive(Default)]
+struct Selection {
+    filters: Vec<String>,
+    skips: Vec<String>,
+    exact: bool,
+    list: bool,
+}
+
+impl Selection {
+    fn parse(args: impl Iterator<Item = String>) -> Selection {
+        let mut selection = Selection::default();
+        let mut args = args.peekable();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--list" => selection.list = true,
+                "--exact" => selection.exact = true,
+                "--skip" => selection.skips.extend(args.next()),
+                "--test-threads" | "--color" | "--format" | "--logfile" | "-Z"
+                | "--shuffle-seed" => {
+                    if args.peek().is_some_and(|value| !value.starts_with('-')) {
+                        args.next();
+                    }
+                }
+                flag if flag.starts_with('-') => {}
+                _ => selection.filters.push(arg),
+            }
+        }
+        selection
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        let hit = |pattern: &String| {
+            if self.exact {
+                name == pattern
+            } else {
+                name.contains(pattern.as_str())
+            }
+        };
+        (self.filters.is_empty() || self.filters.iter().any(hit)) && !self.skips.iter().any(hit)
+    }
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
+    let selection = Selection::parse(std::env::args().skip(1));
+    if selection.list {
         for (name, _) in CASES {
             println!("{name}: test");
         }
         return ExitCode::SUCCESS;
     }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     let selected: Vec<_> = CASES
         .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .filter(|(name, _)| selection.matches(name))
         .collect();
     let filtered_out = CASES.len() - selected.len();
     println!("\nrunning {} tests", selected.len());
