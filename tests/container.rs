@@ -121,6 +121,14 @@ fn non_root_read_only_image_of_two_files(engines: &Engines) {
         ["drainit", "http_app"],
         "files in {APP_IMAGE}"
     );
+    // What the Dockerfile's runtime stage sets, as the engine reads it.
+    assert_eq!(
+        engines.inspect(
+            APP_IMAGE,
+            "{{.Config.User}} {{.Config.StopSignal}} {{json .Config.Entrypoint}}"
+        ),
+        r#"65532:65532 SIGTERM ["/drainit"]"#
+    );
     let container = Container::run(
         engines,
         &["--user", "65534:65534", "--read-only"],
@@ -365,6 +373,8 @@ fn ctr_task_kill_drains_then_stops_the_app(engines: &Engines) {
 struct DrainSeen {
     /// /ready answered 503.
     unready: bool,
+    /// /live's answer right after that.
+    live_code: Option<u16>,
     /// The app's /healthz answer right after that.
     app_code: Option<u16>,
     /// The app's /signals right after that.
@@ -376,17 +386,23 @@ fn observe_drain(admin: std::net::SocketAddr, app: std::net::SocketAddr) -> Drai
     let unready = wait_status(admin, "/ready", 503, Duration::from_secs(20));
     DrainSeen {
         unready,
+        live_code: get(admin, "/live").map(|(code, _)| code),
         app_code: get(app, "/healthz").map(|(code, _)| code),
         app_signals: get(app, "/signals").map(|(_, body)| body),
     }
 }
 
 impl DrainSeen {
-    /// /ready 503 while the app served and had no SIGTERM yet.
+    /// /ready 503 (/live 200) while the app served and had no SIGTERM yet.
     fn assert_seen(&self, output: &str) {
         assert!(
             self.unready,
             "/ready never answered 503 during the drain\n{output}"
+        );
+        assert_eq!(
+            self.live_code,
+            Some(200),
+            "/live must stay 200 through the drain\n{output}"
         );
         assert_eq!(
             self.app_code,
