@@ -523,9 +523,10 @@ fn main() -> ExitCode {
             failed.push(*name);
         }
     }
-    drop(engines);
     if !failed.is_empty() {
         println!("\nfailures:\n    {}", failed.join("\n    "));
+        println!("the engines' logs: {}", engines.keep_logs().display());
     }
+    drop(engines);
     summary(selected.len() - failed.len(), failed.len())
 }

@@ -118,6 +118,25 @@ impl Engines {
         self.dockerd.as_ref().map(Proc::stderr).unwrap_or_default()
     }
 
+    /// Copies the daemons' logs out of the run directory (which the drop
+    /// deletes), for a failed run; returns where they are.
+    pub fn keep_logs(&self) -> PathBuf {
+        let kept = Path::new(RUNS_ROOT).join(format!("failed-{}.log", std::process::id()));
+        let containerd_log = self
+            .containerd
+            .as_ref()
+            .map(Proc::stderr)
+            .unwrap_or_default();
+        let text = format!(
+            "--- dockerd ---\n{}\n--- containerd ---\n{containerd_log}",
+            self.dockerd_log()
+        );
+        if let Err(error) = std::fs::write(&kept, text) {
+            eprintln!("container tests: cannot write {}: {error}", kept.display());
+        }
+        kept
+    }
+
     /// `docker inspect -f FORMAT TARGET`, trimmed.
     pub fn inspect(&self, target: &str, format: &str) -> String {
         self.docker_ok(&["inspect", "-f", format, target])
@@ -209,13 +228,7 @@ impl Engines {
                 &[("PATH", &search_path())],
             );
             let up = wait_for(Duration::from_secs(60), || {
-                !dockerd.running()
-                    || self
-                        .docker(&["info"])
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status()
-                        .is_ok_and(|s| s.success())
+                !dockerd.running() || answers(&mut self.docker(&["info"]))
             });
             if up && dockerd.running() {
                 self.storage_driver = driver;
@@ -295,13 +308,7 @@ impl Engines {
             &[("PATH", &search_path())],
         );
         let up = wait_for(Duration::from_secs(60), || {
-            !containerd.running()
-                || self
-                    .ctr(&["version"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
+            !containerd.running() || answers(&mut self.ctr(&["version"]))
         });
         assert!(
             up && containerd.running(),
@@ -585,6 +592,11 @@ pub fn run_bounded(command: &mut Command, limit: Duration) -> Result<Output, Str
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
     })
+}
+
+/// Whether a daemon's client command succeeds within 10 s (the daemon is up).
+fn answers(command: &mut Command) -> bool {
+    run_bounded(command, Duration::from_secs(10)).is_ok_and(|output| output.status.success())
 }
 
 /// Runs `command` within `limit`, asserts it succeeds, returns its stdout.
