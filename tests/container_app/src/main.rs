@@ -254,8 +254,15 @@ fn main() {
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
-                if let Err(error) = serve(stream) {
-                    eprintln!("http_app: request failed: {error}");
+                match serve(stream) {
+                    // drainit's ready check reads the status line and hangs up.
+                    Err(error)
+                        if matches!(
+                            error.kind(),
+                            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                        ) => {}
+                    Err(error) => eprintln!("http_app: request failed: {error}"),
+                    Ok(()) => {}
                 }
             }
             Err(error) => eprintln!("http_app: accept failed: {error}"),
