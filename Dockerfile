@@ -50,11 +50,13 @@ RUN case "${TARGETARCH:-amd64}" in \
     && rustup target add "$(cat /rust-target)"
 WORKDIR /src
 
-# 1. Dependencies only, from the lock file, with a stub main: this layer is
+# 1. Dependencies only, from the lock file, with stub sources: this layer is
 #    rebuilt only when Cargo.toml or Cargo.lock change, and everything after
-#    it works offline.
+#    it works offline. Cargo reads the manifest only if every target it
+#    names exists: the library and the harness-less test target too.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src && echo 'fn main() {}' > src/main.rs \
+RUN mkdir -p src tests && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs tests/container.rs \
     && cargo fetch --locked
 
 # 2. The sources (.dockerignore keeps target/ and .git out), built offline.
