@@ -69,8 +69,11 @@ fn docker_stop_drains_then_stops_the_app(engines: &Engines) {
     drain_on_docker_stop(engines, &[], EXIT_SIGTERM);
 }
 
-// A `--remap-exit 143:0` case, once that flag exists, is one more function:
+// A `--remap-exit 143:0` case, once that flag exists, is one more function
+// (and its line in CASES):
 //     drain_on_docker_stop(engines, &["--remap-exit", "143:0"], 0);
+// The `--propagation-delay auto` case (issue 12, item 5) would be another,
+// through `Container::run` with `--user 65534:65534` and traffic to its app.
 
 /// `docker stop -t 30` on an app that dies by SIGTERM: /ready turns 503
 /// while the app still serves and has had no signal; the app gets SIGTERM
