@@ -59,6 +59,10 @@ const CASES: &[(&str, Case)] = &[
         reaps_orphans_and_forwards_docker_kill,
     ),
     (
+        "prestop_hook_drains_and_answers_once_the_app_exited",
+        prestop_hook_drains_and_answers_once_the_app_exited,
+    ),
+    (
         "ctr_task_kill_drains_then_stops_the_app",
         ctr_task_kill_drains_then_stops_the_app,
     ),
@@ -303,7 +307,48 @@ fn reaps_orphans_and_forwards_docker_kill(engines: &Engines) {
     );
 }
 
-/// 5. The same drain through containerd itself, the kubelet's runtime:
+/// 5. The preStop hook (mode 2): `GET /prestop`, as the kubelet's httpGet
+///    would send it (here over the host network's loopback), drains, is
+///    answered once the app has exited, and the container ends by itself.
+fn prestop_hook_drains_and_answers_once_the_app_exited(engines: &Engines) {
+    let delay = format!("{}s", DELAY.as_secs());
+    let container = Container::run(engines, &[], &["--propagation-delay", &delay], &[]);
+    let started = Instant::now();
+    let (answer, draining) = std::thread::scope(|scope| {
+        let hook = scope.spawn(|| {
+            let answer = common::http(container.admin, "GET", "/prestop", &[], DELAY + SLACK);
+            (answer, started.elapsed())
+        });
+        let draining = observe_drain(container.admin, container.app);
+        (
+            hook.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            draining,
+        )
+    });
+    let (answer, took) = answer;
+    assert!(
+        wait_for(SLACK, || container.inspect("{{.State.Running}}") == "false"),
+        "the container still runs after /prestop was answered\n{}",
+        container.logs()
+    );
+    let logs = container.logs();
+    println!("    /prestop answered after {took:.2?} (propagation delay {DELAY:?})");
+    draining.assert_seen(&logs);
+    assert_eq!(
+        answer.map(|(code, _)| code),
+        Some(200),
+        "/prestop's answer\n{logs}"
+    );
+    assert!(
+        took >= DELAY && took < DELAY + SLACK,
+        "/prestop answered after {took:?}, expected after the delay {DELAY:?}\n{logs}"
+    );
+    assert_eq!(signal_times(&logs, libc::SIGTERM).len(), 1, "{logs}");
+    assert_eq!(container.exit_code(), EXIT_SIGTERM, "{logs}");
+}
+
+/// 6. The same drain through containerd itself, the kubelet's runtime:
 ///    `ctr run --net-host`, `ctr task kill` (the image's stop signal).
 fn ctr_task_kill_drains_then_stops_the_app(engines: &Engines) {
     let admin = std::net::SocketAddr::from(([127, 0, 0, 1], common::free_port()));
