@@ -48,6 +48,12 @@ impl Engines {
     /// Builds the binaries, starts both engines and builds the image;
     /// panics (after cleaning up) with the reason if any step fails.
     pub fn start() -> Engines {
+        // SAFETY: geteuid cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(
+            euid, 0,
+            "the container tests start dockerd and containerd: run them as root"
+        );
         for name in ["dockerd", "containerd", "ctr", "runc", "tar"] {
             tool(name);
         }
