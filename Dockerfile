@@ -1,8 +1,17 @@
-# syntax=docker/dockerfile:1
-#
 # drainit's image: one fully static binary, /drainit, in a FROM scratch image.
 #
 #   docker build -t ghcr.io/example/drainit:0.1.0 .
+#
+# Or, with no registry to pull the Rust image from, the same runtime stage
+# from a binary built beforehand (what tests/container.rs builds):
+#
+#   cp "$(scripts/build-static.sh | tail -n 1)" ./drainit-static
+#   DOCKER_BUILDKIT=1 docker build --build-arg DRAINIT_BINARY=prebuilt -t drainit:local .
+#
+# This needs BuildKit (the default since Docker 23, DOCKER_BUILDKIT=1 on
+# 20.10), which builds only the stages the image uses; the legacy builder
+# builds every stage. No `# syntax=` line: BuildKit would pull that
+# frontend image from a registry, and the built-in one reads this file.
 #
 # Use it two ways:
 #  - as the source of the binary for your own image (distroless included):
@@ -19,6 +28,9 @@
 #   docker buildx imagetools inspect rust:1.95-slim-bookworm
 #   docker build --build-arg RUST_IMAGE=rust:1.95-slim-bookworm@sha256:<digest> .
 ARG RUST_IMAGE=rust:1.95-slim-bookworm
+# Where /drainit comes from: `build` (the stage below, the default) or
+# `prebuilt` (the file DRAINIT_PREBUILT of the build context).
+ARG DRAINIT_BINARY=build
 
 FROM ${RUST_IMAGE} AS build
 # Set by BuildKit from --platform (amd64, arm64); the build runs natively
@@ -38,11 +50,13 @@ RUN case "${TARGETARCH:-amd64}" in \
     && rustup target add "$(cat /rust-target)"
 WORKDIR /src
 
-# 1. Dependencies only, from the lock file, with a stub main: this layer is
+# 1. Dependencies only, from the lock file, with stub sources: this layer is
 #    rebuilt only when Cargo.toml or Cargo.lock change, and everything after
-#    it works offline.
+#    it works offline. Cargo reads the manifest only if every target it
+#    names exists: the library and the harness-less test target too.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src && echo 'fn main() {}' > src/main.rs \
+RUN mkdir -p src tests && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs tests/container.rs \
     && cargo fetch --locked
 
 # 2. The sources (.dockerignore keeps target/ and .git out), built offline.
@@ -52,8 +66,18 @@ RUN target="$(cat /rust-target)" \
     && cp "target/$target/release/drainit" /drainit \
     && /drainit --version
 
-FROM scratch
-COPY --from=build /drainit /drainit
+# A static binary built outside Docker (scripts/build-static.sh).
+FROM scratch AS prebuilt
+ARG DRAINIT_PREBUILT=drainit-static
+COPY ${DRAINIT_PREBUILT} /drainit
+
+# One name for the binary's source: the runtime stage below is the same
+# whichever it is.
+FROM ${DRAINIT_BINARY} AS binary
+
+# The runtime image, what users run (and the last stage, so the default).
+FROM scratch AS runtime
+COPY --from=binary /drainit /drainit
 # Only matters when this image runs as is (`drainit sidecar`): no root needed
 # to serve the admin port (9095). Images that COPY /drainit pick their own.
 USER 65532:65532

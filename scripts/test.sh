@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check of drainit on a fresh machine: installs what the tests
-# need (HAProxy and tini for the rollout rig, the musl target for the
-# static build), then format, lint, the static build run as PID 1, and
-# the whole test suite. The last line sums cargo test's results.
+# need (HAProxy and tini for the rollout rig, Docker and containerd for
+# tests/container.rs, the musl target for the static build), then format,
+# lint, the static build run as PID 1, and the whole test suite. The last
+# line sums cargo test's results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,10 @@ command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 command -v strace >/dev/null 2>&1 || missing+=(strace)
+# tests/container.rs starts these itself (Debian's client: /usr/bin/docker).
+[[ -x /usr/bin/docker && -x /usr/sbin/dockerd ]] || missing+=(docker.io)
+[[ -x /usr/bin/containerd && -x /usr/bin/ctr ]] || missing+=(containerd)
+command -v runc >/dev/null 2>&1 || [[ -x /usr/sbin/runc ]] || missing+=(runc)
 if ((${#missing[@]})); then
     echo "test.sh: installing ${missing[*]}" >&2
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then

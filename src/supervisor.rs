@@ -196,7 +196,12 @@ pub async fn run<M: Mode>(
         Err(code) => code,
     };
     wiring.shut_down().await;
-    debug!("drainit exits with {code}");
+    // The last line of a drain's story; a run without a drain stays quiet.
+    if wiring.machine.state().drain().is_some() {
+        info!("drainit exits with {code}");
+    } else {
+        debug!("drainit exits with {code}");
+    }
     Ok(code)
 }
 
