@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use drainit::child::Inherited;
 use drainit::cli::Cli;
 
@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     // Then, while drainit has one thread (every later one inherits the
     // mask): block the handled signals for the signalfd.
     let taken = inherited.take_signals();
-    let cli = Cli::parse();
+    let cli = Cli::parse_validated();
     if cli.mode.is_none() && cli.command.is_empty() {
         Cli::command()
             .error(

@@ -38,37 +38,88 @@ pub enum ReadyCheck {
 const FORM: &str =
     "expected http://HOST:PORT/PATH or tcp://HOST:PORT, e.g. http://127.0.0.1:8080/healthz";
 
-impl FromStr for ReadyCheck {
-    type Err = String;
+/// Why a `--ready-check` URL was refused; each message quotes the accepted form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseReadyCheckError {
+    /// Neither `http://` nor `tcp://`.
+    #[error("'{0}' is not a ready check: {FORM}")]
+    Scheme(String),
+    /// No `:PORT`, or a port that is not a number.
+    #[error("'{0}' has no HOST:PORT: {FORM}")]
+    NoPort(String),
+    /// Port 0: nothing can listen there.
+    #[error("'{0}' has port 0, where nothing can listen: {FORM}")]
+    PortZero(String),
+    /// The host is not an IP address or a DNS name.
+    #[error(
+        "'{0}' has no valid host (an IP address, [IPv6] or a DNS name, without user@): {FORM}"
+    )]
+    Host(String),
+    /// Spaces or control characters in the path.
+    #[error("'{0}' has spaces or control characters in its path: {FORM}")]
+    Path(String),
+    /// A `tcp://` check with a path.
+    #[error("'{0}' has a path, which a tcp:// check cannot use: {FORM}")]
+    TcpPath(String),
+}
 
-    fn from_str(input: &str) -> Result<ReadyCheck, String> {
+/// Whether `host` is an IPv4 address, a bracketed IPv6 address or a DNS name.
+fn valid_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    !host.is_empty() && host.len() <= 253 && host.trim_end_matches('.').split('.').all(label_ok)
+}
+
+/// Checks `HOST:PORT` of `input` and returns it.
+fn authority_of(input: &str, authority: &str) -> Result<String, ParseReadyCheckError> {
+    let Some((host, port)) = authority.rsplit_once(':') else {
+        return Err(ParseReadyCheckError::NoPort(input.to_string()));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| ParseReadyCheckError::NoPort(input.to_string()))?;
+    if port == 0 {
+        return Err(ParseReadyCheckError::PortZero(input.to_string()));
+    }
+    if !valid_host(host) {
+        return Err(ParseReadyCheckError::Host(input.to_string()));
+    }
+    Ok(authority.to_string())
+}
+
+impl FromStr for ReadyCheck {
+    type Err = ParseReadyCheckError;
+
+    fn from_str(input: &str) -> Result<ReadyCheck, ParseReadyCheckError> {
         let input = input.trim();
-        let with_port = |authority: &str| -> Result<String, String> {
-            match authority.rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                    Ok(authority.to_string())
-                }
-                _ => Err(format!("'{input}' has no HOST:PORT: {FORM}")),
-            }
-        };
         if let Some(rest) = input.strip_prefix("http://") {
             let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
             if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-                return Err(format!(
-                    "'{input}' has spaces or control characters in its path: {FORM}"
-                ));
+                return Err(ParseReadyCheckError::Path(input.to_string()));
             }
             return Ok(ReadyCheck::Http {
-                authority: with_port(authority)?,
+                authority: authority_of(input, authority)?,
                 path: path.to_string(),
             });
         }
         if let Some(rest) = input.strip_prefix("tcp://") {
+            let rest = rest.strip_suffix('/').unwrap_or(rest);
+            if rest.contains('/') {
+                return Err(ParseReadyCheckError::TcpPath(input.to_string()));
+            }
             return Ok(ReadyCheck::Tcp {
-                authority: with_port(rest.trim_end_matches('/'))?,
+                authority: authority_of(input, rest)?,
             });
         }
-        Err(format!("'{input}' is not a ready check: {FORM}"))
+        Err(ParseReadyCheckError::Scheme(input.to_string()))
     }
 }
 
@@ -212,6 +263,12 @@ mod tests {
             })
         );
         assert_eq!(
+            "tcp://app.default.svc.cluster.local.:80/".parse(),
+            Ok(ReadyCheck::Tcp {
+                authority: "app.default.svc.cluster.local.:80".into()
+            })
+        );
+        assert_eq!(
             "tcp://[::1]:5432".parse(),
             Ok(ReadyCheck::Tcp {
                 authority: "[::1]:5432".into()
@@ -224,6 +281,15 @@ mod tests {
             "http://h:99999/",
             "127.0.0.1:80",
             "http://h:1/a b",
+            "http://127.0.0.1:0/",
+            "tcp://127.0.0.1:0",
+            "http://user@h:80/",
+            "http://a b:80/",
+            "http://[::1:80/",
+            "http://[nope]:80/",
+            "tcp://h:80/healthz",
+            "http://h:/",
+            "http://h..x:80/",
         ] {
             assert!(bad.parse::<ReadyCheck>().is_err(), "{bad}");
         }
