@@ -8,8 +8,8 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -23,7 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::cli::{canonical_ip, CidrList};
 use crate::lifecycle::{Event, Phase, Status, Trigger};
@@ -67,6 +67,13 @@ pub struct Context {
     pub prestop_returns: PrestopReturns,
 }
 
+/// What every connection shares: the handlers' context and the server's
+/// own bookkeeping.
+struct Shared {
+    context: Context,
+    refusal_warnings: RefusalWarnings,
+}
+
 /// A running admin server.
 pub struct AdminServer {
     /// The address it listens on.
@@ -97,13 +104,15 @@ pub fn serve(
 ) -> std::io::Result<AdminServer> {
     let local_addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(
-        listener,
-        Arc::new(context),
-        max_connections,
-        stopped,
-    ));
-    info!(address = %local_addr, "admin server listening");
+    if context.prestop_allow_from.is_none() && context.prestop_token.is_none() {
+        debug!("/prestop: only loopback callers may drain (no --prestop-allow-from, no --prestop-token)");
+    }
+    let shared = Arc::new(Shared {
+        context,
+        refusal_warnings: RefusalWarnings::default(),
+    });
+    let task = tokio::spawn(accept_loop(listener, shared, max_connections, stopped));
+    debug!(address = %local_addr, "admin server listening");
     Ok(AdminServer {
         local_addr,
         stop,
@@ -113,7 +122,7 @@ pub fn serve(
 
 async fn accept_loop(
     listener: TcpListener,
-    context: Arc<Context>,
+    shared: Arc<Shared>,
     max_connections: usize,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -144,10 +153,10 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let context = context.clone();
+        let shared = shared.clone();
         let service = service_fn(move |request| {
-            let context = context.clone();
-            async move { Ok::<_, Infallible>(route(&context, peer.ip(), request).await) }
+            let shared = shared.clone();
+            async move { Ok::<_, Infallible>(route(&shared, peer.ip(), request).await) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
@@ -169,17 +178,21 @@ async fn accept_loop(
 type Answer = Response<Full<Bytes>>;
 
 /// One `match` on the path; one function per answer.
-async fn route(context: &Context, peer: IpAddr, request: Request<Incoming>) -> Answer {
+async fn route(shared: &Shared, peer: IpAddr, request: Request<Incoming>) -> Answer {
+    let context = &shared.context;
     let method = request.method();
     let get = method == Method::GET || method == Method::HEAD;
+    // HEAD is a read (clients and scanners send it freely): it must never
+    // start a drain, so /prestop takes only GET and POST.
+    let drain = method == Method::GET || method == Method::POST;
     match request.uri().path() {
         "/ready" if get => ready(context),
         "/live" if get => live(context),
-        "/prestop" if get || method == Method::POST => prestop(context, peer, &request).await,
+        "/prestop" if drain => prestop(shared, peer, &request).await,
         "/status" if get => status_json(context),
         "/metrics" if get => metrics(context),
         "/ready" | "/live" | "/status" | "/metrics" => method_not_allowed("GET, HEAD"),
-        "/prestop" => method_not_allowed("GET, HEAD, POST"),
+        "/prestop" => method_not_allowed("GET, POST"),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     }
 }
@@ -199,14 +212,43 @@ fn live(context: &Context) -> Answer {
     text(StatusCode::OK, format!("alive ({phase})\n"))
 }
 
-async fn prestop(context: &Context, peer: IpAddr, request: &Request<Incoming>) -> Answer {
+/// Why a `/prestop` caller was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Neither `--prestop-allow-from` nor `--prestop-token`: only loopback may drain.
+    NotLoopback,
+    /// Not in `--prestop-allow-from`.
+    NotAllowed,
+    /// Missing or wrong `X-Drainit-Token`.
+    BadToken,
+}
+
+impl Refusal {
+    fn answer(self) -> &'static str {
+        match self {
+            Refusal::NotLoopback => "forbidden: only loopback callers may drain unless --prestop-allow-from or --prestop-token is set\n",
+            Refusal::NotAllowed => "forbidden: caller not allowed\n",
+            Refusal::BadToken => "forbidden: missing or wrong X-Drainit-Token\n",
+        }
+    }
+
+    fn log_message(self) -> &'static str {
+        match self {
+            Refusal::NotLoopback => "refused /prestop: only loopback callers may drain by default; to let the kubelet's preStop hook drain, set --prestop-allow-from $(NODE_IP)/32 with NODE_IP from the downward API (status.hostIP), or --prestop-token",
+            Refusal::NotAllowed => "refused /prestop: caller not in --prestop-allow-from",
+            Refusal::BadToken => "refused /prestop: missing or wrong X-Drainit-Token",
+        }
+    }
+}
+
+/// The rules `/prestop` callers must pass, from the settings.
+fn refusal(context: &Context, peer: IpAddr, request: &Request<Incoming>) -> Option<Refusal> {
+    if context.prestop_allow_from.is_none() && context.prestop_token.is_none() {
+        return (!canonical_ip(peer).is_loopback()).then_some(Refusal::NotLoopback);
+    }
     if let Some(allowed) = &context.prestop_allow_from {
         if !allowed.contains(peer) {
-            warn!(peer = %canonical_ip(peer), "refused /prestop: caller not in --prestop-allow-from");
-            return text(
-                StatusCode::FORBIDDEN,
-                "forbidden: caller not allowed\n".into(),
-            );
+            return Some(Refusal::NotAllowed);
         }
     }
     if let Some(expected) = &context.prestop_token {
@@ -215,12 +257,58 @@ async fn prestop(context: &Context, peer: IpAddr, request: &Request<Incoming>) -
             .get("x-drainit-token")
             .map(HeaderValue::as_bytes);
         if !given.is_some_and(|given| constant_time_eq(given, expected.as_bytes())) {
-            warn!(peer = %canonical_ip(peer), "refused /prestop: missing or wrong X-Drainit-Token");
-            return text(
-                StatusCode::FORBIDDEN,
-                "forbidden: missing or wrong X-Drainit-Token\n".into(),
-            );
+            return Some(Refusal::BadToken);
         }
+    }
+    None
+}
+
+/// At most one warning per [`REFUSAL_WARN_EVERY`] about refused `/prestop`
+/// calls, so a caller cannot flood drainit's stderr; the next warning
+/// counts the ones left out.
+#[derive(Debug, Default)]
+struct RefusalWarnings {
+    state: Mutex<RefusalWarningState>,
+}
+
+#[derive(Debug, Default)]
+struct RefusalWarningState {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+/// How often a refused `/prestop` may be logged.
+const REFUSAL_WARN_EVERY: Duration = Duration::from_secs(10);
+
+impl RefusalWarnings {
+    fn refused(&self, refusal: Refusal, peer: IpAddr) {
+        let now = Instant::now();
+        let suppressed = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let due = state
+                .last
+                .is_none_or(|last| now.saturating_duration_since(last) >= REFUSAL_WARN_EVERY);
+            if !due {
+                state.suppressed = state.suppressed.saturating_add(1);
+                return;
+            }
+            state.last = Some(now);
+            std::mem::take(&mut state.suppressed)
+        };
+        let peer = canonical_ip(peer);
+        if suppressed == 0 {
+            warn!(%peer, "{}", refusal.log_message());
+        } else {
+            warn!(%peer, suppressed, "{}", refusal.log_message());
+        }
+    }
+}
+
+async fn prestop(shared: &Shared, peer: IpAddr, request: &Request<Incoming>) -> Answer {
+    let context = &shared.context;
+    if let Some(refusal) = refusal(context, peer, request) {
+        shared.refusal_warnings.refused(refusal, peer);
+        return text(StatusCode::FORBIDDEN, refusal.answer().into());
     }
     let returns = context.prestop_returns;
     let mut status = context.status.clone();

@@ -214,10 +214,18 @@ pub struct SigList(pub Vec<Sig>);
 pub struct CidrList(pub Vec<IpNet>);
 
 impl CidrList {
-    /// Whether `ip` lies in one of the networks.
+    /// Whether `ip` lies in one of the networks, in either of its forms: a
+    /// dual-stack (`[::]`) listener sees IPv4 callers as `::ffff:a.b.c.d`,
+    /// so `10.0.0.0/8` and `::ffff:0:0/96` must both match them.
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        let ip = canonical_ip(ip);
-        self.0.iter().any(|net| net.contains(&ip))
+        let plain = canonical_ip(ip);
+        let mapped = match plain {
+            std::net::IpAddr::V4(v4) => std::net::IpAddr::V6(v4.to_ipv6_mapped()),
+            v6 => v6,
+        };
+        self.0
+            .iter()
+            .any(|net| net.contains(&plain) || net.contains(&mapped))
     }
 }
 
@@ -729,5 +737,17 @@ mod tests {
                 (got, _) => panic!("{args:?}: {got:?}, expected {expected:?}"),
             }
         }
+    }
+    #[test]
+    fn cidr_lists_match_both_forms_of_an_address() {
+        let mapped = parse_cidr_list("::ffff:0:0/96").expect("valid");
+        assert!(mapped.contains("10.1.2.3".parse().expect("ip")));
+        assert!(mapped.contains("::ffff:10.1.2.3".parse().expect("ip")));
+        assert!(!mapped.contains("fd00::1".parse().expect("ip")));
+        let everything = parse_cidr_list("::/0").expect("valid");
+        assert!(everything.contains("127.0.0.1".parse().expect("ip")));
+        let v4 = parse_cidr_list("10.0.0.0/8").expect("valid");
+        assert!(v4.contains("::ffff:10.9.9.9".parse().expect("ip")));
+        assert!(!v4.contains("fd00::a00:1".parse().expect("ip")));
     }
 }
