@@ -14,7 +14,9 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use std::net::SocketAddr;
 use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
 
 use crate::lifecycle::Event;
 
@@ -150,21 +152,63 @@ impl ReadyCheck {
             ReadyCheck::Http { authority, .. } | ReadyCheck::Tcp { authority } => authority,
         }
     }
+}
 
-    /// Runs one check, bounded by `timeout`.
-    pub async fn check(&self, timeout: Duration) -> CheckResult {
+/// Runs one [`ReadyCheck`] after another, with at most one DNS lookup in
+/// flight: a host name is resolved on tokio's blocking pool (getaddrinfo
+/// cannot be cancelled), so with a hung name server a new lookup per
+/// check would pile up blocked threads. A lookup still running when a
+/// check times out is picked up again by the next check.
+#[derive(Debug)]
+pub struct Checker {
+    check: ReadyCheck,
+    lookup: Option<JoinHandle<std::io::Result<Vec<SocketAddr>>>>,
+}
+
+impl Checker {
+    /// A checker for `check`, with no lookup yet.
+    pub fn new(check: ReadyCheck) -> Checker {
+        Checker {
+            check,
+            lookup: None,
+        }
+    }
+
+    /// Runs one check, lookup included, bounded by `timeout`.
+    pub async fn check(&mut self, timeout: Duration) -> CheckResult {
         match tokio::time::timeout(timeout, self.check_unbounded()).await {
             Ok(result) => result,
             Err(_) => CheckResult::NotReady,
         }
     }
 
-    async fn check_unbounded(&self) -> CheckResult {
-        let mut stream = match TcpStream::connect(self.authority()).await {
+    /// The addresses of the check's `HOST:PORT`; `None` if it does not resolve.
+    async fn resolve(&mut self) -> Option<Vec<SocketAddr>> {
+        let authority = self.check.authority();
+        if let Ok(address) = authority.parse::<SocketAddr>() {
+            return Some(vec![address]);
+        }
+        let lookup = self.lookup.get_or_insert_with(|| {
+            let authority = authority.to_string();
+            tokio::task::spawn_blocking(move || {
+                std::net::ToSocketAddrs::to_socket_addrs(&authority).map(Iterator::collect)
+            })
+        });
+        // Awaited by reference: a timeout leaves the lookup for the next check.
+        let resolved = lookup.await;
+        self.lookup = None;
+        resolved.ok()?.ok()
+    }
+
+    async fn check_unbounded(&mut self) -> CheckResult {
+        let Some(addresses) = self.resolve().await else {
+            return CheckResult::Refused;
+        };
+        let mut stream = match TcpStream::connect(&addresses[..]).await {
             Ok(stream) => stream,
             Err(_) => return CheckResult::Refused,
         };
-        let ReadyCheck::Http { authority, path } = self else {
+        let ReadyCheck::Http { authority, path } = &self.check else {
             return CheckResult::Ready;
         };
         let request = format!(
@@ -224,6 +268,7 @@ pub async fn run(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hurried = false;
+    let mut checker = Checker::new(check);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -235,7 +280,7 @@ pub async fn run(
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.reset();
         }
-        let result = check.check(timeout).await;
+        let result = checker.check(timeout).await;
         if events.send(Event::AppCheck(result)).await.is_err() {
             return;
         }
@@ -311,18 +356,11 @@ mod tests {
             }
         });
         let check: ReadyCheck = format!("http://{addr}/healthz").parse().expect("url");
-        assert_eq!(
-            check.check(Duration::from_secs(5)).await,
-            CheckResult::Ready
-        );
-        assert_eq!(
-            check.check(Duration::from_secs(5)).await,
-            CheckResult::NotReady
-        );
+        let mut checker = Checker::new(check);
+        let limit = Duration::from_secs(5);
+        assert_eq!(checker.check(limit).await, CheckResult::Ready);
+        assert_eq!(checker.check(limit).await, CheckResult::NotReady);
         server.await.expect("server");
-        assert_eq!(
-            check.check(Duration::from_secs(5)).await,
-            CheckResult::Refused
-        );
+        assert_eq!(checker.check(limit).await, CheckResult::Refused);
     }
 }
