@@ -131,7 +131,7 @@ pub struct Settings {
     #[arg(long, env = "DRAINIT_DRAIN_ON", default_value = "TERM", value_parser = parse_sig_list, value_name = "SIGNALS", global = true)]
     pub drain_on: SigList,
 
-    /// Make a timing budget that does not fit the grace period an error (exit 2) instead of a warning.
+    /// Make a timing budget that does not fit the grace period an error (exit 2) instead of a warning (DRAINIT_STRICT=1|yes|true|on or 0|no|false|off).
     #[arg(long, env = "DRAINIT_STRICT", action = clap::ArgAction::SetTrue, value_parser = parse_switch, global = true)]
     pub strict: bool,
 
