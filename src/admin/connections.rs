@@ -10,7 +10,6 @@
 //! (a `/prestop` waiting for the app) are never closed for room; when every
 //! slot holds one, new connections wait in the listen backlog.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -98,8 +97,17 @@ struct Entry {
 #[derive(Default)]
 struct Table {
     next_id: u64,
-    /// Ordered by id, so the first entry is the oldest connection.
-    open: BTreeMap<u64, Entry>,
+    /// Ordered by id (ids only grow), so the first entry is the oldest
+    /// connection. A Vec rather than a map: smaller code, and a few
+    /// thousand entries at most.
+    open: Vec<(u64, Entry)>,
+}
+
+impl Table {
+    fn remove(&mut self, id: u64) -> Option<Entry> {
+        let index = self.open.binary_search_by_key(&id, |(id, _)| *id).ok()?;
+        Some(self.open.remove(index).1)
+    }
 }
 
 /// Every open admin connection, oldest first.
@@ -122,7 +130,7 @@ pub struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.connections.lock().open.remove(&self.id);
+        self.connections.lock().remove(self.id);
         self.connections.freed.notify_one();
     }
 }
@@ -189,7 +197,7 @@ impl Connections {
             .iter()
             .find(|(_, entry)| entry.in_flight.load(Ordering::Relaxed) == 0)
             .map(|(id, _)| *id);
-        let Some(entry) = oldest_idle.and_then(|id| table.open.remove(&id)) else {
+        let Some(entry) = oldest_idle.and_then(|id| table.remove(id)) else {
             return false;
         };
         entry.close.notify_one();
@@ -203,13 +211,13 @@ impl Connections {
         let mut table = self.lock();
         let id = table.next_id;
         table.next_id += 1;
-        table.open.insert(
+        table.open.push((
             id,
             Entry {
                 in_flight: in_flight.clone(),
                 close: close.clone(),
             },
-        );
+        ));
         Slot {
             id,
             connections: self.clone(),
