@@ -2,12 +2,18 @@
 //!
 //! Answers come from the lifecycle's published [`Status`], never from the
 //! app, so a flood of probes costs the app nothing. The server is built
-//! for abuse: a header read timeout (which also closes idle keep-alive
-//! connections), a bounded read buffer, a cap on concurrent connections,
-//! and no request body is ever read.
+//! for abuse: a header read timeout, a bounded read buffer, a cap on
+//! concurrent connections that makes room by closing the oldest idle one
+//! ([`connections`]), and no request body is ever read.
+
+mod connections;
+mod guard;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,13 +25,14 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::cli::{canonical_ip, CidrList};
+use self::connections::{AcceptBackoff, Connections, InFlight, Slot};
+use self::guard::{refusal, RefusalWarnings};
+use crate::cli::CidrList;
 use crate::lifecycle::{Event, Phase, Status, Trigger};
 use crate::metrics::Metrics;
 use crate::status;
@@ -35,9 +42,10 @@ use crate::status;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most a connection may buffer; larger request heads get 431.
 const MAX_BUF_SIZE: usize = 16 * 1024;
-/// How long in-flight answers (a `/prestop` waiting for the app) get to
-/// finish when drainit exits.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long answers in progress when drainit exits (a `/prestop` the
+/// app's exit just answered) get to be written. Idle, slow and unread
+/// connections are closed at once: no client can hold up the exit.
+pub const EXIT_GRACE: Duration = Duration::from_millis(500);
 
 /// When `/prestop` answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +75,13 @@ pub struct Context {
     pub prestop_returns: PrestopReturns,
 }
 
+/// What every connection shares: the handlers' context and the server's
+/// own bookkeeping.
+struct Shared {
+    context: Context,
+    refusal_warnings: RefusalWarnings,
+}
+
 /// A running admin server.
 pub struct AdminServer {
     /// The address it listens on.
@@ -76,11 +91,11 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-    /// Stops accepting, lets in-flight answers finish (bounded by
-    /// [`SHUTDOWN_GRACE`]) and closes idle connections.
+    /// Stops accepting, closes idle connections and lets answers in
+    /// progress finish (bounded by [`EXIT_GRACE`]).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_millis(500), self.task)
+        if tokio::time::timeout(EXIT_GRACE + Duration::from_millis(200), self.task)
             .await
             .is_err()
         {
@@ -97,12 +112,14 @@ pub fn serve(
 ) -> std::io::Result<AdminServer> {
     let local_addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(
-        listener,
-        Arc::new(context),
-        max_connections,
-        stopped,
-    ));
+    if context.prestop_allow_from.is_none() && context.prestop_token.is_none() {
+        debug!("/prestop: only loopback callers may drain (no --prestop-allow-from, no --prestop-token)");
+    }
+    let shared = Arc::new(Shared {
+        context,
+        refusal_warnings: RefusalWarnings::default(),
+    });
+    let task = tokio::spawn(accept_loop(listener, shared, max_connections, stopped));
     debug!(address = %local_addr, "admin server listening");
     Ok(AdminServer {
         local_addr,
@@ -113,12 +130,12 @@ pub fn serve(
 
 async fn accept_loop(
     listener: TcpListener,
-    context: Arc<Context>,
+    shared: Arc<Shared>,
     max_connections: usize,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(max_connections));
+    let connections = Connections::new(connections::fit_to_file_limit(max_connections));
+    let mut backoff = AcceptBackoff::default();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -126,6 +143,11 @@ async fn accept_loop(
         .max_buf_size(MAX_BUF_SIZE)
         .keep_alive(true);
     loop {
+        // The slot is found before accepting: backpressure, not accept-then-close.
+        tokio::select! {
+            _ = stopped.changed() => break,
+            () = connections.make_room() => {}
+        }
         let accepted = tokio::select! {
             _ = stopped.changed() => break,
             accepted = listener.accept() => accepted,
@@ -133,53 +155,114 @@ async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(error) => {
-                // Out of file descriptors or similar: back off instead of spinning.
-                warn!(%error, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+                if connections::out_of_files(&error) {
+                    // A descriptor for the connection waiting in the backlog.
+                    connections.close_oldest_idle();
+                }
+                let pause = backoff.failed(&error);
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    () = tokio::time::sleep(pause) => continue,
+                }
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            debug!(%peer, "admin connection refused: too many connections");
-            continue;
-        };
+        backoff.succeeded();
         let _ = stream.set_nodelay(true);
-        let context = context.clone();
+        let slot = connections.register();
+        let in_flight = slot.in_flight.clone();
+        let shared = shared.clone();
         let service = service_fn(move |request| {
-            let context = context.clone();
-            async move { Ok::<_, Infallible>(route(&context, peer.ip(), request).await) }
-        });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                debug!(%peer, %error, "admin connection ended with an error");
+            let request_in_flight = InFlight::start(&in_flight);
+            let shared = shared.clone();
+            async move {
+                let answer = route(&shared, peer.ip(), request).await;
+                drop(request_in_flight);
+                Ok::<_, Infallible>(answer)
             }
-            drop(slot);
         });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(serve_connection(connection, slot, peer, stopped.clone()));
     }
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    // Idle connections close at once; answers in progress (a /prestop that
+    // the app's exit just answered) get EXIT_GRACE to be written.
+    if tokio::time::timeout(EXIT_GRACE, connections.all_closed())
         .await
         .is_err()
     {
-        debug!("admin connections still open at shutdown");
+        debug!("closing admin connections that did not finish in time");
+        connections.close_all();
+    }
+}
+
+/// Runs one connection until it ends, is closed to make room, or drainit
+/// exits: then at once if no request is in progress, else after its answer.
+async fn serve_connection<C>(
+    connection: C,
+    slot: Slot,
+    peer: SocketAddr,
+    mut stopped: watch::Receiver<bool>,
+) where
+    C: Future<Output = hyper::Result<()>> + GracefulConnection,
+{
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    debug!(%peer, %error, "admin connection ended with an error");
+                }
+                return;
+            }
+            () = slot.close.notified() => return,
+            _ = stopped.changed(), if !closing => {
+                if slot.in_flight.load(Ordering::Relaxed) == 0 {
+                    return;
+                }
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// A connection that can be asked to finish its answer and close.
+trait GracefulConnection {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S> GracefulConnection for http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::Connection::graceful_shutdown(self);
     }
 }
 
 type Answer = Response<Full<Bytes>>;
 
 /// One `match` on the path; one function per answer.
-async fn route(context: &Context, peer: IpAddr, request: Request<Incoming>) -> Answer {
+async fn route(shared: &Shared, peer: IpAddr, request: Request<Incoming>) -> Answer {
+    let context = &shared.context;
     let method = request.method();
     let get = method == Method::GET || method == Method::HEAD;
+    // HEAD is a read (clients and scanners send it freely): it must never
+    // start a drain, so /prestop takes only GET and POST.
+    let drain = method == Method::GET || method == Method::POST;
     match request.uri().path() {
         "/ready" if get => ready(context),
         "/live" if get => live(context),
-        "/prestop" if get || method == Method::POST => prestop(context, peer, &request).await,
+        "/prestop" if drain => prestop(shared, peer, &request).await,
         "/status" if get => status_json(context),
         "/metrics" if get => metrics(context),
         "/ready" | "/live" | "/status" | "/metrics" => method_not_allowed("GET, HEAD"),
-        "/prestop" => method_not_allowed("GET, HEAD, POST"),
+        "/prestop" => method_not_allowed("GET, POST"),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     }
 }
@@ -199,28 +282,11 @@ fn live(context: &Context) -> Answer {
     text(StatusCode::OK, format!("alive ({phase})\n"))
 }
 
-async fn prestop(context: &Context, peer: IpAddr, request: &Request<Incoming>) -> Answer {
-    if let Some(allowed) = &context.prestop_allow_from {
-        if !allowed.contains(peer) {
-            warn!(peer = %canonical_ip(peer), "refused /prestop: caller not in --prestop-allow-from");
-            return text(
-                StatusCode::FORBIDDEN,
-                "forbidden: caller not allowed\n".into(),
-            );
-        }
-    }
-    if let Some(expected) = &context.prestop_token {
-        let given = request
-            .headers()
-            .get("x-drainit-token")
-            .map(HeaderValue::as_bytes);
-        if !given.is_some_and(|given| constant_time_eq(given, expected.as_bytes())) {
-            warn!(peer = %canonical_ip(peer), "refused /prestop: missing or wrong X-Drainit-Token");
-            return text(
-                StatusCode::FORBIDDEN,
-                "forbidden: missing or wrong X-Drainit-Token\n".into(),
-            );
-        }
+async fn prestop(shared: &Shared, peer: IpAddr, request: &Request<Incoming>) -> Answer {
+    let context = &shared.context;
+    if let Some(refusal) = refusal(context, peer, request) {
+        shared.refusal_warnings.refused(refusal, peer);
+        return text(StatusCode::FORBIDDEN, refusal.answer().into());
     }
     let returns = context.prestop_returns;
     let mut status = context.status.clone();
@@ -285,23 +351,4 @@ fn text(code: StatusCode, body: String) -> Answer {
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// Compares without an early exit, so the token cannot be guessed byte by
-/// byte from answer times.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-    }
 }

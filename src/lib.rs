@@ -68,6 +68,9 @@ pub fn init_logging(verbose: u8, format: LogFormat) {
     }
 }
 
+/// How long drainit's exit waits for blocking-pool threads to finish.
+const RUNTIME_SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Runs drainit as parsed from the command line; returns its exit code.
 pub fn run(cli: Cli, inherited: Inherited) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -76,7 +79,7 @@ pub fn run(cli: Cli, inherited: Inherited) -> ExitCode {
         .build()
         .map_err(Error::Runtime);
     let result = runtime.and_then(|runtime| {
-        runtime.block_on(async move {
+        let result = runtime.block_on(async move {
             match cli.mode {
                 Some(Mode::Sidecar(args)) => {
                     if cli.settings.ready_check.is_none() {
@@ -90,7 +93,11 @@ pub fn run(cli: Cli, inherited: Inherited) -> ExitCode {
                     supervisor::run(cli.settings, inherited, wrapper).await
                 }
             }
-        })
+        });
+        // The work is done: do not wait on blocking-pool threads (a DNS
+        // lookup of --ready-check stuck on a hung name server) to exit.
+        runtime.shutdown_timeout(RUNTIME_SHUTDOWN_LIMIT);
+        result
     });
     match result {
         Ok(code) => ExitCode::from(code),

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use drainit::cli::Cli;
 
 /// Runs [`drainit::os::early_init`] from the ELF constructors, before
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     // What the constructor captured (it runs again here only if the
     // constructor did not, and then captures now).
     let (inherited, taken) = drainit::os::early_init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_validated();
     if cli.mode.is_none() && cli.command.is_empty() {
         Cli::command()
             .error(

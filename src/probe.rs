@@ -14,7 +14,9 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use std::net::SocketAddr;
 use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
 
 use crate::lifecycle::{CheckResult, Event};
 
@@ -38,37 +40,88 @@ pub enum ReadyCheck {
 const FORM: &str =
     "expected http://HOST:PORT/PATH or tcp://HOST:PORT, e.g. http://127.0.0.1:8080/healthz";
 
-impl FromStr for ReadyCheck {
-    type Err = String;
+/// Why a `--ready-check` URL was refused; each message quotes the accepted form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseReadyCheckError {
+    /// Neither `http://` nor `tcp://`.
+    #[error("'{0}' is not a ready check: {FORM}")]
+    Scheme(String),
+    /// No `:PORT`, or a port that is not a number.
+    #[error("'{0}' has no HOST:PORT: {FORM}")]
+    NoPort(String),
+    /// Port 0: nothing can listen there.
+    #[error("'{0}' has port 0, where nothing can listen: {FORM}")]
+    PortZero(String),
+    /// The host is not an IP address or a DNS name.
+    #[error(
+        "'{0}' has no valid host (an IP address, [IPv6] or a DNS name, without user@): {FORM}"
+    )]
+    Host(String),
+    /// Spaces or control characters in the path.
+    #[error("'{0}' has spaces or control characters in its path: {FORM}")]
+    Path(String),
+    /// A `tcp://` check with a path.
+    #[error("'{0}' has a path, which a tcp:// check cannot use: {FORM}")]
+    TcpPath(String),
+}
 
-    fn from_str(input: &str) -> Result<ReadyCheck, String> {
+/// Whether `host` is an IPv4 address, a bracketed IPv6 address or a DNS name.
+fn valid_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    !host.is_empty() && host.len() <= 253 && host.trim_end_matches('.').split('.').all(label_ok)
+}
+
+/// Checks `HOST:PORT` of `input` and returns it.
+fn authority_of(input: &str, authority: &str) -> Result<String, ParseReadyCheckError> {
+    let Some((host, port)) = authority.rsplit_once(':') else {
+        return Err(ParseReadyCheckError::NoPort(input.to_string()));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| ParseReadyCheckError::NoPort(input.to_string()))?;
+    if port == 0 {
+        return Err(ParseReadyCheckError::PortZero(input.to_string()));
+    }
+    if !valid_host(host) {
+        return Err(ParseReadyCheckError::Host(input.to_string()));
+    }
+    Ok(authority.to_string())
+}
+
+impl FromStr for ReadyCheck {
+    type Err = ParseReadyCheckError;
+
+    fn from_str(input: &str) -> Result<ReadyCheck, ParseReadyCheckError> {
         let input = input.trim();
-        let with_port = |authority: &str| -> Result<String, String> {
-            match authority.rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                    Ok(authority.to_string())
-                }
-                _ => Err(format!("'{input}' has no HOST:PORT: {FORM}")),
-            }
-        };
         if let Some(rest) = input.strip_prefix("http://") {
             let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
             if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-                return Err(format!(
-                    "'{input}' has spaces or control characters in its path: {FORM}"
-                ));
+                return Err(ParseReadyCheckError::Path(input.to_string()));
             }
             return Ok(ReadyCheck::Http {
-                authority: with_port(authority)?,
+                authority: authority_of(input, authority)?,
                 path: path.to_string(),
             });
         }
         if let Some(rest) = input.strip_prefix("tcp://") {
+            let rest = rest.strip_suffix('/').unwrap_or(rest);
+            if rest.contains('/') {
+                return Err(ParseReadyCheckError::TcpPath(input.to_string()));
+            }
             return Ok(ReadyCheck::Tcp {
-                authority: with_port(rest.trim_end_matches('/'))?,
+                authority: authority_of(input, rest)?,
             });
         }
-        Err(format!("'{input}' is not a ready check: {FORM}"))
+        Err(ParseReadyCheckError::Scheme(input.to_string()))
     }
 }
 
@@ -88,21 +141,63 @@ impl ReadyCheck {
             ReadyCheck::Http { authority, .. } | ReadyCheck::Tcp { authority } => authority,
         }
     }
+}
 
-    /// Runs one check, bounded by `timeout`.
-    pub async fn check(&self, timeout: Duration) -> CheckResult {
+/// Runs one [`ReadyCheck`] after another, with at most one DNS lookup in
+/// flight: a host name is resolved on tokio's blocking pool (getaddrinfo
+/// cannot be cancelled), so with a hung name server a new lookup per
+/// check would pile up blocked threads. A lookup still running when a
+/// check times out is picked up again by the next check.
+#[derive(Debug)]
+pub struct Checker {
+    check: ReadyCheck,
+    lookup: Option<JoinHandle<std::io::Result<Vec<SocketAddr>>>>,
+}
+
+impl Checker {
+    /// A checker for `check`, with no lookup yet.
+    pub fn new(check: ReadyCheck) -> Checker {
+        Checker {
+            check,
+            lookup: None,
+        }
+    }
+
+    /// Runs one check, lookup included, bounded by `timeout`.
+    pub async fn check(&mut self, timeout: Duration) -> CheckResult {
         match tokio::time::timeout(timeout, self.check_unbounded()).await {
             Ok(result) => result,
             Err(_) => CheckResult::NotReady,
         }
     }
 
-    async fn check_unbounded(&self) -> CheckResult {
-        let mut stream = match TcpStream::connect(self.authority()).await {
+    /// The addresses of the check's `HOST:PORT`; `None` if it does not resolve.
+    async fn resolve(&mut self) -> Option<Vec<SocketAddr>> {
+        let authority = self.check.authority();
+        if let Ok(address) = authority.parse::<SocketAddr>() {
+            return Some(vec![address]);
+        }
+        let lookup = self.lookup.get_or_insert_with(|| {
+            let authority = authority.to_string();
+            tokio::task::spawn_blocking(move || {
+                std::net::ToSocketAddrs::to_socket_addrs(&authority).map(Iterator::collect)
+            })
+        });
+        // Awaited by reference: a timeout leaves the lookup for the next check.
+        let resolved = lookup.await;
+        self.lookup = None;
+        resolved.ok()?.ok()
+    }
+
+    async fn check_unbounded(&mut self) -> CheckResult {
+        let Some(addresses) = self.resolve().await else {
+            return CheckResult::Refused;
+        };
+        let mut stream = match TcpStream::connect(&addresses[..]).await {
             Ok(stream) => stream,
             Err(_) => return CheckResult::Refused,
         };
-        let ReadyCheck::Http { authority, path } = self else {
+        let ReadyCheck::Http { authority, path } = &self.check else {
             return CheckResult::Ready;
         };
         let request = format!(
@@ -162,6 +257,7 @@ pub async fn run(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hurried = false;
+    let mut checker = Checker::new(check);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -173,7 +269,7 @@ pub async fn run(
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.reset();
         }
-        let result = check.check(timeout).await;
+        let result = checker.check(timeout).await;
         if events.send(Event::AppCheck(result)).await.is_err() {
             return;
         }
@@ -201,6 +297,12 @@ mod tests {
             })
         );
         assert_eq!(
+            "tcp://app.default.svc.cluster.local.:80/".parse(),
+            Ok(ReadyCheck::Tcp {
+                authority: "app.default.svc.cluster.local.:80".into()
+            })
+        );
+        assert_eq!(
             "tcp://[::1]:5432".parse(),
             Ok(ReadyCheck::Tcp {
                 authority: "[::1]:5432".into()
@@ -213,6 +315,15 @@ mod tests {
             "http://h:99999/",
             "127.0.0.1:80",
             "http://h:1/a b",
+            "http://127.0.0.1:0/",
+            "tcp://127.0.0.1:0",
+            "http://user@h:80/",
+            "http://a b:80/",
+            "http://[::1:80/",
+            "http://[nope]:80/",
+            "tcp://h:80/healthz",
+            "http://h:/",
+            "http://h..x:80/",
         ] {
             assert!(bad.parse::<ReadyCheck>().is_err(), "{bad}");
         }
@@ -234,18 +345,11 @@ mod tests {
             }
         });
         let check: ReadyCheck = format!("http://{addr}/healthz").parse().expect("url");
-        assert_eq!(
-            check.check(Duration::from_secs(5)).await,
-            CheckResult::Ready
-        );
-        assert_eq!(
-            check.check(Duration::from_secs(5)).await,
-            CheckResult::NotReady
-        );
+        let mut checker = Checker::new(check);
+        let limit = Duration::from_secs(5);
+        assert_eq!(checker.check(limit).await, CheckResult::Ready);
+        assert_eq!(checker.check(limit).await, CheckResult::NotReady);
         server.await.expect("server");
-        assert_eq!(
-            check.check(Duration::from_secs(5)).await,
-            CheckResult::Refused
-        );
+        assert_eq!(checker.check(limit).await, CheckResult::Refused);
     }
 }

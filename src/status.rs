@@ -41,6 +41,7 @@ pub fn settings_json(settings: &Settings, mode: &str) -> Value {
         }),
         "prestop_token_required": settings.prestop_token.is_some(),
         "strict": settings.strict,
+        "remap_exit": settings.remap_exit.iter().map(|r| format!("{}:{}", r.from, r.to)).collect::<Vec<_>>(),
     })
 }
 

@@ -191,7 +191,7 @@ pub async fn run<M: Mode>(
     let code = match wiring.supervise(&settings, &mut mode).await {
         Ok(exit) => {
             mode.wind_down(&mut wiring.signals, &wiring.metrics).await;
-            exit.exit_code()
+            settings.remap_exit(exit.exit_code())
         }
         Err(code) => code,
     };

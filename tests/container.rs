@@ -47,6 +47,10 @@ const CASES: &[(&str, Case)] = &[
         docker_stop_drains_then_stops_the_app,
     ),
     (
+        "docker_stop_with_remap_exit_reports_success",
+        docker_stop_with_remap_exit_reports_success,
+    ),
+    (
         "non_root_read_only_image_of_two_files",
         non_root_read_only_image_of_two_files,
     ),
@@ -73,9 +77,12 @@ fn docker_stop_drains_then_stops_the_app(engines: &Engines) {
     drain_on_docker_stop(engines, &[], EXIT_SIGTERM);
 }
 
-// A `--remap-exit 143:0` case, once that flag exists, is one more function
-// (and its line in CASES):
-//     drain_on_docker_stop(engines, &["--remap-exit", "143:0"], 0);
+/// 1b. The same drain with `--remap-exit 143:0`: the engine records 0, so
+/// a pod that drained to plan ends Completed, not Error.
+fn docker_stop_with_remap_exit_reports_success(engines: &Engines) {
+    drain_on_docker_stop(engines, &["--remap-exit", "143:0"], 0);
+}
+
 // The `--propagation-delay auto` case (issue 12, item 5) would be another,
 // through `Container::run` with `--user 65534:65534` and traffic to its app.
 

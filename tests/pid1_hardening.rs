@@ -498,3 +498,36 @@ fn the_handled_signals_are_blocked_before_rusts_runtime_starts() {
     // Nothing but the execve itself comes before the block.
     assert_eq!(blocked, 1, "{}", drainit_lines.join("\n"));
 }
+
+#[test]
+fn remap_exit_turns_a_planned_drain_into_success() {
+    // 143: the app died of the SIGTERM drainit sent it, as planned.
+    let dir = scratch("remap");
+    let app = vec!["sleep".to_string(), "30".to_string()];
+    let flags = [
+        "--admin-listen",
+        "off",
+        "--propagation-delay",
+        "0s",
+        "--remap-exit",
+        "143:0",
+    ];
+    let mut proc = Proc::drainit(&dir, &args(&flags, &app), &[]);
+    assert!(
+        wait_for(SOON, || !common::children_of(proc.pid()).is_empty()),
+        "{}",
+        proc.report()
+    );
+    assert!(kill(proc.pid(), libc::SIGTERM));
+    assert_eq!(code(proc.wait(SOON)), 0, "{}", proc.report());
+    // Codes without a rule pass unchanged.
+    let mut other = Proc::drainit(
+        &scratch("remap-other"),
+        &args(
+            &["--admin-listen", "off", "--remap-exit", "143:0"],
+            &["sh".into(), "-c".into(), "exit 7".into()],
+        ),
+        &[],
+    );
+    assert_eq!(code(other.wait(SOON)), 7, "{}", other.report());
+}
