@@ -41,8 +41,12 @@ WORKDIR /src
 # 1. Dependencies only, from the lock file, with a stub main: this layer is
 #    rebuilt only when Cargo.toml or Cargo.lock change, and everything after
 #    it works offline.
+#    The workspace's second member (drainit-check) must be there for cargo
+#    to read the workspace at all; it is fetched for, never built.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src && echo 'fn main() {}' > src/main.rs \
+COPY drainit-check/Cargo.toml drainit-check/
+RUN mkdir -p src drainit-check/src && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs drainit-check/src/lib.rs && echo 'fn main() {}' > drainit-check/src/main.rs \
     && cargo fetch --locked
 
 # 2. The sources (.dockerignore keeps target/ and .git out), built offline.

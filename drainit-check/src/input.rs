@@ -328,11 +328,14 @@ fn typed_object(value: &Value, doc: &Document) -> Result<Option<Kind>, (usize, S
     let (Some(api_version), Some(kind)) = (api_version, kind) else {
         if value.is_object() {
             return Err((
-                doc.first_line,
+                doc.content_line(),
                 "a document without apiVersion and kind is no Kubernetes object".into(),
             ));
         }
-        return Err((doc.first_line, "a document that is not a mapping".into()));
+        return Err((
+            doc.content_line(),
+            "a document that is not a mapping".into(),
+        ));
     };
     fn is<T: Resource>(api_version: &str, kind: &str) -> bool {
         api_version == T::API_VERSION && kind == T::KIND
