@@ -35,8 +35,8 @@ use k8s_openapi::api::core::v1::Container;
 pub const HOST_IP_PLACEHOLDER: &str = "192.0.2.10";
 /// What `status.podIP` reads as (TEST-NET-1).
 pub const POD_IP_PLACEHOLDER: &str = "192.0.2.20";
-/// What a `DRAINIT_PRESTOP_TOKEN` from a Secret reads as.
-const SECRET_TOKEN_PLACEHOLDER: &str = "<from a Secret>";
+/// What a `DRAINIT_PRESTOP_TOKEN` from a Secret reads as (its value is unknown here).
+pub const SECRET_TOKEN_PLACEHOLDER: &str = "<from a Secret>";
 
 /// drainit's settings in one container.
 #[derive(Debug)]

@@ -57,6 +57,8 @@ pub enum Rule {
     DrainitFlags,
     /// A preStop httpGet names a port its own container lacks.
     PrestopNamedPort,
+    /// A preStop httpGet reaches drainit's admin port but not its `/prestop` (path, token).
+    PrestopMissesDrainit,
     /// A PodDisruptionBudget that allows no eviction.
     PdbBlocksDrain,
     /// A rollout that can take every replica down.
@@ -81,7 +83,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in the order of the README's table.
-    pub const ALL: [Rule; 18] = [
+    pub const ALL: [Rule; 19] = [
         Rule::GraceTooShort,
         Rule::ShellSwallowsSigterm,
         Rule::PrestopNeedsShell,
@@ -90,6 +92,7 @@ impl Rule {
         Rule::DrainitGraceMismatch,
         Rule::DrainitFlags,
         Rule::PrestopNamedPort,
+        Rule::PrestopMissesDrainit,
         Rule::PdbBlocksDrain,
         Rule::RolloutDropsCapacity,
         Rule::NoReadinessProbe,
@@ -113,6 +116,7 @@ impl Rule {
             Rule::DrainitGraceMismatch => "drainit-grace-mismatch",
             Rule::DrainitFlags => "drainit-flags",
             Rule::PrestopNamedPort => "prestop-named-port",
+            Rule::PrestopMissesDrainit => "prestop-misses-drainit",
             Rule::PdbBlocksDrain => "pdb-blocks-drain",
             Rule::RolloutDropsCapacity => "rollout-drops-capacity",
             Rule::NoReadinessProbe => "no-readiness-probe",

@@ -51,6 +51,7 @@ pub fn check(workload: &Workload<'_>, findings: &mut Vec<Finding>) {
         prestop_needs_shell(container.spec, &mut report);
         liveness_on_ready(container.spec, &admin_ports, &mut report);
         prestop_named_port(container.spec, &mut report);
+        prestop_misses_drainit(workload, container.spec, &mut report);
         prestop_open(workload, container, &mut report);
     }
 }
@@ -399,6 +400,63 @@ fn prestop_named_port(spec: &Container, report: &mut impl FnMut(Rule, String)) {
                      declare (named ports in a hook resolve among the hook's own container's \
                      ports, not a sidecar's): the hook fails and the drain starts only at \
                      SIGTERM; give the port number"
+                ),
+            );
+        }
+    }
+}
+
+/// The header drainit reads `--prestop-token` from.
+const TOKEN_HEADER: &str = "X-Drainit-Token";
+
+fn prestop_misses_drainit(
+    workload: &Workload<'_>,
+    spec: &Container,
+    report: &mut impl FnMut(Rule, String),
+) {
+    let Some(get) = pre_stop(spec).and_then(|h| h.http_get.as_ref()) else {
+        return;
+    };
+    let Some(port) = resolve_port(&get.port, spec) else {
+        return;
+    };
+    let Some((drainit, settings)) = workload
+        .drainits()
+        .find(|(_, s)| admin_port(s) == Some(port))
+    else {
+        return;
+    };
+    let path = get.path.as_deref().unwrap_or("/");
+    if path.split('?').next() != Some("/prestop") {
+        report(
+            Rule::PrestopMissesDrainit,
+            format!(
+                "the preStop httpGet goes to {path} on drainit's admin port {port}: only \
+                 /prestop starts the drain (anything else is a 404 and the hook fails); use \
+                 path: /prestop"
+            ),
+        );
+        return;
+    }
+    if let Some(token) = &settings.cli.settings.prestop_token {
+        let sent = get
+            .http_headers
+            .iter()
+            .flatten()
+            .find(|h| h.name.eq_ignore_ascii_case(TOKEN_HEADER));
+        let from_secret = token == crate::drainit_flags::SECRET_TOKEN_PLACEHOLDER;
+        let wrong = match sent {
+            None => true,
+            Some(header) => !from_secret && &header.value != token,
+        };
+        if wrong {
+            report(
+                Rule::PrestopMissesDrainit,
+                format!(
+                    "the preStop httpGet does not send the {TOKEN_HEADER} header with the token \
+                     container {} expects (--prestop-token): drainit refuses the hook and the drain starts \
+                     only at SIGTERM; add httpHeaders: [{{name: {TOKEN_HEADER}, value: …}}]",
+                    drainit.spec.name
                 ),
             );
         }
