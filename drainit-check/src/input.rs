@@ -147,13 +147,18 @@ fn read_path(path: &Path, sources: &mut Vec<Source>, errors: &mut Vec<InputError
             Ok(entries) => entries,
             Err(e) => return errors.push(failed(e)),
         };
-        let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        // (path, is a real directory): a symlinked directory is not entered,
+        // so a link loop cannot recurse forever.
+        let mut children: Vec<(PathBuf, bool)> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| (e.path(), e.file_type().is_ok_and(|t| t.is_dir())))
+            .collect();
         children.sort();
-        for child in children {
+        for (child, is_dir) in children {
             let is_yaml = child
                 .extension()
                 .is_some_and(|ext| ext == "yaml" || ext == "yml");
-            if child.is_dir() || is_yaml {
+            if is_dir || (is_yaml && !child.is_dir()) {
                 read_path(&child, sources, errors);
             }
         }
@@ -293,8 +298,9 @@ pub fn parse_sources(sources: &[Source]) -> (Vec<Object>, Vec<InputError>) {
                 Some(items) => items.iter().collect(),
                 None => vec![&value],
             };
+            let in_list = list_items(&value).is_some();
             for (index, item) in items.into_iter().enumerate() {
-                match typed_object(item, &doc) {
+                match typed_object(item, &doc, in_list) {
                     Ok(Some(kind)) => objects.push(Object {
                         file: source.name.clone(),
                         line: doc.content_line(),
@@ -302,7 +308,7 @@ pub fn parse_sources(sources: &[Source]) -> (Vec<Object>, Vec<InputError>) {
                         kind,
                     }),
                     Ok(None) => {}
-                    Err((line, message)) if list_items(&value).is_some() => {
+                    Err((line, message)) if in_list => {
                         errors.push(parse_error(line, format!("items[{index}]: {message}")))
                     }
                     Err((line, message)) => errors.push(parse_error(line, message)),
@@ -322,7 +328,14 @@ fn list_items(value: &Value) -> Option<&Vec<Value>> {
     value.get("items").and_then(Value::as_array)
 }
 
-fn typed_object(value: &Value, doc: &Document) -> Result<Option<Kind>, (usize, String)> {
+/// `value` as the API type its apiVersion and kind name; `None` for a kind
+/// the rules don't need. `in_list`: an item of a `kind: List`, whose line
+/// can't be found by parsing its document again.
+fn typed_object(
+    value: &Value,
+    doc: &Document,
+    in_list: bool,
+) -> Result<Option<Kind>, (usize, String)> {
     let api_version = value.get("apiVersion").and_then(Value::as_str);
     let kind = value.get("kind").and_then(Value::as_str);
     let (Some(api_version), Some(kind)) = (api_version, kind) else {
@@ -340,28 +353,29 @@ fn typed_object(value: &Value, doc: &Document) -> Result<Option<Kind>, (usize, S
     fn is<T: Resource>(api_version: &str, kind: &str) -> bool {
         api_version == T::API_VERSION && kind == T::KIND
     }
+    let relocate = (!in_list).then_some(doc);
     let object = if is::<Deployment>(api_version, kind) {
-        Kind::Deployment(typed(value, doc)?)
+        Kind::Deployment(typed(value, doc, relocate)?)
     } else if is::<StatefulSet>(api_version, kind) {
-        Kind::StatefulSet(typed(value, doc)?)
+        Kind::StatefulSet(typed(value, doc, relocate)?)
     } else if is::<DaemonSet>(api_version, kind) {
-        Kind::DaemonSet(typed(value, doc)?)
+        Kind::DaemonSet(typed(value, doc, relocate)?)
     } else if is::<ReplicaSet>(api_version, kind) {
-        Kind::ReplicaSet(typed(value, doc)?)
+        Kind::ReplicaSet(typed(value, doc, relocate)?)
     } else if is::<Job>(api_version, kind) {
-        Kind::Job(typed(value, doc)?)
+        Kind::Job(typed(value, doc, relocate)?)
     } else if is::<CronJob>(api_version, kind) {
-        Kind::CronJob(typed(value, doc)?)
+        Kind::CronJob(typed(value, doc, relocate)?)
     } else if is::<Pod>(api_version, kind) {
-        Kind::Pod(typed(value, doc)?)
+        Kind::Pod(typed(value, doc, relocate)?)
     } else if is::<Service>(api_version, kind) {
-        Kind::Service(typed(value, doc)?)
+        Kind::Service(typed(value, doc, relocate)?)
     } else if is::<PodDisruptionBudget>(api_version, kind) {
-        Kind::Pdb(typed(value, doc)?)
+        Kind::Pdb(typed(value, doc, relocate)?)
     } else if is::<Ingress>(api_version, kind) {
-        Kind::Ingress(typed(value, doc)?)
+        Kind::Ingress(typed(value, doc, relocate)?)
     } else if is::<Namespace>(api_version, kind) {
-        Kind::Namespace(typed(value, doc)?)
+        Kind::Namespace(typed(value, doc, relocate)?)
     } else {
         return Ok(None);
     };
@@ -369,22 +383,25 @@ fn typed_object(value: &Value, doc: &Document) -> Result<Option<Kind>, (usize, S
 }
 
 /// The value as `T`. On a type error the document is parsed again straight
-/// from its YAML, which knows the line of the offending value.
+/// from its YAML (`relocate`), which knows the line of the offending value.
 fn typed<T: DeserializeOwned + Resource>(
     value: &Value,
     doc: &Document,
+    relocate: Option<&Document>,
 ) -> Result<Box<T>, (usize, String)> {
     match T::deserialize(value) {
         Ok(object) => Ok(Box::new(object)),
         Err(json_error) => {
             let what = format!("not a valid {} {}", T::API_VERSION, T::KIND);
-            match serde_saphyr::from_str_with_options::<T>(&doc.text, yaml_options()) {
-                Err(e) => {
+            let from_yaml = relocate
+                .map(|doc| serde_saphyr::from_str_with_options::<T>(&doc.text, yaml_options()));
+            match from_yaml {
+                Some(Err(e)) => {
                     let (line, message) = locate(&e, doc);
                     Err((line, format!("{what}: {message}")))
                 }
                 // A List item, or a value only serde_json refuses.
-                Ok(_) => Err((doc.first_line, format!("{what}: {json_error}"))),
+                _ => Err((doc.content_line(), format!("{what}: {json_error}"))),
             }
         }
     }
