@@ -24,6 +24,7 @@ pub enum Rollout {
     Recreate,
     /// A rolling update with at most this many pods unavailable (absent: the kind's default).
     Rolling {
+        /// `maxUnavailable` as written.
         max_unavailable: Option<IntOrString>,
     },
     /// Not replaced by a rollout the rules judge (DaemonSet, Job, Pod, OnDelete).

@@ -11,6 +11,8 @@
 //! - [`rules`]: the rules and their findings;
 //! - [`report`]: text, JSON and GitHub output.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod drainit_flags;
 pub mod input;

@@ -1,10 +1,11 @@
 //! The rules: one id, one severity and one sentence each (the README's rule
 //! table says the same), and the findings they produce.
 //!
-//! [`pod`] holds the rules that look at one pod template, [`traffic`] the
-//! ones that need the Services, PodDisruptionBudgets, Ingresses and
-//! Namespaces around it.
+//! [`pod`] holds the rules that look at one pod template ([`hooks`] its
+//! preStop hook's), [`traffic`] the ones that need the Services,
+//! PodDisruptionBudgets, Ingresses and Namespaces around it.
 
+pub mod hooks;
 pub mod pod;
 pub mod traffic;
 
