@@ -210,6 +210,16 @@ fn from_command_line(matches: &ArgMatches, id: &str) -> bool {
 
 /// clap's error as one line, without its `error: ` prefix and usage.
 fn clap_message(error: &clap::Error) -> String {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            return "drainit prints its help and exits (--help): the app never starts".into()
+        }
+        ErrorKind::DisplayVersion => {
+            return "drainit prints its version and exits (--version): the app never starts".into()
+        }
+        _ => {}
+    }
     let rendered = error.render().to_string();
     let first = rendered.lines().next().unwrap_or("").trim();
     first.strip_prefix("error: ").unwrap_or(first).to_string()
@@ -384,6 +394,7 @@ mod tests {
                 "DRAINIT_STRICT",
             ),
             ("/drainit", &[], "no app command"),
+            ("/drainit --version -- /app", &[], "prints its version"),
             (
                 "/drainit -- /app",
                 &[("DRAINIT_PRESTOP_ALLOW_FROM", "$(HOST_IP)/32")],

@@ -260,6 +260,52 @@ fn liveness_on_ready(spec: &Container, admin_ports: &[u16], report: &mut impl Fn
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::drainit_flags;
+
+    /// The `shell-swallows-sigterm` messages for a container given as JSON.
+    fn shell_findings(container: serde_json::Value) -> Vec<String> {
+        let spec: Container = serde_json::from_value(container).expect("a Container");
+        let container = PodContainer {
+            drainit: drainit_flags::read(&spec),
+            spec: &spec,
+            place: crate::inventory::Place::Main,
+        };
+        let mut found = Vec::new();
+        shell_swallows_sigterm(&container, &mut |rule, message| {
+            assert_eq!(rule, Rule::ShellSwallowsSigterm);
+            found.push(message);
+        });
+        found
+    }
+
+    #[test]
+    fn a_shell_behind_drainit_swallows_the_stop_signal_unless_the_group_gets_it() {
+        let script = "/app/migrate && /app/server";
+        let wrapped = shell_findings(serde_json::json!({
+            "name": "app",
+            "command": ["/drainit", "--", "/bin/bash", "-ec", script],
+        }));
+        assert_eq!(wrapped.len(), 1, "{wrapped:?}");
+        assert!(
+            wrapped[0].contains("drainit's stop signal goes to the shell"),
+            "{wrapped:?}"
+        );
+        let group = shell_findings(serde_json::json!({
+            "name": "app",
+            "command": ["/drainit", "--signal-target=group", "--", "sh", "-c", script],
+        }));
+        assert!(group.is_empty(), "{group:?}");
+        let plain = shell_findings(serde_json::json!({
+            "name": "app",
+            "command": ["sh", "-c"],
+            "args": [script],
+        }));
+        assert!(plain[0].contains("(PID 1)"), "{plain:?}");
+        // No command: the image's ENTRYPOINT is unknown, so nothing is said.
+        let unknown =
+            shell_findings(serde_json::json!({"name": "app", "args": ["sh", "-c", script]}));
+        assert!(unknown.is_empty(), "{unknown:?}");
+    }
 
     #[test]
     fn scripts_that_keep_the_app_a_child() {
