@@ -13,9 +13,11 @@
 //! each variable the container sets becomes the equivalent flag, written
 //! `--flag=VALUE` (a value starting with `-` stays a value) and added only
 //! where the command line does not give that flag already: arguments win
-//! over variables, as in drainit. A boolean flag's value goes through clap's
-//! bool parser, as drainit's `bool` fields do. Then the argv is parsed again
-//! and the result is exactly what drainit would run with.
+//! over variables, as in drainit. A switch (`DRAINIT_STRICT`, no value on
+//! the command line) becomes the switch's default instead, so its value goes
+//! through the switch's own value parser, as clap does for `env`. Then the
+//! argv is parsed again and the result is exactly what drainit would run
+//! with.
 //!
 //! Values from a Secret or ConfigMap are unknown here: drainit's default is
 //! assumed, except for the `/prestop` token, which only has to be present.
@@ -23,9 +25,7 @@
 //! (192.0.2.10, 192.0.2.20), so `--prestop-allow-from=$(HOST_IP)/32` parses.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 
-use clap::builder::TypedValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Command, CommandFactory, FromArgMatches};
 use drainit::cli::{Cli, Mode};
@@ -228,7 +228,7 @@ fn clap_message(error: &clap::Error) -> String {
 fn parse(argv: &[String], vars: &HashMap<String, EnvValue>) -> Result<DrainitSettings, String> {
     let full = Cli::command();
     let known = env_args(&full);
-    let command = without_env(full);
+    let mut command = without_env(full);
     let first = command
         .clone()
         .try_get_matches_from(argv)
@@ -236,6 +236,7 @@ fn parse(argv: &[String], vars: &HashMap<String, EnvValue>) -> Result<DrainitSet
     let sidecar = first.subcommand_matches("sidecar");
 
     let mut global_flags = Vec::new();
+    let mut switches: Vec<(String, bool, String)> = Vec::new();
     let mut sidecar_flags = Vec::new();
     // (flag, variable) for every flag that came from a variable.
     let mut translated: Vec<(String, String)> = Vec::new();
@@ -254,28 +255,29 @@ fn parse(argv: &[String], vars: &HashMap<String, EnvValue>) -> Result<DrainitSet
         if given || (arg.sidecar_only && sidecar.is_none()) {
             continue;
         }
-        let flag = if arg.takes_value {
-            format!("--{}={value}", arg.long)
-        } else {
-            let set = clap::builder::BoolValueParser::new()
-                .parse_ref(&command, None, OsStr::new(&value))
-                .map_err(|_| {
-                    format!(
-                        "{}={value:?}: drainit accepts true or false here",
-                        arg.variable
-                    )
-                })?;
-            if !set {
-                continue;
-            }
-            format!("--{}", arg.long)
-        };
         translated.push((format!("--{}", arg.long), arg.variable.clone()));
+        if !arg.takes_value {
+            // A switch (`--strict`, `-v`) takes no value on the command line;
+            // its variable's value goes through the switch's own value parser,
+            // as clap does for `env`: as the switch's default.
+            switches.push((arg.id.clone(), arg.sidecar_only, value));
+            continue;
+        }
+        let flag = format!("--{}={value}", arg.long);
         if arg.sidecar_only {
             sidecar_flags.push(flag);
         } else {
             global_flags.push(flag);
         }
+    }
+    for (id, sidecar_only, value) in switches {
+        command = if sidecar_only {
+            command.mut_subcommand("sidecar", |sub| {
+                sub.mut_arg(&id, |a| a.default_value(value))
+            })
+        } else {
+            command.mut_arg(&id, |a| a.default_value(value))
+        };
     }
 
     let mut full_argv: Vec<String> = Vec::with_capacity(argv.len() + global_flags.len() + 2);
@@ -405,6 +407,18 @@ mod tests {
             let error = parse(&argv(line), &literal(vars)).expect_err(line);
             assert!(error.contains(needle), "{line}: {error}");
         }
+    }
+
+    #[test]
+    fn a_switch_variable_goes_through_the_switch_parser_and_loses_to_the_flag() {
+        let off = literal(&[("DRAINIT_STRICT", "false")]);
+        let s = parse(&argv("/drainit -- /app"), &off).expect("parses");
+        assert!(!s.cli.settings.strict);
+        let s = parse(&argv("/drainit --strict -- /app"), &off).expect("parses");
+        assert!(s.cli.settings.strict, "the command line wins");
+        let on = literal(&[("DRAINIT_STRICT", "true")]);
+        let s = parse(&argv("/drainit -- /app"), &on).expect("parses");
+        assert!(s.cli.settings.strict);
     }
 
     #[test]
