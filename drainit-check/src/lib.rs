@@ -3,8 +3,10 @@
 //!
 //! Modules, in the order a run goes through them:
 //! - [`cli`]: the checker's own command line;
-//! - [`input`]: files, directories and stdin, multi-document YAML into the
-//!   Kubernetes API types, errors with file and line;
+//! - [`input`]: files, directories and stdin, multi-document YAML split
+//!   into documents, errors with file and line;
+//! - [`objects`]: each document typed into the Kubernetes API types, and
+//!   the fields those types dropped;
 //! - [`inventory`]: pod templates, their containers, and what selects them;
 //! - [`drainit_flags`]: a container's drainit settings, read with drainit's
 //!   own parser (`drainit::cli::Cli`);
@@ -17,6 +19,7 @@ pub mod cli;
 pub mod drainit_flags;
 pub mod input;
 pub mod inventory;
+pub mod objects;
 pub mod report;
 pub mod rules;
 
