@@ -229,3 +229,44 @@ pub fn check(objects: &[Object]) -> Vec<Finding> {
     findings.dedup();
     findings
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::{parse_sources, Source};
+
+    fn findings(yaml: &str) -> Vec<Finding> {
+        let sources = [Source {
+            name: "test.yaml".into(),
+            text: yaml.into(),
+        }];
+        let (objects, errors) = parse_sources(&sources);
+        assert!(errors.is_empty(), "{errors:?}");
+        check(&objects)
+    }
+
+    #[test]
+    fn the_budget_uses_drainits_grace_period_when_it_is_the_shorter() {
+        let pod = |drainit_grace: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  \
+                 terminationGracePeriodSeconds: 60\n  containers:\n    - name: app\n      \
+                 image: x\n      command: [/drainit, --grace-period={drainit_grace}, \
+                 --propagation-delay=18s, --, /app]\n"
+            )
+        };
+        let short = findings(&pod("20s"));
+        let rules: Vec<Rule> = short.iter().map(|f| f.rule).collect();
+        assert_eq!(
+            rules,
+            [Rule::DrainitBudget, Rule::DrainitGraceMismatch],
+            "{short:?}"
+        );
+        assert!(
+            short[0].message.contains("drainit's 20s --grace-period"),
+            "{short:?}"
+        );
+        // The pod's 60s would fit: only the mismatch is left once drainit says 60s.
+        assert!(findings(&pod("60s")).is_empty());
+    }
+}

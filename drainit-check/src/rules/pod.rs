@@ -110,8 +110,9 @@ fn drainit_budget(
         report(
             Rule::DrainitGraceMismatch,
             format!(
-                "{given} but terminationGracePeriodSeconds is {}s: drainit's deadline must come \
-                 before the kubelet's SIGKILL; set --grace-period (DRAINIT_GRACE_PERIOD) to {}",
+                "{given} but terminationGracePeriodSeconds is {}s: drainit places its kill \
+                 deadline by it, so it ends the drain too early or the kubelet's SIGKILL comes \
+                 first; set --grace-period (DRAINIT_GRACE_PERIOD) to {}",
                 grace.as_secs(),
                 human(grace)
             ),
@@ -119,17 +120,24 @@ fn drainit_budget(
     }
     let delay = longest_delay(s);
     let used = delay.saturating_add(s.kill_margin);
-    if used.saturating_add(MIN_APP_DRAIN) > grace {
+    // drainit kills at its own --grace-period minus the margin; when that is
+    // shorter than the pod's, it is the one the app lives by.
+    let (budget, whose) = if s.grace_period < grace {
+        let text = format!("drainit's {} --grace-period", human(s.grace_period));
+        (s.grace_period, text)
+    } else {
+        (grace, format!("the {} grace period", human(grace)))
+    };
+    if used.saturating_add(MIN_APP_DRAIN) > budget {
         report(
             Rule::DrainitBudget,
             format!(
-                "propagation delay {} + kill margin {} leaves the app {} of the {}s grace period \
+                "propagation delay {} + kill margin {} leaves the app {} of {whose} \
                  (at least {} needed): lower --propagation-delay or raise \
                  terminationGracePeriodSeconds and --grace-period to {}s or more",
                 human(delay),
                 human(s.kill_margin),
-                human(grace.saturating_sub(used)),
-                grace.as_secs(),
+                human(budget.saturating_sub(used)),
                 human(MIN_APP_DRAIN),
                 used.saturating_add(MIN_APP_DRAIN).as_secs(),
             ),
