@@ -171,24 +171,24 @@ struct EnvArg {
     variable: String,
     long: String,
     takes_value: bool,
-    sidecar_only: bool,
+    /// The subcommand (`sidecar`) the argument belongs to; `None`: top level or global.
+    subcommand: Option<String>,
 }
 
 fn env_args(command: &Command) -> Vec<EnvArg> {
-    let sidecar = command.find_subcommand("sidecar");
-    let top = command.get_arguments().map(|a| (a, false));
-    let sub = sidecar
-        .into_iter()
-        .flat_map(|s| s.get_arguments())
-        .map(|a| (a, true));
-    top.chain(sub)
-        .filter_map(|(arg, sidecar_only)| {
+    let top = command.get_arguments().map(|a| (a, None));
+    let subs = command.get_subcommands().flat_map(|sub| {
+        sub.get_arguments()
+            .map(move |a| (a, Some(sub.get_name().to_string())))
+    });
+    top.chain(subs)
+        .filter_map(|(arg, subcommand)| {
             Some(EnvArg {
                 id: arg.get_id().to_string(),
                 variable: arg.get_env()?.to_str()?.to_string(),
                 long: arg.get_long()?.to_string(),
                 takes_value: arg.get_action().takes_values(),
-                sidecar_only,
+                subcommand,
             })
         })
         .collect()
@@ -196,11 +196,17 @@ fn env_args(command: &Command) -> Vec<EnvArg> {
 
 /// drainit's command with no argument reading the process environment.
 fn without_env(command: Command) -> Command {
-    command
-        .mut_args(|arg| arg.env(None::<&'static str>))
-        .mut_subcommand("sidecar", |sub| {
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    let mut command = command.mut_args(|arg| arg.env(None::<&'static str>));
+    for name in subcommands {
+        command = command.mut_subcommand(name, |sub| {
             sub.mut_args(|arg| arg.env(None::<&'static str>))
-        })
+        });
+    }
+    command
 }
 
 fn from_command_line(matches: &ArgMatches, id: &str) -> bool {
@@ -233,11 +239,11 @@ fn parse(argv: &[String], vars: &HashMap<String, EnvValue>) -> Result<DrainitSet
         .clone()
         .try_get_matches_from(argv)
         .map_err(|e| clap_message(&e))?;
-    let sidecar = first.subcommand_matches("sidecar");
+    let used = first.subcommand();
 
     let mut global_flags = Vec::new();
-    let mut switches: Vec<(String, bool, String)> = Vec::new();
-    let mut sidecar_flags = Vec::new();
+    let mut switches: Vec<(String, Option<String>, String)> = Vec::new();
+    let mut subcommand_flags = Vec::new();
     // (flag, variable) for every flag that came from a variable.
     let mut translated: Vec<(String, String)> = Vec::new();
     for arg in &known {
@@ -251,8 +257,13 @@ fn parse(argv: &[String], vars: &HashMap<String, EnvValue>) -> Result<DrainitSet
             Some(EnvValue::Opaque) => continue,
         };
         let given = from_command_line(&first, &arg.id)
-            || sidecar.is_some_and(|s| from_command_line(s, &arg.id));
-        if given || (arg.sidecar_only && sidecar.is_none()) {
+            || used.is_some_and(|(_, m)| from_command_line(m, &arg.id));
+        let elsewhere = arg
+            .subcommand
+            .as_deref()
+            .is_some_and(|sub| used.map(|(name, _)| name) != Some(sub));
+        // Given already, or an option of a subcommand not in use (drainit ignores it).
+        if given || elsewhere {
             continue;
         }
         translated.push((format!("--{}", arg.long), arg.variable.clone()));
@@ -260,23 +271,22 @@ fn parse(argv: &[String], vars: &HashMap<String, EnvValue>) -> Result<DrainitSet
             // A switch (`--strict`, `-v`) takes no value on the command line;
             // its variable's value goes through the switch's own value parser,
             // as clap does for `env`: as the switch's default.
-            switches.push((arg.id.clone(), arg.sidecar_only, value));
+            switches.push((arg.id.clone(), arg.subcommand.clone(), value));
             continue;
         }
         let flag = format!("--{}={value}", arg.long);
-        if arg.sidecar_only {
-            sidecar_flags.push(flag);
+        if arg.subcommand.is_some() {
+            subcommand_flags.push(flag);
         } else {
             global_flags.push(flag);
         }
     }
-    for (id, sidecar_only, value) in switches {
-        command = if sidecar_only {
-            command.mut_subcommand("sidecar", |sub| {
-                sub.mut_arg(&id, |a| a.default_value(value))
-            })
-        } else {
-            command.mut_arg(&id, |a| a.default_value(value))
+    for (id, subcommand, value) in switches {
+        command = match subcommand {
+            Some(sub) => {
+                command.mut_subcommand(sub, |sub| sub.mut_arg(&id, |a| a.default_value(value)))
+            }
+            None => command.mut_arg(&id, |a| a.default_value(value)),
         };
     }
 
@@ -284,13 +294,14 @@ fn parse(argv: &[String], vars: &HashMap<String, EnvValue>) -> Result<DrainitSet
     full_argv.extend(argv.first().cloned());
     full_argv.extend(global_flags);
     full_argv.extend(argv.iter().skip(1).cloned());
-    if !sidecar_flags.is_empty() {
-        // `drainit sidecar` takes no command: its flags can go last, before a `--`.
+    if !subcommand_flags.is_empty() {
+        // A subcommand (`drainit sidecar`) takes no app command: its own
+        // flags can go last, before a `--`.
         let at = full_argv
             .iter()
             .rposition(|a| a == "--")
             .unwrap_or(full_argv.len());
-        full_argv.splice(at..at, sidecar_flags);
+        full_argv.splice(at..at, subcommand_flags);
     }
 
     let matches = command.try_get_matches_from(&full_argv).map_err(|e| {
@@ -309,8 +320,8 @@ fn parse(argv: &[String], vars: &HashMap<String, EnvValue>) -> Result<DrainitSet
     }
     let grace_period_given = from_command_line(&matches, "grace_period")
         || matches
-            .subcommand_matches("sidecar")
-            .is_some_and(|s| from_command_line(s, "grace_period"));
+            .subcommand()
+            .is_some_and(|(_, m)| from_command_line(m, "grace_period"));
     let mut unknown_variables: Vec<String> = vars
         .keys()
         .filter(|name| name.starts_with("DRAINIT_"))
@@ -419,6 +430,15 @@ mod tests {
         let on = literal(&[("DRAINIT_STRICT", "true")]);
         let s = parse(&argv("/drainit -- /app"), &on).expect("parses");
         assert!(s.cli.settings.strict);
+    }
+
+    #[test]
+    fn a_subcommands_variable_is_ignored_without_the_subcommand() {
+        // drainit reads DRAINIT_APP_PROCESS only in sidecar mode; a wrapper ignores it.
+        let vars = literal(&[("DRAINIT_APP_PROCESS", "nginx")]);
+        let s = parse(&argv("/drainit -- nginx"), &vars).expect("parses");
+        assert!(s.cli.mode.is_none());
+        assert!(s.unknown_variables.is_empty(), "it is a drainit setting");
     }
 
     #[test]
