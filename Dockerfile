@@ -53,10 +53,14 @@ WORKDIR /src
 # 1. Dependencies only, from the lock file, with stub sources: this layer is
 #    rebuilt only when Cargo.toml or Cargo.lock change, and everything after
 #    it works offline. Cargo reads the manifest only if every target it
-#    names exists: the library and the harness-less test target too.
+#    names exists (the library and the harness-less test target too), and
+#    the workspace only with its second member (drainit-check), which is
+#    fetched for, never built.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src tests && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs tests/container.rs \
+COPY drainit-check/Cargo.toml drainit-check/
+RUN mkdir -p src tests drainit-check/src && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs tests/container.rs drainit-check/src/lib.rs \
+    && echo 'fn main() {}' > drainit-check/src/main.rs \
     && cargo fetch --locked
 
 # 2. The sources (.dockerignore keeps target/ and .git out), built offline.

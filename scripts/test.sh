@@ -29,8 +29,8 @@ fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 if [[ -x scripts/build-static.sh ]]; then
     echo "== static build, run once as PID 1"
@@ -43,10 +43,10 @@ if [[ -x scripts/build-static.sh ]]; then
     echo "static binary ok: exit code passed through as PID 1"
 fi
 
-echo "== cargo test"
+echo "== cargo test --workspace (drainit and drainit-check)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test 2>&1 | tee "$log"
+cargo test --workspace 2>&1 | tee "$log"
 # One closing line for the whole suite, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
