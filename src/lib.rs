@@ -13,6 +13,8 @@
 //! - [`supervisor`]: wrapper mode, the select loop of PID 1;
 //! - [`sidecar`]: sidecar mode, without an app of its own;
 //! - [`probe`]: `--ready-check` against the app;
+//! - [`traffic`]: the app's TCP traffic, from netlink `sock_diag`; [`evidence`]
+//!   decides from it when `--propagation-delay auto` ends;
 //! - [`admin`]: the hyper admin server; [`status`] and [`metrics`] render
 //!   its `/status` and `/metrics` answers;
 //! - [`error`](mod@error): drainit's own failures.
@@ -21,6 +23,7 @@ pub mod admin;
 pub mod child;
 pub mod cli;
 pub mod error;
+pub mod evidence;
 pub mod lifecycle;
 pub mod metrics;
 pub mod probe;
@@ -30,6 +33,7 @@ pub mod signal_stream;
 pub mod signals;
 pub mod status;
 pub mod supervisor;
+pub mod traffic;
 
 use std::process::ExitCode;
 
