@@ -4,6 +4,7 @@
 //! observe sample [--ports all|8080,8443] [--interval 100ms] [--count N]
 //!                [--deny-netlink] [--own-client HOST:PORT] [--note-own-client HOST:PORT]
 //! observe hold --listen HOST:PORT --connections N [--send-every 100ms] [--for 30s]
+//! observe clients --to HOST:PORT --connections N [--bytes 100] [--every 200ms] [--for 30s]
 //! ```
 //!
 //! `sample` prints one line per sample, `key=value` separated by spaces,
@@ -27,6 +28,10 @@
 //! them, and keeps them open (writing a byte on each client every
 //! `--send-every`, if given); prints `holding N` once all are up; exits
 //! after `--for` (default 60 s).
+//!
+//! `clients` opens N connections to HOST:PORT, writes `--bytes` on each
+//! (and again every `--every`, if given), prints `connected N`, and exits
+//! after `--for` (default 30 s).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -40,6 +45,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("sample") => sample(&args[1..]),
         Some("hold") => hold(&args[1..]),
+        Some("clients") => clients(&args[1..]),
         _ => Err("usage: observe sample|hold [OPTIONS] (see the source)".into()),
     };
     match result {
@@ -248,6 +254,48 @@ fn hold(args: &[String]) -> Result<ExitCode, String> {
             for (client, server) in clients.iter_mut().zip(servers.iter_mut()) {
                 client.write_all(b"x").map_err(|e| format!("send: {e}"))?;
                 let _ = server.read(&mut sink);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn clients(args: &[String]) -> Result<ExitCode, String> {
+    let target = address(option(args, "--to").ok_or("--to is required")?)?;
+    let connections: usize = option(args, "--connections")
+        .unwrap_or("1")
+        .parse()
+        .map_err(|e| format!("--connections: {e}"))?;
+    let bytes: usize = option(args, "--bytes")
+        .unwrap_or("100")
+        .parse()
+        .map_err(|e| format!("--bytes: {e}"))?;
+    let every = option(args, "--every")
+        .map(humantime::parse_duration)
+        .transpose()
+        .map_err(|e| format!("--every: {e}"))?;
+    let lifetime = duration(args, "--for", Duration::from_secs(30))?;
+    let payload = vec![b'c'; bytes];
+    let mut streams = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let mut stream =
+            TcpStream::connect(target).map_err(|e| format!("connect {target}: {e}"))?;
+        stream
+            .write_all(&payload)
+            .map_err(|e| format!("send: {e}"))?;
+        streams.push(stream);
+    }
+    println!("connected {connections}");
+    let _ = std::io::stdout().flush();
+    let deadline = Instant::now() + lifetime;
+    while Instant::now() < deadline {
+        let pause = every.unwrap_or(Duration::from_millis(200));
+        std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        if every.is_some() {
+            for stream in &mut streams {
+                stream
+                    .write_all(&payload)
+                    .map_err(|e| format!("send: {e}"))?;
             }
         }
     }

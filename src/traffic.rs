@@ -81,6 +81,9 @@ const RECEIVE_BUFFER: usize = 64 * 1024;
 /// TCP states from `include/net/tcp_states.h`.
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_LISTEN: u8 = 10;
+/// The states with tcp_info after the peer's FIN: CLOSE_WAIT, LAST_ACK,
+/// CLOSING.
+const PEER_CLOSED: [u8; 3] = [8, 9, 11];
 
 /// Which ports carry the app's traffic (`--traffic-ports`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -664,9 +667,13 @@ fn account(
         let before = known.get(&socket.cookie);
         let own = before.is_some_and(|t| t.own) || own_endpoints.contains(&socket.remote);
         let counters = socket.counters.as_ref();
+        // The peer's FIN advances tcpi_bytes_received by one; a client
+        // closing is no traffic.
+        let fin = u64::from(PEER_CLOSED.contains(&socket.state));
         let tracked = Tracked {
-            bytes_received: counters
-                .map_or(before.map_or(0, |t| t.bytes_received), |c| c.bytes_received),
+            bytes_received: counters.map_or(before.map_or(0, |t| t.bytes_received), |c| {
+                c.bytes_received.saturating_sub(fin)
+            }),
             segments_in: counters.map_or(before.map_or(0, |t| t.segments_in), |c| c.segments_in),
             own,
         };
@@ -1040,6 +1047,16 @@ mod tests {
         assert_eq!(sample.open_connections, 0);
         assert_eq!(sample.last_new_connection, Some(sample.at));
         assert_eq!(sample.last_arrival(), Some(sample.at));
+    }
+
+    #[test]
+    fn the_peers_fin_is_not_an_inbound_byte() {
+        let open = connection(8080, 40000, 5, 100);
+        let mut closed = connection(8080, 40000, 5, 101);
+        closed.state = 8; // CLOSE_WAIT: the client's FIN is in
+        let (sample, _) = two_dumps(&[open], &[closed], &HashSet::new());
+        assert_eq!((sample.inbound_bytes, sample.arrivals), (0, 0));
+        assert_eq!(sample.open_connections, 0);
     }
 
     #[test]
