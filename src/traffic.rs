@@ -75,8 +75,8 @@ pub const RUNNING_INTERVAL: Duration = Duration::from_secs(1);
 const OWN_CLIENT_MEMORY: Duration = Duration::from_secs(120);
 
 /// The netlink receive buffer: the kernel fills at most 32 KiB per
-/// datagram of a dump; twice that leaves room.
-const RECEIVE_BUFFER: usize = 64 * 1024;
+/// datagram of a dump (`max_recvmsg_len` is capped there).
+const RECEIVE_BUFFER: usize = 32 * 1024;
 
 /// TCP states from `include/net/tcp_states.h`.
 const TCP_ESTABLISHED: u8 = 1;
@@ -268,6 +268,8 @@ pub struct Observer {
     known: HashMap<u64, Tracked>,
     /// When the previous dump completed; `None` before the first one.
     previous: Option<Instant>,
+    /// The address families the kernel can dump (IPv6 may be disabled).
+    families: Vec<u8>,
     sequence: u32,
     buffer: Vec<u8>,
 }
@@ -305,8 +307,11 @@ impl Observer {
             own_clients,
             known: HashMap::new(),
             previous: None,
+            families: vec![AF_INET, AF_INET6],
             sequence: 0,
-            buffer: vec![0; RECEIVE_BUFFER],
+            // Filled through its spare capacity: only the pages the
+            // kernel writes are ever touched.
+            buffer: Vec::with_capacity(RECEIVE_BUFFER),
         })
     }
 
@@ -319,12 +324,29 @@ impl Observer {
     /// most of a dump's cost, whatever the number of sockets.
     pub fn sample(&mut self) -> Result<Sample, TrafficError> {
         let started = std::time::Instant::now();
-        let mut listeners = self.dump(AF_INET, StateFlags::LISTEN, 0)?;
-        listeners.extend(self.dump(AF_INET6, StateFlags::LISTEN, 0)?);
+        let mut listeners = Vec::new();
+        let mut supported = Vec::with_capacity(2);
+        let mut unsupported = None;
+        for family in self.families.clone() {
+            match self.dump(family, StateFlags::LISTEN, 0) {
+                Ok(found) => {
+                    listeners.extend(found);
+                    supported.push(family);
+                }
+                // IPv6 disabled on the node (ipv6.disable=1): no inet6
+                // diag handler. Go on with IPv4, and never ask again.
+                Err(error @ TrafficError::Unsupported(_)) => unsupported = Some(error),
+                Err(error) => return Err(error),
+            }
+        }
+        match (supported.is_empty(), unsupported) {
+            (true, Some(error)) => return Err(error),
+            _ => self.families = supported,
+        }
         let own = OwnSockets::of_this_process(self.own_clients.recent(Instant::now()));
         let watched = watched_listeners(&listeners, &own, &self.ports);
         let mut connections = Vec::new();
-        for family in [AF_INET, AF_INET6] {
+        for family in self.families.clone() {
             let mut ports: Vec<u16> = watched
                 .iter()
                 .filter(|(f, _)| *f == family)
@@ -399,11 +421,16 @@ impl Observer {
         let mut sockets = Vec::new();
         loop {
             self.buffer.clear();
+            // MSG_TRUNC: the datagram's real length, to notice truncation.
             let length = self
                 .socket
-                .recv(&mut self.buffer, 0)
+                .recv(&mut self.buffer, libc::MSG_TRUNC)
                 .map_err(|e| TrafficError::classify(e, TrafficError::Receive))?;
-            let datagram = &self.buffer[..length.min(self.buffer.len())];
+            let Some(datagram) = self.buffer.get(..length) else {
+                return Err(TrafficError::Decode(format!(
+                    "a {length}-byte datagram does not fit the {RECEIVE_BUFFER}-byte buffer"
+                )));
+            };
             if decode_datagram(datagram, self.sequence, &mut sockets)? {
                 return Ok(sockets);
             }
