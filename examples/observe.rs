@@ -3,6 +3,7 @@
 //! ```text
 //! observe sample [--ports all|8080,8443] [--interval 100ms] [--count N]
 //!                [--deny-netlink] [--own-client HOST:PORT] [--note-own-client HOST:PORT]
+//!                [--listen HOST:PORT]
 //! observe hold --listen HOST:PORT --connections N [--send-every 100ms] [--for 30s]
 //! observe clients --to HOST:PORT --connections N [--bytes 100] [--every 200ms] [--for 30s]
 //! ```
@@ -20,6 +21,8 @@
 //! - `--own-client` opens a connection from this process to HOST:PORT and
 //!   sends a byte on it before every sample: the observer must not count
 //!   it (its socket's inode is in /proc/self/fd);
+//! - `--listen` binds a listener of its own first (for a namespace that
+//!   has none; watched only when named in `--ports`);
 //! - `--note-own-client` does the same but closes the connection at once
 //!   after noting its local address in `OwnClients`, as the ready-check
 //!   does, so only the note can keep it out.
@@ -91,6 +94,10 @@ fn sample(args: &[String]) -> Result<ExitCode, String> {
         None => None,
     };
     let noted = option(args, "--note-own-client").map(address).transpose()?;
+    let _listener = match option(args, "--listen") {
+        Some(text) => Some(TcpListener::bind(address(text)?).map_err(|e| format!("{text}: {e}"))?),
+        None => None,
+    };
     let own_clients = OwnClients::default();
 
     let started = Instant::now();

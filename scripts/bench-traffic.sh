@@ -10,6 +10,10 @@
 #   all ports     100 ms, every listening port of the namespace: no kernel
 #                 filter, the clients' 1000 sockets are dumped and decoded
 #                 too (the worst case: clients and server in one namespace)
+#   empty netns   100 ms in a fresh network namespace with one listener and
+#                 no connection (root only: unshare --net): the fixed cost,
+#                 mostly the walk over the kernel's TCP hash table, which
+#                 all namespaces share
 #
 #   scripts/bench-traffic.sh
 #   CONNECTIONS=200 SECONDS_PER_RUN=5 scripts/bench-traffic.sh
@@ -52,11 +56,13 @@ ehash=$(cat /proc/sys/net/ipv4/tcp_ehash_entries 2>/dev/null || echo unknown)
 echo "bench-traffic: kernel $(uname -r), TCP hash table $ehash entries, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "bench-traffic: $connections established loopback connections on port $port, $seconds s per run"
 
-# run LABEL INTERVAL_MS PORTS
+# run LABEL INTERVAL_MS PORTS [WRAPPER...]
 run() {
     local label=$1 interval_ms=$2 ports=$3
+    shift 3
     local count=$((seconds * 1000 / interval_ms))
-    "$observe" sample --ports "$ports" --interval "${interval_ms}ms" --count "$count" >"$scratch/$label"
+    "$@" "$observe" sample --ports "$ports" --interval "${interval_ms}ms" --count "$count" \
+        ${LISTEN:+--listen "$LISTEN"} >"$scratch/$label"
     if grep -q '^error' "$scratch/$label"; then
         echo "bench-traffic: $label: $(grep '^error' "$scratch/$label")" >&2
         exit 1
@@ -81,3 +87,8 @@ run() {
 run "drain pace" 100 "$port"
 run "running pace" 1000 "$port"
 run "all ports" 100 all
+if unshare --net true 2>/dev/null; then
+    LISTEN=0.0.0.0:8099 run "empty netns" 100 8099 unshare --net
+else
+    echo "bench-traffic: empty netns skipped: unshare --net needs root"
+fi
