@@ -175,10 +175,11 @@ fn own_cpu() -> (Duration, Duration) {
 /// EPERM and allows every other system call.
 fn deny_netlink_sockets() -> Result<(), String> {
     // AUDIT_ARCH_X86_64 / AUDIT_ARCH_AARCH64 from <linux/audit.h>.
-    #[cfg(target_arch = "x86_64")]
-    const ARCH: u32 = 0xc000_003e;
-    #[cfg(target_arch = "aarch64")]
-    const ARCH: u32 = 0xc000_00b7;
+    let arch: u32 = match std::env::consts::ARCH {
+        "x86_64" => 0xc000_003e,
+        "aarch64" => 0xc000_00b7,
+        other => return Err(format!("--deny-netlink: no seccomp arch code for {other}")),
+    };
     // struct seccomp_data: nr at 0, arch at 4, args[0] at 16 (its low
     // 32 bits on a little-endian machine).
     let load = |offset: u32| libc::sock_filter {
@@ -201,7 +202,7 @@ fn deny_netlink_sockets() -> Result<(), String> {
     };
     let mut program = [
         load(4),
-        jump_if(ARCH, 0, 4),
+        jump_if(arch, 0, 4),
         load(0),
         jump_if(libc::SYS_socket as u32, 0, 2),
         load(16),

@@ -17,6 +17,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{scratch, wait_for, Proc};
+use drainit::evidence::{AutoBounds, Decision, EndReason, PropagationDelay, TrafficHistory};
 use drainit::traffic::{Observer, OwnClients, Sample, Sampler, TrafficError, TrafficPorts};
 use pid1_support::{arg, fixture};
 
@@ -304,4 +305,91 @@ fn the_sampler_thread_speeds_up_on_demand() {
         !names.iter().any(|n| n.trim() == "drainit-traffic")
     });
     assert!(thread_gone, "dropping the Sampler ends its thread");
+}
+
+/// The sampler's next sample, within `SOON`.
+async fn next_sample(sampler: &mut Sampler) -> Sample {
+    match tokio::time::timeout(SOON, sampler.next()).await {
+        Ok(Some(Ok(sample))) => sample,
+        other => panic!("no sample: {other:?}"),
+    }
+}
+
+/// The whole chain on real sockets: the sampler's samples build the rate
+/// while clients send, the drain does not end while they still send, and
+/// ends on quiet (not at the ceiling) once they are gone.
+#[test]
+fn a_drain_ends_on_quiet_once_real_clients_stop() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = listener.local_addr().expect("address");
+    let observer = observer_for(target.port(), OwnClients::default());
+    let clients = foreign_clients(target, 3, &["--every", "50ms", "--for", "60s"]);
+    // A window far longer than any scheduling hiccup of the clients on a
+    // loaded machine, far shorter than the ceiling.
+    let window = Duration::from_secs(3);
+    let bounds = AutoBounds {
+        min: Duration::from_millis(500),
+        max: Duration::from_secs(40),
+        quiet_window: Some(window),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut sampler = Sampler::spawn(observer, Duration::from_millis(100)).expect("spawn");
+        let mut history = TrafficHistory::default();
+        let mut arrivals = 0;
+        while arrivals < 30 {
+            let sample = next_sample(&mut sampler).await;
+            arrivals += sample.arrivals;
+            history.observe(&sample.observation());
+        }
+        let rate = history.rate().expect("a rate after 30 arrivals");
+        assert!(rate.per_second > 1.0, "{rate:?}");
+
+        let mut drain =
+            history.begin_drain(tokio::time::Instant::now(), PropagationDelay::Auto, bounds);
+        // Two seconds of drain while the clients still send: no end.
+        let sending_until = tokio::time::Instant::now() + Duration::from_secs(2);
+        while tokio::time::Instant::now() < sending_until {
+            let sample = next_sample(&mut sampler).await;
+            drain.observe(&sample.observation());
+            let decision = drain.decide(tokio::time::Instant::now());
+            assert!(
+                matches!(decision, Decision::Wait { .. }),
+                "ended while traffic flowed: {decision:?}"
+            );
+        }
+        clients.signal(libc::SIGKILL);
+        let stopped = tokio::time::Instant::now();
+        let end = loop {
+            let sample = next_sample(&mut sampler).await;
+            drain.observe(&sample.observation());
+            if let Decision::End(end) = drain.decide(tokio::time::Instant::now()) {
+                break end;
+            }
+        };
+        let EndReason::Quiet { quiet_for, .. } = end.reason else {
+            panic!("expected the end on quiet, got {end}");
+        };
+        assert!(quiet_for >= window, "{end}");
+        assert!(
+            tokio::time::Instant::now() >= stopped + window - Duration::from_millis(200),
+            "{end}"
+        );
+        assert!(end.after < bounds.max, "{end}");
+        let report = drain.report();
+        let stopped_after = report.traffic_stopped_after().expect("observed");
+        // The clients sent every 50 ms until 2 s into the drain.
+        assert!(
+            stopped_after >= Duration::from_millis(1500) && stopped_after <= end.after,
+            "traffic flowed 2 s into the drain: {report}"
+        );
+        assert_eq!(
+            report.open_connections,
+            Some(0),
+            "the killed clients' connections are closed: {report}"
+        );
+    });
 }
