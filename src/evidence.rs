@@ -28,7 +28,8 @@
 //!
 //! **The end.** The delay ends at the first observation at or after the
 //! floor (`--propagation-delay-min`) that shows the ports quiet — no new
-//! connection, no inbound byte — for W, and at the ceiling
+//! connection, no inbound byte, no connection that closed before a dump
+//! could see its last bytes — for W, and at the ceiling
 //! (`--propagation-delay-max`) at the latest. Quiet is only ever proven by
 //! an observation: time that no dump has covered yet is not quiet.
 
@@ -171,13 +172,18 @@ pub struct Observation {
     pub last_new_connection: Option<Instant>,
     /// The latest inbound byte in the interval.
     pub last_inbound: Option<Instant>,
+    /// When a connection was found closed before its last bytes could be
+    /// seen: possible traffic, so the quiet starts after it.
+    pub last_close_unseen: Option<Instant>,
     /// Connections open now.
     pub open_connections: u32,
 }
 
 impl Observation {
     fn last_arrival(&self) -> Option<Instant> {
-        self.last_new_connection.max(self.last_inbound)
+        self.last_new_connection
+            .max(self.last_inbound)
+            .max(self.last_close_unseen)
     }
 }
 

@@ -222,6 +222,14 @@ pub struct Sample {
     pub last_new_connection: Option<Instant>,
     /// The latest inbound byte since the previous dump, if any.
     pub last_inbound: Option<Instant>,
+    /// Connections gone since the previous dump that were last seen
+    /// where their client could still send (a request and a close
+    /// between two dumps): bytes may have arrived unseen. Not counted as
+    /// arrivals (each would count twice with its opening), but the quiet
+    /// starts after them.
+    pub closed_unseen: u32,
+    /// When such a connection was found gone (this dump's time).
+    pub last_close_unseen: Option<Instant>,
     /// How long the dump itself took.
     pub dump_duration: Duration,
 }
@@ -230,7 +238,9 @@ impl Sample {
     /// The latest arrival (new connection or inbound byte) in this
     /// sample's interval, if there was one.
     pub fn last_arrival(&self) -> Option<Instant> {
-        self.last_new_connection.max(self.last_inbound)
+        self.last_new_connection
+            .max(self.last_inbound)
+            .max(self.last_close_unseen)
     }
 
     /// What the drain's decision takes from this sample.
@@ -240,6 +250,7 @@ impl Sample {
             arrivals: self.arrivals,
             last_new_connection: self.last_new_connection,
             last_inbound: self.last_inbound,
+            last_close_unseen: self.last_close_unseen,
             open_connections: self.open_connections,
         }
     }

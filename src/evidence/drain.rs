@@ -314,6 +314,7 @@ mod tests {
                 arrivals: inside.len() as u64,
                 last_new_connection: None,
                 last_inbound: last,
+                last_close_unseen: None,
                 open_connections: 3,
             }
         };
@@ -514,6 +515,7 @@ mod tests {
                 arrivals: 200,
                 last_new_connection: None,
                 last_inbound: Some(start + Duration::from_secs(k)),
+                last_close_unseen: None,
                 open_connections: 1,
             });
         }
@@ -534,10 +536,56 @@ mod tests {
             arrivals: 0,
             last_new_connection: None,
             last_inbound: None,
+            last_close_unseen: None,
             open_connections: 1,
         });
         assert!(matches!(
             drain.decide(later),
+            Decision::End(DelayEnd {
+                reason: EndReason::Quiet { .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_connection_closed_unseen_restarts_the_quiet() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut history = TrafficHistory::default();
+        for k in 0..=60u32 {
+            history.observe(&Observation {
+                at: start + second * k,
+                arrivals: 200,
+                last_new_connection: None,
+                last_inbound: Some(start + second * k),
+                last_close_unseen: None,
+                open_connections: 1,
+            });
+        }
+        let drain_start = start + second * 60;
+        let mut drain =
+            history.begin_drain(drain_start, PropagationDelay::Auto, AutoBounds::default());
+        let observation = |at: Instant, close: Option<Instant>| Observation {
+            at,
+            arrivals: 0,
+            last_new_connection: None,
+            last_inbound: None,
+            last_close_unseen: close,
+            open_connections: 0,
+        };
+        // 1.5 s in: a connection closed unseen; the 1 s window restarts.
+        let closed = drain_start + Duration::from_millis(1500);
+        drain.observe(&observation(closed, Some(closed)));
+        let almost = closed + Duration::from_millis(900);
+        drain.observe(&observation(almost, None));
+        assert!(
+            matches!(drain.decide(almost), Decision::Wait { earliest: Some(t), .. } if t == closed + second)
+        );
+        let after = closed + second;
+        drain.observe(&observation(after, None));
+        assert!(matches!(
+            drain.decide(after),
             Decision::End(DelayEnd {
                 reason: EndReason::Quiet { .. },
                 ..

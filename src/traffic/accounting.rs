@@ -10,13 +10,14 @@ use nix::sys::socket::{getpeername, getsockname, SockaddrStorage};
 use tokio::time::Instant;
 
 use super::sock_diag::{
-    canonical, SocketRecord, TcpCounters, PEER_CLOSED, TCP_ESTABLISHED, TCP_LISTEN,
+    canonical, SocketRecord, TcpCounters, PEER_CLOSED, PEER_MAY_SEND, TCP_ESTABLISHED, TCP_LISTEN,
 };
 use super::{Sample, TrafficPorts};
 
 /// What the previous dump recorded of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Tracked {
+    state: u8,
     bytes_received: u64,
     segments_in: u32,
     /// One of drainit's own connections: skipped for its whole life.
@@ -145,6 +146,8 @@ pub(super) fn account(
         open_connections: 0,
         last_new_connection: None,
         last_inbound: None,
+        closed_unseen: 0,
+        last_close_unseen: None,
         dump_duration: Duration::ZERO,
     };
     // A stamp the kernel dates before the previous dump can only be the
@@ -167,6 +170,7 @@ pub(super) fn account(
         // closing is no traffic.
         let fin = u64::from(PEER_CLOSED.contains(&socket.state));
         let tracked = Tracked {
+            state: socket.state,
             bytes_received: counters.map_or(before.map_or(0, |t| t.bytes_received), |c| {
                 c.bytes_received.saturating_sub(fin)
             }),
@@ -202,6 +206,19 @@ pub(super) fn account(
             sample.inbound_bytes += bytes;
             sample.inbound_segments += u64::from(segments);
             sample.last_inbound = sample.last_inbound.max(Some(stamp(counters)));
+        }
+    }
+    // A connection gone since the previous dump, last seen where its
+    // client could still send: its last bytes, if any, went unseen.
+    if previous.is_some() {
+        for (cookie, tracked) in known {
+            if !tracked.own
+                && PEER_MAY_SEND.contains(&tracked.state)
+                && !remembered.contains_key(cookie)
+            {
+                sample.closed_unseen += 1;
+                sample.last_close_unseen = Some(at);
+            }
         }
     }
     (sample, remembered)
@@ -391,6 +408,25 @@ mod tests {
         let (sample, _) = two_dumps(&[open], &[closed], &HashSet::new());
         assert_eq!((sample.inbound_bytes, sample.arrivals), (0, 0));
         assert_eq!(sample.open_connections, 0);
+    }
+
+    #[test]
+    fn a_connection_gone_while_its_client_could_send_is_a_possible_unseen_arrival() {
+        let open = connection(8080, 40000, 5, 100);
+        let (sample, _) = two_dumps(std::slice::from_ref(&open), &[], &HashSet::new());
+        assert_eq!(sample.closed_unseen, 1);
+        assert_eq!(sample.last_close_unseen, Some(sample.at));
+        assert_eq!(sample.last_arrival(), Some(sample.at));
+        assert_eq!(
+            (sample.arrivals, sample.inbound_bytes),
+            (0, 0),
+            "not counted in the rate"
+        );
+        // Seen after the client's FIN (no byte can follow), then gone: nothing unseen.
+        let mut closing = open;
+        closing.state = 8; // CLOSE_WAIT
+        let (sample, _) = two_dumps(&[closing], &[], &HashSet::new());
+        assert_eq!((sample.closed_unseen, sample.last_close_unseen), (0, None));
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub(super) const TCP_ESTABLISHED: u8 = 1;
 pub(super) const TCP_LISTEN: u8 = 10;
 /// The states with tcp_info after the peer's FIN: CLOSE_WAIT, LAST_ACK,
 /// CLOSING.
+/// The states in which the peer can still send data: ESTABLISHED,
+/// SYN_RECV, FIN_WAIT1, FIN_WAIT2.
+pub(super) const PEER_MAY_SEND: [u8; 4] = [1, 3, 4, 5];
 pub(super) const PEER_CLOSED: [u8; 3] = [8, 9, 11];
 
 /// The connection states dumped: all but LISTEN (dumped apart), CLOSE
