@@ -6,6 +6,7 @@
 //!                [--listen HOST:PORT]
 //! observe hold --listen HOST:PORT --connections N [--send-every 100ms] [--for 30s]
 //! observe clients --to HOST:PORT --connections N [--bytes 100] [--every 200ms] [--for 30s]
+//! observe deny-netlink PROGRAM [ARGS...]
 //! ```
 //!
 //! `sample` prints one line per sample, `key=value` separated by spaces,
@@ -32,6 +33,9 @@
 //! `--send-every`, if given); prints `holding N` once all are up; exits
 //! after `--for` (default 60 s).
 //!
+//! `deny-netlink` installs the same seccomp filter and execs PROGRAM,
+//! which inherits it: drainit itself can be run without sock_diag.
+//!
 //! `clients` opens N connections to HOST:PORT, writes `--bytes` on each
 //! (and again every `--every`, if given), prints `connected N`, and exits
 //! after `--for` (default 30 s).
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Some("sample") => sample(&args[1..]),
         Some("hold") => hold(&args[1..]),
         Some("clients") => clients(&args[1..]),
+        Some("deny-netlink") => exec_without_netlink(&args[1..]),
         _ => Err("usage: observe sample|hold [OPTIONS] (see the source)".into()),
     };
     match result {
@@ -308,4 +313,14 @@ fn clients(args: &[String]) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn exec_without_netlink(args: &[String]) -> Result<ExitCode, String> {
+    use std::os::unix::process::CommandExt;
+    let (program, rest) = args
+        .split_first()
+        .ok_or("deny-netlink: PROGRAM is required")?;
+    deny_netlink_sockets()?;
+    let error = std::process::Command::new(program).args(rest).exec();
+    Err(format!("deny-netlink: cannot run {program}: {error}"))
 }

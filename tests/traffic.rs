@@ -263,6 +263,21 @@ fn a_seccomp_denial_is_a_permanent_typed_error() {
 }
 
 #[test]
+fn the_seccomp_denial_is_inherited_across_exec() {
+    let observe = arg(&fixture("observe"));
+    let mut denied = as_nobody(
+        &observe,
+        &["deny-netlink", &observe, "sample", "--count", "1"],
+    );
+    assert_eq!(denied.wait(SOON).code(), Some(3), "{}", denied.report());
+    assert!(
+        denied.stdout().contains("error permanent=true"),
+        "{}",
+        denied.report()
+    );
+}
+
+#[test]
 fn the_sampler_thread_speeds_up_on_demand() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let observer = observer_for(

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::{AutoBounds, Observation, PropagationDelay, QuietWindow, Rate, Seconds};
@@ -201,6 +202,41 @@ impl DrainReport {
                 .max(self.last_inbound)
                 .unwrap_or(Duration::ZERO),
         )
+    }
+
+    /// The report as `/status` shows it (`serde_json::json!`, like
+    /// `status.rs`: no serde derives in the binary). Seconds as numbers,
+    /// `null` where there is nothing to say.
+    pub fn to_json(&self) -> Value {
+        let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+        let ended = self.ended.map(|end| {
+            let (reason, quiet_for, window) = match end.reason {
+                EndReason::Fixed => ("fixed", None, None),
+                EndReason::Quiet { quiet_for, window } => {
+                    ("quiet", Some(quiet_for), window.duration())
+                }
+                EndReason::Ceiling { window } => {
+                    ("ceiling", None, window.and_then(|w| w.duration()))
+                }
+            };
+            json!({
+                "after_seconds": end.after.as_secs_f64(),
+                "reason": reason,
+                "quiet_for_seconds": seconds(quiet_for),
+                "window_seconds": seconds(window),
+                "text": end.to_string(),
+            })
+        });
+        json!({
+            "observed": self.observed,
+            "unavailable": self.unavailable,
+            "last_new_connection_seconds": seconds(self.last_new_connection),
+            "last_inbound_seconds": seconds(self.last_inbound),
+            "traffic_stopped_after_seconds": seconds(self.traffic_stopped_after()),
+            "open_connections": self.open_connections,
+            "rate_before_per_second": self.rate_before,
+            "delay_end": ended,
+        })
     }
 }
 
@@ -450,6 +486,18 @@ mod tests {
             report.to_string().contains("last inbound byte at 2.5 s"),
             "{report}"
         );
+        let json = report.to_json();
+        assert_eq!(json["delay_end"]["reason"], "fixed", "{json}");
+        assert_eq!(json["open_connections"], 3, "{json}");
+        assert_eq!(
+            json["last_new_connection_seconds"],
+            serde_json::Value::Null,
+            "{json}"
+        );
+        let stopped = json["traffic_stopped_after_seconds"]
+            .as_f64()
+            .unwrap_or(-1.0);
+        assert!((stopped - 2.5).abs() < 0.01, "{json}");
     }
 
     #[tokio::test(start_paused = true)]
