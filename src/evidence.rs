@@ -3,10 +3,15 @@
 //! observations come in as arguments, nothing here reads a clock.
 //!
 //! **Arrivals.** An observation ([`Observation`], one per socket dump)
-//! counts the arrivals since the previous one: requests estimated from
-//! each connection's inbound bytes and data segments (a keep-alive
-//! client's requests show up only there), and new connections that
-//! carried no data (see `traffic::Sample::arrivals`).
+//! counts the arrivals since the previous one, connection by connection
+//! (`traffic::Sample::arrivals`): a connection that received Δb bytes in
+//! Δs data segments brought max(1, Δs − ⌊Δb / MSS⌋) requests (a request
+//! ends in a segment shorter than the peer's MSS, so full segments are
+//! continuations: never more than the requests when each is written in
+//! one go); a new connection that carried no data is one arrival (a bare
+//! connect). A keep-alive client shows up only this way, as segments on
+//! a connection that stays. An interval between two observations is
+//! *active* when it had at least one arrival.
 //!
 //! **The rate before the drain**, λ̂, is taken over the last
 //! [`RATE_HISTORY`] of observations while the app runs, as the smaller of

@@ -15,20 +15,29 @@
 //!   for a new connection), and `tcpi_last_data_recv` dates the last byte
 //!   to the kernel's tick rather than to the sampling interval;
 //! - **open connections** are the ESTABLISHED ones: those whose client can
-//!   still send.
+//!   still send;
+//! - a connection gone since the previous dump while its client could
+//!   still send (a last request and a close between two dumps) is
+//!   **closed unseen**: it restarts the quiet, though no byte was seen.
 //!
-//! drainit's own connections never count: sockets drainit holds (their
-//! inodes are in `/proc/self/fd`) mark their local address as drainit's,
-//! and so do addresses noted in [`OwnClients`] by the ready-check (its
-//! connections live a millisecond, far less than a sampling interval);
-//! the app-side socket whose peer is such an address is skipped. Listening
-//! sockets drainit holds itself (the admin port) are never watched.
+//! drainit's own connections never count. Its sockets are listed in
+//! `/proc/self/fd`: a listener there (the admin port) is never watched,
+//! and the local address of a connected one marks the app-side socket
+//! whose peer it is as drainit's, for that connection's whole life. The
+//! ready-check's connections live a millisecond, less than a sampling
+//! interval, so the check notes its local address in [`OwnClients`] right
+//! after connecting.
 //!
-//! A dump is a synchronous kernel round trip of a few milliseconds, most
-//! of it the walk over the kernel's connection hash table, more with
-//! thousands of sockets (`scripts/bench-traffic.sh`), so [`Sampler`] runs
-//! the observer on a thread of its own and hands samples to the event
-//! loop over a channel: the loop never waits on the kernel.
+//! A dump is a synchronous kernel round trip of a few milliseconds (most
+//! of it the walk over the kernel's connection hash table, which all
+//! namespaces share), tens of milliseconds on a loaded node
+//! (`scripts/bench-traffic.sh`), so [`Sampler`] runs the observer on a
+//! thread of its own and hands samples to the event loop over a channel:
+//! the loop never waits on the kernel.
+//!
+//! Not seen: connections opened and closed (client first) between two
+//! dumps, and anything that is not TCP. The app's own health checks from
+//! the kubelet or a balancer straight to its port count as traffic.
 
 mod accounting;
 mod sampler;
