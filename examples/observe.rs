@@ -12,7 +12,8 @@
 //! `sample` prints one line per sample, `key=value` separated by spaces,
 //! for a test or `scripts/bench-traffic.sh` to parse:
 //! `sample n=3 ports=8080 new=1 bytes=30 segments=1 arrivals=1 open=2 last_inbound_ms_ago=4 dump_us=210`,
-//! then `done cpu_us=… wall_us=…` (its own CPU time, from getrusage). On
+//! then `done cpu_us=… wall_us=… rss_growth_kb=…` (its own CPU time, from
+//! getrusage, and how much its resident set grew while observing). On
 //! an observation error it prints `error permanent=true|false message=…`
 //! and exits 3.
 //!
@@ -106,6 +107,7 @@ fn sample(args: &[String]) -> Result<ExitCode, String> {
     let own_clients = OwnClients::default();
 
     let started = Instant::now();
+    let rss_before = rss_kb();
     let mut observer = match Observer::open(ports, own_clients.clone()) {
         Ok(observer) => observer,
         Err(error) => return Ok(report_error(&error)),
@@ -147,11 +149,12 @@ fn sample(args: &[String]) -> Result<ExitCode, String> {
     }
     let (user, system) = own_cpu();
     println!(
-        "done cpu_us={} user_us={} system_us={} wall_us={}",
+        "done cpu_us={} user_us={} system_us={} wall_us={} rss_growth_kb={}",
         (user + system).as_micros(),
         user.as_micros(),
         system.as_micros(),
-        started.elapsed().as_micros()
+        started.elapsed().as_micros(),
+        rss_kb().saturating_sub(rss_before),
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -159,6 +162,17 @@ fn sample(args: &[String]) -> Result<ExitCode, String> {
 fn report_error(error: &drainit::traffic::TrafficError) -> ExitCode {
     println!("error permanent={} message={error}", error.is_permanent());
     ExitCode::from(3)
+}
+
+/// This process's resident set (VmRSS), in kB; 0 if unknown.
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// This process's user and system CPU time so far.

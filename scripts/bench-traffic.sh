@@ -78,9 +78,10 @@ run() {
         /^done/ {
             for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
             wall = f["wall_us"] / 1e6
-            printf "%-13s every %4d ms: %4d open seen, dump median %s ms, p90 %s ms, max %s ms; CPU %.1f ms/s (%.2f%% of a core; user %.1f, system %.1f ms/s)\n",
+            printf "%-13s every %4d ms: %4d open seen, dump median %s ms, p90 %s ms, max %s ms; CPU %.1f ms/s (%.2f%% of a core; user %.1f, system %.1f ms/s); RSS +%d kB\n",
                 label, interval, open, median, p90, max,
-                f["cpu_us"] / 1000 / wall, f["cpu_us"] / 1e4 / wall, f["user_us"] / 1000 / wall, f["system_us"] / 1000 / wall
+                f["cpu_us"] / 1000 / wall, f["cpu_us"] / 1e4 / wall, f["user_us"] / 1000 / wall, f["system_us"] / 1000 / wall,
+                f["rss_growth_kb"]
         }' "$scratch/$label"
 }
 
