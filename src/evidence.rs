@@ -37,6 +37,19 @@
 //! could see its last bytes — for W, and at the ceiling
 //! (`--propagation-delay-max`) at the latest. Quiet is only ever proven by
 //! an observation: time that no dump has covered yet is not quiet.
+//!
+//! **Wiring.** The event loop owns a `traffic::Sampler` and a
+//! [`TrafficHistory`]. In auto mode the sampler starts once the app is
+//! spawned (its thread must not exist at the fork) at
+//! `traffic::RUNNING_INTERVAL`, and every sample goes to
+//! [`TrafficHistory::observe`]; a fixed delay may start it when the drain
+//! begins. At the drain's start: `sampler.set_interval(DRAIN_INTERVAL)`
+//! and [`TrafficHistory::begin_drain`]; from then on every sample goes to
+//! [`Drain::observe`] and then [`Drain::decide`], and a timer at
+//! [`Decision::Wait`]'s `until` calls `decide` too. On [`Decision::End`]
+//! the stop signal goes out and [`Drain::report`] is logged. A permanent
+//! `traffic::TrafficError` (one warning) goes to `unavailable` on the
+//! history or the drain: `auto` then waits for the ceiling.
 
 mod drain;
 
