@@ -39,9 +39,9 @@
 //! an observation: time that no dump has covered yet is not quiet.
 //!
 //! **Wiring.** The event loop owns a `traffic::Sampler` and a
-//! [`TrafficHistory`]. In auto mode the sampler starts once the app is
-//! spawned (its thread must not exist at the fork) at
-//! `traffic::RUNNING_INTERVAL`, and every sample goes to
+//! [`TrafficHistory`]. In auto mode the sampler starts with the app (its
+//! netlink socket is close-on-exec, and the app's spawn is safe with other
+//! threads) at `traffic::RUNNING_INTERVAL`, and every sample goes to
 //! [`TrafficHistory::observe`]; a fixed delay may start it when the drain
 //! begins. At the drain's start: `sampler.set_interval(DRAIN_INTERVAL)`
 //! and [`TrafficHistory::begin_drain`]; from then on every sample goes to
