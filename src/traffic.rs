@@ -54,7 +54,7 @@ use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6};
 use netlink_packet_sock_diag::inet::StateFlags;
 use tokio::time::Instant;
 
-use self::accounting::{account, watched_listeners, OwnSockets, Tracked};
+use self::accounting::{account, insert_sorted, watched_listeners, OwnSockets, Tracked};
 use self::sock_diag::{canonical, connection_states, SockDiag};
 use crate::evidence::Observation;
 
@@ -117,10 +117,8 @@ impl FromStr for TrafficPorts {
             if port == 0 {
                 return Err(invalid());
             }
-            ports.push(port);
+            insert_sorted(&mut ports, port);
         }
-        ports.sort_unstable();
-        ports.dedup();
         Ok(TrafficPorts::Only(ports))
     }
 }
@@ -327,12 +325,11 @@ impl Observer {
         let watched = watched_listeners(&listeners, &own, &self.ports);
         let mut connections = Vec::new();
         for family in self.families.clone() {
-            let mut ports: Vec<u16> = watched
+            let ports: Vec<u16> = watched
                 .iter()
-                .filter(|(f, _)| *f == family)
-                .map(|(_, port)| *port)
+                .filter(|(_, f)| *f == family)
+                .map(|(port, _)| *port)
                 .collect();
-            ports.dedup();
             let only_port = match ports.as_slice() {
                 [] => continue,
                 [port] => *port,
@@ -342,8 +339,8 @@ impl Observer {
         }
         let dump_duration = started.elapsed();
         let at = Instant::now();
-        let mut ports: Vec<u16> = watched.iter().map(|(_, port)| *port).collect();
-        ports.sort_unstable();
+        // Sorted by port already: only the families' duplicates go.
+        let mut ports: Vec<u16> = watched.iter().map(|(port, _)| *port).collect();
         ports.dedup();
         let (sample, known) = account(
             ports,

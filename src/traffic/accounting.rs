@@ -1,7 +1,7 @@
 //! Comparing one dump with the previous: which connections are new, what
 //! arrived on them, which are drainit's own.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::time::Duration;
@@ -40,11 +40,11 @@ pub(super) fn requests_in(bytes: u64, segments: u32, receive_mss: u32) -> u64 {
 #[derive(Debug, Default)]
 pub(super) struct OwnSockets {
     /// Inodes of the sockets drainit holds open (its listeners).
-    pub(super) inodes: HashSet<u32>,
+    pub(super) inodes: Vec<u32>,
     /// Local addresses of drainit's connected sockets and of the client
     /// connections noted in [`OwnClients`]: the app-side socket whose
     /// peer is one of these is drainit's.
-    pub(super) endpoints: HashSet<SocketAddr>,
+    pub(super) endpoints: Vec<SocketAddr>,
 }
 
 impl OwnSockets {
@@ -54,7 +54,7 @@ impl OwnSockets {
     /// drainit's own traffic out.
     pub(super) fn of_this_process(noted: Vec<SocketAddr>) -> OwnSockets {
         let mut own = OwnSockets {
-            inodes: HashSet::new(),
+            inodes: Vec::new(),
             endpoints: noted.into_iter().collect(),
         };
         let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
@@ -74,7 +74,7 @@ impl OwnSockets {
             let (Some(inode), Some(fd)) = (inode, fd) else {
                 continue;
             };
-            own.inodes.insert(inode);
+            own.inodes.push(inode);
             // Only a connected socket has a peer; its local address is
             // what the app side of the connection sees as its peer.
             if getpeername::<SockaddrStorage>(fd).is_ok() {
@@ -82,7 +82,7 @@ impl OwnSockets {
                     .ok()
                     .and_then(|a| socket_addr(&a))
                 {
-                    own.endpoints.insert(canonical(local));
+                    own.endpoints.push(canonical(local));
                 }
             }
         }
@@ -99,30 +99,39 @@ fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
         .map(|v6| SocketAddr::V6((*v6).into()))
 }
 
-/// The (family, port) of every listener to watch, sorted by port.
+/// Inserts `value` into the sorted `list` unless it is there: keeps the
+/// few ports and listeners sorted and unique without a sort routine in
+/// the binary.
+pub(super) fn insert_sorted<T: Ord>(list: &mut Vec<T>, value: T) {
+    if let Err(at) = list.binary_search(&value) {
+        list.insert(at, value);
+    }
+}
+
+/// The (port, family) of every listener to watch, sorted.
 pub(super) fn watched_listeners(
     listeners: &[SocketRecord],
     own: &OwnSockets,
     ports: &TrafficPorts,
-) -> Vec<(u8, u16)> {
+) -> Vec<(u16, u8)> {
     let is_own = |s: &SocketRecord| s.inode != 0 && own.inodes.contains(&s.inode);
     // A port drainit listens on is its own, whatever else shares it.
-    let drainit_ports: HashSet<u16> = listeners
+    let drainit_ports: Vec<u16> = listeners
         .iter()
         .filter(|s| is_own(s))
         .map(|s| s.local.port())
         .collect();
-    let mut watched: Vec<(u8, u16)> = listeners
-        .iter()
-        .filter(|s| s.state == TCP_LISTEN)
-        .map(|s| (s.family, s.local.port()))
-        .filter(|(_, port)| match ports {
-            TrafficPorts::AllListening => !drainit_ports.contains(port),
-            TrafficPorts::Only(list) => list.contains(port),
-        })
-        .collect();
-    watched.sort_unstable_by_key(|(family, port)| (*port, *family));
-    watched.dedup();
+    let mut watched = Vec::new();
+    for listener in listeners.iter().filter(|s| s.state == TCP_LISTEN) {
+        let port = listener.local.port();
+        let wanted = match ports {
+            TrafficPorts::AllListening => !drainit_ports.contains(&port),
+            TrafficPorts::Only(list) => list.contains(&port),
+        };
+        if wanted {
+            insert_sorted(&mut watched, (port, listener.family));
+        }
+    }
     watched
 }
 
@@ -131,7 +140,7 @@ pub(super) fn watched_listeners(
 pub(super) fn account(
     ports: Vec<u16>,
     connections: &[SocketRecord],
-    own_endpoints: &HashSet<SocketAddr>,
+    own_endpoints: &[SocketAddr],
     known: &HashMap<u64, Tracked>,
     previous: Option<Instant>,
     at: Instant,
@@ -267,7 +276,7 @@ mod tests {
     fn two_dumps(
         first: &[SocketRecord],
         second: &[SocketRecord],
-        own: &HashSet<SocketAddr>,
+        own: &[SocketAddr],
     ) -> (Sample, HashMap<u64, Tracked>) {
         let t0 = Instant::now();
         let (_, known) = account(vec![8080], first, own, &HashMap::new(), None, t0);
@@ -306,14 +315,7 @@ mod tests {
     fn new_connections_and_inbound_bytes_are_counted_from_the_second_dump_on() {
         let t0 = Instant::now();
         let first = [connection(8080, 40000, 1, 100)];
-        let (baseline, known) = account(
-            vec![8080],
-            &first,
-            &HashSet::new(),
-            &HashMap::new(),
-            None,
-            t0,
-        );
+        let (baseline, known) = account(vec![8080], &first, &[], &HashMap::new(), None, t0);
         assert_eq!(
             (
                 baseline.new_connections,
@@ -331,7 +333,7 @@ mod tests {
             // The client side of a connection within the namespace.
             connection(40001, 8080, 3, 999),
         ];
-        let (sample, _) = account(vec![8080], &second, &HashSet::new(), &known, Some(t0), t1);
+        let (sample, _) = account(vec![8080], &second, &[], &known, Some(t0), t1);
         assert_eq!(sample.new_connections, 1);
         assert_eq!(sample.inbound_bytes, 50 + 30);
         assert_eq!(sample.arrivals, 2);
@@ -346,8 +348,8 @@ mod tests {
     #[test]
     fn drainit_listeners_are_not_watched() {
         let own = OwnSockets {
-            inodes: [9].into_iter().collect(),
-            endpoints: HashSet::new(),
+            inodes: vec![9],
+            endpoints: Vec::new(),
         };
         let listeners = [
             listener(AF_INET, 8080, 1),
@@ -359,15 +361,15 @@ mod tests {
         let all = watched_listeners(&listeners, &own, &TrafficPorts::AllListening);
         assert_eq!(
             all,
-            vec![(AF_INET, 8080), (AF_INET6, 8080), (AF_INET6, 8443)]
+            vec![(8080, AF_INET), (8080, AF_INET6), (8443, AF_INET6)]
         );
         let only = watched_listeners(&listeners, &own, &TrafficPorts::Only(vec![8443, 7000]));
-        assert_eq!(only, vec![(AF_INET6, 8443)]);
+        assert_eq!(only, vec![(8443, AF_INET6)]);
     }
 
     #[test]
     fn drainit_own_clients_are_left_out_for_their_whole_life() {
-        let own: HashSet<SocketAddr> = [addr(45000)].into_iter().collect();
+        let own = [addr(45000)];
         let app_side_of_probe = connection(8080, 45000, 8, 40);
         let (sample, known) = two_dumps(&[], std::slice::from_ref(&app_side_of_probe), &own);
         assert_eq!(
@@ -384,7 +386,7 @@ mod tests {
         later.counters = None;
         later.state = 6;
         let t2 = Instant::now() + Duration::from_millis(200);
-        let (sample, _) = account(vec![8080], &[later], &HashSet::new(), &known, Some(t2), t2);
+        let (sample, _) = account(vec![8080], &[later], &[], &known, Some(t2), t2);
         assert_eq!((sample.new_connections, sample.arrivals), (0, 0));
     }
 
@@ -393,7 +395,7 @@ mod tests {
         let mut short = connection(8080, 40000, 5, 0);
         short.counters = None;
         short.state = 6; // TIME_WAIT
-        let (sample, _) = two_dumps(&[], &[short], &HashSet::new());
+        let (sample, _) = two_dumps(&[], &[short], &[]);
         assert_eq!((sample.new_connections, sample.arrivals), (1, 1));
         assert_eq!(sample.open_connections, 0);
         assert_eq!(sample.last_new_connection, Some(sample.at));
@@ -405,7 +407,7 @@ mod tests {
         let open = connection(8080, 40000, 5, 100);
         let mut closed = connection(8080, 40000, 5, 101);
         closed.state = 8; // CLOSE_WAIT: the client's FIN is in
-        let (sample, _) = two_dumps(&[open], &[closed], &HashSet::new());
+        let (sample, _) = two_dumps(&[open], &[closed], &[]);
         assert_eq!((sample.inbound_bytes, sample.arrivals), (0, 0));
         assert_eq!(sample.open_connections, 0);
     }
@@ -413,7 +415,7 @@ mod tests {
     #[test]
     fn a_connection_gone_while_its_client_could_send_is_a_possible_unseen_arrival() {
         let open = connection(8080, 40000, 5, 100);
-        let (sample, _) = two_dumps(std::slice::from_ref(&open), &[], &HashSet::new());
+        let (sample, _) = two_dumps(std::slice::from_ref(&open), &[], &[]);
         assert_eq!(sample.closed_unseen, 1);
         assert_eq!(sample.last_close_unseen, Some(sample.at));
         assert_eq!(sample.last_arrival(), Some(sample.at));
@@ -425,7 +427,7 @@ mod tests {
         // Seen after the client's FIN (no byte can follow), then gone: nothing unseen.
         let mut closing = open;
         closing.state = 8; // CLOSE_WAIT
-        let (sample, _) = two_dumps(&[closing], &[], &HashSet::new());
+        let (sample, _) = two_dumps(&[closing], &[], &[]);
         assert_eq!((sample.closed_unseen, sample.last_close_unseen), (0, None));
     }
 
@@ -435,7 +437,7 @@ mod tests {
         if let Some(c) = stale.counters.as_mut() {
             c.since_last_receive = Duration::from_secs(5);
         }
-        let (sample, _) = two_dumps(&[], &[stale], &HashSet::new());
+        let (sample, _) = two_dumps(&[], &[stale], &[]);
         let previous = sample.at - Duration::from_millis(100);
         assert_eq!(sample.last_inbound, Some(previous));
     }
