@@ -24,6 +24,17 @@ use pid1_support::{arg, fixture};
 /// Generous bound for anything that should happen "soon" on a loaded machine.
 const SOON: Duration = Duration::from_secs(30);
 
+/// Held by the tests that start a `Sampler`: one of them checks that its
+/// thread (named `drainit-traffic`) is gone, which another test's
+/// sampler running at the same time would hide.
+static ONE_SAMPLER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_sampler_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_SAMPLER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// What a run of samples added up to.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Totals {
@@ -279,6 +290,7 @@ fn the_seccomp_denial_is_inherited_across_exec() {
 
 #[test]
 fn the_sampler_thread_speeds_up_on_demand() {
+    let _alone = one_sampler_at_a_time();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let observer = observer_for(
         listener.local_addr().expect("address").port(),
@@ -335,6 +347,7 @@ async fn next_sample(sampler: &mut Sampler) -> Sample {
 /// ends on quiet (not at the ceiling) once they are gone.
 #[test]
 fn a_drain_ends_on_quiet_once_real_clients_stop() {
+    let _alone = one_sampler_at_a_time();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let target = listener.local_addr().expect("address");
     let observer = observer_for(target.port(), OwnClients::default());
