@@ -108,6 +108,10 @@ impl FromStr for PropagationDelay {
         if trimmed.eq_ignore_ascii_case("auto") {
             return Ok(PropagationDelay::Auto);
         }
+        // As the other duration flags: a bare 0 is no delay.
+        if trimmed == "0" {
+            return Ok(PropagationDelay::Fixed(Duration::ZERO));
+        }
         humantime::parse_duration(trimmed)
             .map(PropagationDelay::Fixed)
             .map_err(|_| PropagationDelayError {
@@ -408,6 +412,7 @@ mod tests {
                 Some(PropagationDelay::Fixed(Duration::from_millis(500))),
             ),
             ("0s", Some(PropagationDelay::Fixed(Duration::ZERO))),
+            ("0", Some(PropagationDelay::Fixed(Duration::ZERO))),
             ("5", None),
             ("automatic", None),
             ("", None),

@@ -242,8 +242,8 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// The latest arrival (new connection or inbound byte) in this
-    /// sample's interval, if there was one.
+    /// The latest arrival (new connection, inbound byte, or connection
+    /// closed unseen) in this sample's interval, if there was one.
     pub fn last_arrival(&self) -> Option<Instant> {
         self.last_new_connection
             .max(self.last_inbound)
