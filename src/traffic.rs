@@ -306,11 +306,11 @@ impl Observer {
         let mut supported = Vec::with_capacity(2);
         let mut unsupported = None;
         for family in self.families.clone() {
-            match self.diag.dump(family, StateFlags::LISTEN, 0) {
-                Ok(found) => {
-                    listeners.extend(found);
-                    supported.push(family);
-                }
+            match self
+                .diag
+                .dump(family, StateFlags::LISTEN, 0, &mut listeners)
+            {
+                Ok(()) => supported.push(family),
                 // IPv6 disabled on the node (ipv6.disable=1): no inet6
                 // diag handler. Go on with IPv4, and never ask again.
                 Err(error @ TrafficError::Unsupported(_)) => unsupported = Some(error),
@@ -335,7 +335,8 @@ impl Observer {
                 [port] => *port,
                 _ => 0,
             };
-            connections.extend(self.diag.dump(family, connection_states(), only_port)?);
+            self.diag
+                .dump(family, connection_states(), only_port, &mut connections)?;
         }
         let dump_duration = started.elapsed();
         let at = Instant::now();

@@ -119,11 +119,11 @@ pub(super) fn watched_listeners(
     let drainit_ports: Vec<u16> = listeners
         .iter()
         .filter(|s| is_own(s))
-        .map(|s| s.local.port())
+        .map(|s| s.local_port)
         .collect();
     let mut watched = Vec::new();
     for listener in listeners.iter().filter(|s| s.state == TCP_LISTEN) {
-        let port = listener.local.port();
+        let port = listener.local_port;
         let wanted = match ports {
             TrafficPorts::AllListening => !drainit_ports.contains(&port),
             TrafficPorts::Only(list) => list.contains(&port),
@@ -169,7 +169,7 @@ pub(super) fn account(
     };
     let mut remembered = HashMap::with_capacity(known.len());
     for socket in connections {
-        if socket.state == TCP_LISTEN || sample.ports.binary_search(&socket.local.port()).is_err() {
+        if socket.state == TCP_LISTEN || sample.ports.binary_search(&socket.local_port).is_err() {
             continue;
         }
         let before = known.get(&socket.cookie);
@@ -247,7 +247,7 @@ mod tests {
         SocketRecord {
             family: AF_INET,
             state: TCP_ESTABLISHED,
-            local: addr(local),
+            local_port: local,
             remote: addr(remote),
             inode: 1000 + cookie as u32,
             cookie,
@@ -264,7 +264,7 @@ mod tests {
         SocketRecord {
             family,
             state: TCP_LISTEN,
-            local: addr(port),
+            local_port: port,
             remote: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             inode,
             cookie: u64::from(inode),

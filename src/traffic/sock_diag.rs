@@ -62,14 +62,15 @@ impl SockDiag {
     }
 
     /// One `SOCK_DIAG_BY_FAMILY` dump of the TCP sockets of `family` in
-    /// `states`; `port` other than 0 asks the kernel for that local port
-    /// only.
+    /// `states`, appended to `into`; `port` other than 0 asks the kernel
+    /// for that local port only.
     pub(super) fn dump(
         &mut self,
         family: u8,
         states: StateFlags,
         port: u16,
-    ) -> Result<Vec<SocketRecord>, TrafficError> {
+        into: &mut Vec<SocketRecord>,
+    ) -> Result<(), TrafficError> {
         self.sequence = self.sequence.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | NLM_F_DUMP;
@@ -98,7 +99,6 @@ impl SockDiag {
             .send(&bytes, 0)
             .map_err(|e| TrafficError::classify(e, TrafficError::Send))?;
 
-        let mut sockets = Vec::new();
         loop {
             self.buffer.clear();
             // MSG_TRUNC: the datagram's real length, to notice truncation.
@@ -111,8 +111,8 @@ impl SockDiag {
                     "a {length}-byte datagram does not fit the {RECEIVE_BUFFER}-byte buffer"
                 )));
             };
-            if decode_datagram(datagram, self.sequence, &mut sockets)? {
-                return Ok(sockets);
+            if decode_datagram(datagram, self.sequence, into)? {
+                return Ok(());
             }
         }
     }
@@ -163,7 +163,7 @@ fn decode_datagram(
 pub(super) struct SocketRecord {
     pub(super) family: u8,
     pub(super) state: u8,
-    pub(super) local: SocketAddr,
+    pub(super) local_port: u16,
     pub(super) remote: SocketAddr,
     pub(super) inode: u32,
     pub(super) cookie: u64,
@@ -181,7 +181,7 @@ impl SocketRecord {
         Some(SocketRecord {
             family: response.header.family,
             state: response.header.state,
-            local: canonical(SocketAddr::new(id.source_address, id.source_port)),
+            local_port: id.source_port,
             remote: canonical(SocketAddr::new(id.destination_address, id.destination_port)),
             inode: response.header.inode,
             cookie: u64::from_ne_bytes(id.cookie),
