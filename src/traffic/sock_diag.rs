@@ -246,6 +246,96 @@ pub(super) fn canonical(addr: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netlink_packet_core::{DoneMessage, ErrorMessage};
+    use std::num::NonZeroI32;
+
+    /// One serialized netlink message with `payload`, numbered `sequence`.
+    fn datagram(sequence: u32, payload: NetlinkPayload<SockDiagMessage>) -> Vec<u8> {
+        let mut header = NetlinkHeader::default();
+        header.sequence_number = sequence;
+        let mut message = NetlinkMessage::new(header, payload);
+        message.finalize();
+        let mut bytes = vec![0; message.buffer_len()];
+        message.serialize(&mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn a_dumped_socket_is_decoded_with_its_counters_and_plain_ipv4_addresses() {
+        use netlink_packet_sock_diag::constants::AF_INET6;
+        use netlink_packet_sock_diag::inet::InetResponseHeader;
+        let mut tcp_info = vec![0u8; 232];
+        tcp_info[128..136].copy_from_slice(&4321u64.to_ne_bytes());
+        let mut response = InetResponse {
+            header: InetResponseHeader {
+                family: AF_INET6,
+                state: TCP_ESTABLISHED,
+                timer: None,
+                socket_id: SocketId {
+                    source_port: 8080,
+                    destination_port: 40000,
+                    source_address: "::ffff:127.0.0.1".parse().expect("address"),
+                    destination_address: "::ffff:127.0.0.2".parse().expect("address"),
+                    interface_id: 0,
+                    cookie: 42u64.to_ne_bytes(),
+                },
+                recv_queue: 0,
+                send_queue: 0,
+                uid: 65534,
+                inode: 99,
+            },
+            nlas: Default::default(),
+        };
+        response.nlas.push(Nla::TcpInfo(tcp_info));
+        let bytes = datagram(
+            3,
+            NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(Box::new(response))),
+        );
+        let mut sockets = Vec::new();
+        assert!(matches!(
+            decode_datagram(&bytes, 3, &mut sockets),
+            Ok(false)
+        ));
+        let [socket] = sockets.as_slice() else {
+            panic!("one socket expected: {sockets:?}");
+        };
+        assert_eq!(
+            (socket.family, socket.state, socket.local_port),
+            (AF_INET6, TCP_ESTABLISHED, 8080)
+        );
+        assert_eq!(socket.remote, "127.0.0.2:40000".parse().expect("address"));
+        assert_eq!((socket.inode, socket.cookie), (99, 42));
+        assert_eq!(socket.counters.map(|c| c.bytes_received), Some(4321));
+    }
+
+    #[test]
+    fn the_kernels_answers_are_decoded_into_an_end_or_a_typed_error() {
+        let mut sockets = Vec::new();
+        let done = datagram(7, NetlinkPayload::Done(DoneMessage::default()));
+        assert!(matches!(decode_datagram(&done, 7, &mut sockets), Ok(true)));
+        // An answer to another request is skipped, not taken for the end.
+        assert!(matches!(decode_datagram(&done, 8, &mut sockets), Ok(false)));
+        let refusal = |errno: i32| {
+            let mut error = ErrorMessage::default();
+            error.code = NonZeroI32::new(-errno);
+            datagram(7, NetlinkPayload::Error(error))
+        };
+        let denied = decode_datagram(&refusal(libc::EPERM), 7, &mut sockets);
+        assert!(matches!(denied, Err(TrafficError::Denied(_))), "{denied:?}");
+        let missing = decode_datagram(&refusal(libc::ENOENT), 7, &mut sockets);
+        assert!(
+            matches!(missing, Err(TrafficError::Unsupported(_))),
+            "{missing:?}"
+        );
+        let other = decode_datagram(&refusal(libc::EBUSY), 7, &mut sockets);
+        assert!(matches!(other, Err(TrafficError::Refused(_))), "{other:?}");
+        let garbage = decode_datagram(&[1, 2, 3], 7, &mut sockets);
+        assert!(
+            matches!(garbage, Err(TrafficError::Decode(_))),
+            "{garbage:?}"
+        );
+        assert!(sockets.is_empty());
+    }
 
     #[test]
     fn tcp_info_fields_are_read_at_their_abi_offsets() {
