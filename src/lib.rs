@@ -17,6 +17,8 @@
 //! - [`leftovers`]: what the app left behind, stopped before drainit exits;
 //! - [`sidecar`]: sidecar mode, without an app of its own;
 //! - [`probe`]: `--ready-check` against the app;
+//! - [`traffic`]: the app's TCP traffic, from netlink `sock_diag`; [`evidence`]
+//!   decides from it when `--propagation-delay auto` ends;
 //! - [`admin`]: the hyper admin server; [`status`] and [`metrics`] render
 //!   its `/status` and `/metrics` answers;
 //! - [`error`](mod@error): drainit's own failures.
@@ -25,6 +27,7 @@ pub mod admin;
 pub mod child;
 pub mod cli;
 pub mod error;
+pub mod evidence;
 pub mod leftovers;
 pub mod lifecycle;
 pub mod metrics;
@@ -36,6 +39,7 @@ pub mod signal_stream;
 pub mod signals;
 pub mod status;
 pub mod supervisor;
+pub mod traffic;
 pub mod wrapper;
 
 use std::process::ExitCode;

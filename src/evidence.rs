@@ -1,0 +1,487 @@
+//! Drain on evidence: when `--propagation-delay auto` ends, and what
+//! every drain reports about the traffic it saw. Pure logic: times and
+//! observations come in as arguments, nothing here reads a clock.
+//!
+//! **Arrivals.** An observation ([`Observation`], one per socket dump)
+//! counts the arrivals since the previous one, connection by connection
+//! (`traffic::Sample::arrivals`): a connection that received Δb bytes in
+//! Δs data segments brought max(1, Δs − ⌊Δb / MSS⌋) requests (a request
+//! ends in a segment shorter than the peer's MSS, so full segments are
+//! continuations: never more than the requests when each is written in
+//! one go); a new connection that carried no data is one arrival (a bare
+//! connect). A keep-alive client shows up only this way, as segments on
+//! a connection that stays. An interval between two observations is
+//! *active* when it had at least one arrival.
+//!
+//! **The rate before the drain**, λ̂, is taken over the last
+//! [`RATE_HISTORY`] of observations while the app runs, as the smaller of
+//! two estimates of a Poisson stream's rate:
+//! - counted: arrivals ÷ time observed;
+//! - binned: with n observation intervals of mean length Δ, k of which
+//!   saw an arrival, −ln((n − k)/n) / Δ (a Poisson stream leaves an
+//!   interval empty with probability e^{−λΔ}); infinite when every
+//!   interval saw traffic. It is what catches bursty traffic, whose
+//!   quiet intervals a Poisson stream of the counted rate would not show.
+//!
+//! **The quiet window.** A stream of rate λ still routed to the pod shows
+//! a gap of W or more with probability e^{−λW}; W = ln(10⁶)/λ̂ ≈ 13.8/λ̂
+//! makes that ≤ 10⁻⁶. W is at least the mean interval between the
+//! observations λ̂ came from (gaps shorter than that are invisible to the
+//! estimate), and at least [`QUIET_WINDOW_FLOOR`]; `--quiet-window`
+//! replaces the formula. Without arrivals before the drain W is
+//! unbounded: silence proves nothing, the delay runs to the ceiling.
+//!
+//! **The end.** The delay ends at the first observation at or after the
+//! floor (`--propagation-delay-min`) that shows the ports quiet — no new
+//! connection, no inbound byte, no connection that closed before a dump
+//! could see its last bytes — for W, and at the ceiling
+//! (`--propagation-delay-max`) at the latest. Quiet is only ever proven by
+//! an observation: time that no dump has covered yet is not quiet.
+//!
+//! **Wiring.** The event loop owns a `traffic::Sampler` and a
+//! [`TrafficHistory`]. In auto mode the sampler starts with the app (its
+//! netlink socket is close-on-exec, and the app's spawn is safe with other
+//! threads) at `traffic::RUNNING_INTERVAL`, and every sample goes to
+//! [`TrafficHistory::observe`]; a fixed delay may start it when the drain
+//! begins. At the drain's start: `sampler.set_interval(DRAIN_INTERVAL)`
+//! and [`TrafficHistory::begin_drain`]; from then on every sample goes to
+//! [`Drain::observe`] and then [`Drain::decide`], and a timer at
+//! [`Decision::Wait`]'s `until` calls `decide` too. On [`Decision::End`]
+//! the stop signal goes out and [`Drain::report`] is logged. A permanent
+//! `traffic::TrafficError` (one warning) goes to `unavailable` on the
+//! history or the drain: `auto` then waits for the ceiling.
+
+mod drain;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub use self::drain::{Decision, DelayEnd, Drain, DrainReport, EndReason};
+
+/// `ln(10⁶)`: a quiet window of this many mean inter-arrival times is
+/// shown by a Poisson stream with probability 10⁻⁶.
+pub const WINDOW_IN_MEAN_GAPS: f64 = 13.815_510_557_964_274;
+
+/// The shortest quiet window: five drain samples (`traffic::DRAIN_INTERVAL`),
+/// well above the kernel's receive stamps' resolution (1–10 ms).
+pub const QUIET_WINDOW_FLOOR: Duration = Duration::from_millis(500);
+
+/// How much of the time before the drain the rate is taken over.
+pub const RATE_HISTORY: Duration = Duration::from_secs(60);
+
+/// Proposed default of `--propagation-delay-min`: no balancer has let go
+/// of the pod within the first second (endpoints controller, then
+/// kube-proxy), so silence before it is a pause, not a reroute.
+pub const DEFAULT_DELAY_MIN: Duration = Duration::from_secs(1);
+
+/// Proposed default of `--propagation-delay-max`: fits the default 30 s
+/// grace period with the 2 s kill margin and 8 s for the app to stop.
+/// Raise it (with the grace period) behind an NLB.
+pub const DEFAULT_DELAY_MAX: Duration = Duration::from_secs(20);
+
+/// `--propagation-delay`: a fixed time, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropagationDelay {
+    /// Wait exactly this long (the default, `5s`).
+    Fixed(Duration),
+    /// End when the traffic has stopped, between the floor and the ceiling.
+    Auto,
+}
+
+/// A `--propagation-delay` that is neither `auto` nor a duration.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid propagation delay '{input}': expected `auto` or a duration like 500ms, 5s, 1m30s")]
+pub struct PropagationDelayError {
+    /// What was given.
+    pub input: String,
+}
+
+impl FromStr for PropagationDelay {
+    type Err = PropagationDelayError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let trimmed = input.trim();
+        if trimmed.eq_ignore_ascii_case("auto") {
+            return Ok(PropagationDelay::Auto);
+        }
+        // As the other duration flags: a bare 0 is no delay.
+        if trimmed == "0" {
+            return Ok(PropagationDelay::Fixed(Duration::ZERO));
+        }
+        humantime::parse_duration(trimmed)
+            .map(PropagationDelay::Fixed)
+            .map_err(|_| PropagationDelayError {
+                input: input.to_string(),
+            })
+    }
+}
+
+impl fmt::Display for PropagationDelay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PropagationDelay::Fixed(d) => write!(f, "{}", humantime::format_duration(*d)),
+            PropagationDelay::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+/// The bounds of `auto` (`--propagation-delay-min`, `-max`,
+/// `--quiet-window`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoBounds {
+    /// The floor: the delay never ends before it.
+    pub min: Duration,
+    /// The ceiling: the delay always ends by it (the budget check uses it).
+    pub max: Duration,
+    /// Replaces the window computed from the rate.
+    pub quiet_window: Option<Duration>,
+}
+
+impl Default for AutoBounds {
+    fn default() -> Self {
+        AutoBounds {
+            min: DEFAULT_DELAY_MIN,
+            max: DEFAULT_DELAY_MAX,
+            quiet_window: None,
+        }
+    }
+}
+
+/// Bounds of `auto` that contradict each other.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AutoBoundsError {
+    /// The floor is above the ceiling.
+    #[error("--propagation-delay-min ({min:?}) is above --propagation-delay-max ({max:?})")]
+    FloorAboveCeiling {
+        /// The floor given.
+        min: Duration,
+        /// The ceiling given.
+        max: Duration,
+    },
+    /// A zero quiet window would end every delay at the floor.
+    #[error("--quiet-window must be longer than 0s")]
+    ZeroWindow,
+}
+
+impl AutoBounds {
+    /// Checks the bounds at startup.
+    pub fn validate(&self) -> Result<(), AutoBoundsError> {
+        if self.min > self.max {
+            return Err(AutoBoundsError::FloorAboveCeiling {
+                min: self.min,
+                max: self.max,
+            });
+        }
+        if self.quiet_window == Some(Duration::ZERO) {
+            return Err(AutoBoundsError::ZeroWindow);
+        }
+        Ok(())
+    }
+}
+
+/// What one observation of the watched ports showed since the previous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation {
+    /// When it was taken.
+    pub at: Instant,
+    /// Arrivals since the previous observation (0 in the first).
+    pub arrivals: u64,
+    /// The latest new connection in the interval.
+    pub last_new_connection: Option<Instant>,
+    /// The latest inbound byte in the interval.
+    pub last_inbound: Option<Instant>,
+    /// When a connection was found closed before its last bytes could be
+    /// seen: possible traffic, so the quiet starts after it.
+    pub last_close_unseen: Option<Instant>,
+    /// Connections open now.
+    pub open_connections: u32,
+}
+
+impl Observation {
+    fn last_arrival(&self) -> Option<Instant> {
+        self.last_new_connection
+            .max(self.last_inbound)
+            .max(self.last_close_unseen)
+    }
+}
+
+/// The arrival rate before the drain, as estimated from observations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// λ̂ in arrivals per second: the smaller of the counted and the
+    /// binned estimate.
+    pub per_second: f64,
+    /// Arrivals counted.
+    pub arrivals: u64,
+    /// Time observed.
+    pub observed: Duration,
+    /// Mean length of the observation intervals.
+    pub mean_interval: Duration,
+}
+
+/// Observations while the app runs: the rate and the last arrival the
+/// drain starts from. Owned by whoever receives the samples.
+#[derive(Debug, Clone, Default)]
+pub struct TrafficHistory {
+    /// (end, length, arrivals) of each interval in the last [`RATE_HISTORY`].
+    intervals: VecDeque<(Instant, Duration, u64)>,
+    first: Option<Instant>,
+    latest: Option<Instant>,
+    last_arrival: Option<Instant>,
+    unavailable: Option<String>,
+}
+
+impl TrafficHistory {
+    /// Takes in one observation (in order).
+    pub fn observe(&mut self, observation: &Observation) {
+        if let Some(latest) = self.latest {
+            let length = observation.at.saturating_duration_since(latest);
+            self.intervals
+                .push_back((observation.at, length, observation.arrivals));
+        }
+        self.first.get_or_insert(observation.at);
+        self.latest = Some(observation.at);
+        self.last_arrival = self.last_arrival.max(observation.last_arrival());
+        while let Some((end, _, _)) = self.intervals.front() {
+            if observation.at.saturating_duration_since(*end) <= RATE_HISTORY {
+                break;
+            }
+            self.intervals.pop_front();
+        }
+    }
+
+    /// Observing cannot work here (`why` goes into the report); `auto`
+    /// will wait for the ceiling.
+    pub fn unavailable(&mut self, why: impl Into<String>) {
+        self.unavailable = Some(why.into());
+    }
+
+    /// λ̂ over the intervals kept; `None` before two observations.
+    pub fn rate(&self) -> Option<Rate> {
+        let n = self.intervals.len() as u32;
+        let observed: Duration = self.intervals.iter().map(|(_, length, _)| *length).sum();
+        if n == 0 || observed.is_zero() {
+            return None;
+        }
+        let arrivals: u64 = self.intervals.iter().map(|(_, _, a)| a).sum();
+        let active = self.intervals.iter().filter(|(_, _, a)| *a > 0).count() as f64;
+        let mean_interval = observed / n;
+        let counted = arrivals as f64 / observed.as_secs_f64();
+        let quiet_share = (f64::from(n) - active) / f64::from(n);
+        let binned = if quiet_share > 0.0 {
+            -quiet_share.ln() / mean_interval.as_secs_f64()
+        } else {
+            f64::INFINITY
+        };
+        Some(Rate {
+            per_second: counted.min(binned),
+            arrivals,
+            observed,
+            mean_interval,
+        })
+    }
+
+    /// The drain begins at `at`: freezes the rate and starts judging.
+    pub fn begin_drain(&self, at: Instant, delay: PropagationDelay, bounds: AutoBounds) -> Drain {
+        let rate = self.rate();
+        let window = match delay {
+            PropagationDelay::Fixed(_) => None,
+            PropagationDelay::Auto => Some(quiet_window(rate, bounds.quiet_window)),
+        };
+        Drain {
+            started: at,
+            delay,
+            bounds,
+            rate,
+            window,
+            quiet_since: self.last_arrival.or(self.first),
+            observed_until: self.latest,
+            last_new_connection: None,
+            last_inbound: None,
+            open_connections: None,
+            unavailable: self.unavailable.clone(),
+            ended: None,
+        }
+    }
+}
+
+/// The quiet window and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QuietWindow {
+    /// `--quiet-window`.
+    Given(Duration),
+    /// From the rate before the drain (possibly raised to its floor).
+    FromRate {
+        /// The window.
+        window: Duration,
+        /// The rate it came from.
+        rate: Rate,
+    },
+    /// No arrival before the drain, or nothing observed: no window can be
+    /// trusted, the delay runs to the ceiling.
+    Unbounded {
+        /// What was observed, if anything.
+        rate: Option<Rate>,
+    },
+}
+
+impl QuietWindow {
+    /// The window's length; `None` when unbounded.
+    pub fn duration(&self) -> Option<Duration> {
+        match self {
+            QuietWindow::Given(window) | QuietWindow::FromRate { window, .. } => Some(*window),
+            QuietWindow::Unbounded { .. } => None,
+        }
+    }
+}
+
+/// W = max(ln(10⁶)/λ̂, mean observation interval, [`QUIET_WINDOW_FLOOR`]),
+/// or `given`.
+pub fn quiet_window(rate: Option<Rate>, given: Option<Duration>) -> QuietWindow {
+    if let Some(window) = given {
+        return QuietWindow::Given(window);
+    }
+    match rate {
+        Some(rate) if rate.per_second > 0.0 => {
+            let seconds = WINDOW_IN_MEAN_GAPS / rate.per_second;
+            // Beyond any ceiling: as good as unbounded, and a finite
+            // Duration either way.
+            let window = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
+            QuietWindow::FromRate {
+                window: window.max(rate.mean_interval).max(QUIET_WINDOW_FLOOR),
+                rate,
+            }
+        }
+        rate => QuietWindow::Unbounded { rate },
+    }
+}
+
+/// Seconds with one decimal, as the log lines say them.
+struct Seconds(Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1} s", self.0.as_secs_f64())
+    }
+}
+
+impl fmt::Display for QuietWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QuietWindow::Given(window) => write!(f, "window {} (--quiet-window)", Seconds(*window)),
+            QuietWindow::FromRate { window, rate } => write!(
+                f,
+                "window {} from {:.1} arrivals/s before the drain",
+                Seconds(*window),
+                rate.per_second
+            ),
+            QuietWindow::Unbounded { rate: Some(rate) } => write!(
+                f,
+                "no traffic in the {} before the drain: silence proves nothing",
+                Seconds(rate.observed)
+            ),
+            QuietWindow::Unbounded { rate: None } => {
+                f.write_str("no traffic observed before the drain")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn propagation_delay_parses_auto_or_a_duration() {
+        let table = [
+            ("auto", Some(PropagationDelay::Auto)),
+            ("AUTO", Some(PropagationDelay::Auto)),
+            ("5s", Some(PropagationDelay::Fixed(Duration::from_secs(5)))),
+            (
+                "1m30s",
+                Some(PropagationDelay::Fixed(Duration::from_secs(90))),
+            ),
+            (
+                "500ms",
+                Some(PropagationDelay::Fixed(Duration::from_millis(500))),
+            ),
+            ("0s", Some(PropagationDelay::Fixed(Duration::ZERO))),
+            ("0", Some(PropagationDelay::Fixed(Duration::ZERO))),
+            ("5", None),
+            ("automatic", None),
+            ("", None),
+        ];
+        for (input, expected) in table {
+            assert_eq!(
+                input.parse::<PropagationDelay>().ok(),
+                expected,
+                "{input:?}"
+            );
+        }
+        let error = "soon"
+            .parse::<PropagationDelay>()
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`auto`") && error.contains("1m30s"),
+            "{error}"
+        );
+        assert_eq!(
+            PropagationDelay::Fixed(Duration::from_secs(90)).to_string(),
+            "1m 30s"
+        );
+    }
+
+    #[test]
+    fn auto_bounds_are_checked() {
+        assert_eq!(AutoBounds::default().validate(), Ok(()));
+        let inverted = AutoBounds {
+            min: Duration::from_secs(30),
+            max: Duration::from_secs(10),
+            quiet_window: None,
+        };
+        assert!(matches!(
+            inverted.validate(),
+            Err(AutoBoundsError::FloorAboveCeiling { .. })
+        ));
+        let zero = AutoBounds {
+            quiet_window: Some(Duration::ZERO),
+            ..AutoBounds::default()
+        };
+        assert_eq!(zero.validate(), Err(AutoBoundsError::ZeroWindow));
+    }
+
+    #[test]
+    fn the_window_follows_the_formula_and_its_floors() {
+        let rate = |per_second: f64, mean_interval: Duration| Rate {
+            per_second,
+            arrivals: 0,
+            observed: RATE_HISTORY,
+            mean_interval,
+        };
+        let fast = Duration::from_millis(100);
+        let table = [
+            (rate(1.0, fast), Some(13.8)),
+            (rate(10.0, fast), Some(1.4)),
+            (rate(1000.0, fast), Some(0.5)),   // QUIET_WINDOW_FLOOR
+            (rate(1000.0, SECOND), Some(1.0)), // the observation interval
+            (rate(0.0, SECOND), None),
+        ];
+        for (rate, expected) in table {
+            let window = quiet_window(Some(rate), None).duration();
+            let rounded = window.map(|w| (w.as_secs_f64() * 10.0).round() / 10.0);
+            assert_eq!(rounded, expected, "{rate:?}");
+        }
+        assert_eq!(
+            quiet_window(None, None),
+            QuietWindow::Unbounded { rate: None }
+        );
+    }
+}

@@ -1,0 +1,643 @@
+//! One drain's evidence: whether the propagation delay may end now, and
+//! the traffic report every drain gives.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::{AutoBounds, Observation, PropagationDelay, QuietWindow, Rate, Seconds};
+
+/// What the drain machine does next about the delay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// Not yet. Ask again after the next observation, and at `until` (a
+    /// timer): the only moment the answer changes without one.
+    Wait {
+        /// The ceiling (auto) or the end of the fixed delay.
+        until: Instant,
+        /// When the delay would end if nothing more arrives (for logs and
+        /// /status); `None` while no window can be trusted.
+        earliest: Option<Instant>,
+    },
+    /// The delay is over: send the stop signal.
+    End(DelayEnd),
+}
+
+/// How the propagation delay ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DelayEnd {
+    /// When it ended, counted from the drain's start.
+    pub after: Duration,
+    /// Why.
+    pub reason: EndReason,
+}
+
+/// Why the propagation delay ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EndReason {
+    /// The fixed delay ran out.
+    Fixed,
+    /// The ports were quiet for the window.
+    Quiet {
+        /// How long they had been quiet.
+        quiet_for: Duration,
+        /// The window that was asked for.
+        window: QuietWindow,
+    },
+    /// The ceiling came first.
+    Ceiling {
+        /// The window that was asked for (`None`: observation unavailable).
+        window: Option<QuietWindow>,
+    },
+}
+
+/// One drain's evidence from its start: decides the end of the delay
+/// (auto) and measures the traffic (always).
+#[derive(Debug, Clone)]
+pub struct Drain {
+    pub(super) started: Instant,
+    pub(super) delay: PropagationDelay,
+    pub(super) bounds: AutoBounds,
+    pub(super) rate: Option<Rate>,
+    pub(super) window: Option<QuietWindow>,
+    /// The last arrival, or the first observation if there was none.
+    pub(super) quiet_since: Option<Instant>,
+    pub(super) observed_until: Option<Instant>,
+    pub(super) last_new_connection: Option<Instant>,
+    pub(super) last_inbound: Option<Instant>,
+    pub(super) open_connections: Option<u32>,
+    pub(super) unavailable: Option<String>,
+    pub(super) ended: Option<DelayEnd>,
+}
+
+impl Drain {
+    /// Takes in one observation (in order).
+    pub fn observe(&mut self, observation: &Observation) {
+        let after_start = |t: Option<Instant>| t.filter(|t| *t >= self.started);
+        self.last_new_connection = self
+            .last_new_connection
+            .max(after_start(observation.last_new_connection));
+        self.last_inbound = self.last_inbound.max(after_start(observation.last_inbound));
+        if let Some(arrival) = observation.last_arrival() {
+            self.quiet_since = self.quiet_since.max(Some(arrival));
+        }
+        self.quiet_since.get_or_insert(observation.at);
+        self.observed_until = self.observed_until.max(Some(observation.at));
+        self.open_connections = Some(observation.open_connections);
+    }
+
+    /// Observing stopped working (`why` goes into the report): `auto`
+    /// waits for the ceiling from now on.
+    pub fn unavailable(&mut self, why: impl Into<String>) {
+        self.unavailable = Some(why.into());
+    }
+
+    /// May the delay end at `now`? Once it has ended, the same end again.
+    pub fn decide(&mut self, now: Instant) -> Decision {
+        if let Some(end) = self.ended {
+            return Decision::End(end);
+        }
+        let after = now.saturating_duration_since(self.started);
+        let end = |reason| DelayEnd { after, reason };
+        let decision = match self.delay {
+            PropagationDelay::Fixed(delay) => match self.started.checked_add(delay) {
+                Some(until) if now < until => Decision::Wait {
+                    until,
+                    earliest: Some(until),
+                },
+                _ => Decision::End(end(EndReason::Fixed)),
+            },
+            PropagationDelay::Auto => self.decide_auto(now, after),
+        };
+        if let Decision::End(end) = decision {
+            self.ended = Some(end);
+        }
+        decision
+    }
+
+    fn decide_auto(&self, now: Instant, after: Duration) -> Decision {
+        let window = self.window.filter(|_| self.unavailable.is_none());
+        let ceiling = DelayEnd {
+            after,
+            reason: EndReason::Ceiling { window },
+        };
+        let Some(until) = self.started.checked_add(self.bounds.max) else {
+            return Decision::End(ceiling);
+        };
+        if now >= until {
+            return Decision::End(ceiling);
+        }
+        let floor = self.started.checked_add(self.bounds.min).unwrap_or(until);
+        let (Some(window), Some(length)) = (window, window.and_then(|w| w.duration())) else {
+            return Decision::Wait {
+                until,
+                earliest: None,
+            };
+        };
+        let (Some(since), Some(observed)) = (self.quiet_since, self.observed_until) else {
+            return Decision::Wait {
+                until,
+                earliest: None,
+            };
+        };
+        let quiet_for = observed.saturating_duration_since(since);
+        if observed >= floor && quiet_for >= length {
+            return Decision::End(DelayEnd {
+                after,
+                reason: EndReason::Quiet { quiet_for, window },
+            });
+        }
+        let earliest = since.checked_add(length).map(|t| t.max(floor).min(until));
+        Decision::Wait { until, earliest }
+    }
+
+    /// The drain's traffic report, taken when the stop signal goes out.
+    pub fn report(&self) -> DrainReport {
+        let since_start = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(self.started));
+        DrainReport {
+            observed: self.unavailable.is_none() && self.observed_until.is_some(),
+            unavailable: self.unavailable.clone(),
+            last_new_connection: since_start(self.last_new_connection),
+            last_inbound: since_start(self.last_inbound),
+            open_connections: self.open_connections,
+            rate_before: self.rate.map(|r| r.per_second),
+            ended: self.ended,
+        }
+    }
+}
+
+/// What every drain reports, fixed or auto: for the log line, /status and
+/// /metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrainReport {
+    /// Whether the traffic was observed at all.
+    pub observed: bool,
+    /// Why not, if it was not (or stopped being).
+    pub unavailable: Option<String>,
+    /// The last new connection, counted from the drain's start; `None`:
+    /// none came after the drain began.
+    pub last_new_connection: Option<Duration>,
+    /// The last inbound byte, counted from the drain's start.
+    pub last_inbound: Option<Duration>,
+    /// Connections open at the latest observation (the stop signal's).
+    pub open_connections: Option<u32>,
+    /// λ̂ before the drain, arrivals per second.
+    pub rate_before: Option<f64>,
+    /// How the delay ended, once it has.
+    pub ended: Option<DelayEnd>,
+}
+
+impl DrainReport {
+    /// When the traffic stopped, counted from the drain's start (0: it had
+    /// stopped already); `None` if it was not observed. The value for the
+    /// "traffic stopped after" histogram.
+    pub fn traffic_stopped_after(&self) -> Option<Duration> {
+        if !self.observed {
+            return None;
+        }
+        Some(
+            self.last_new_connection
+                .max(self.last_inbound)
+                .unwrap_or(Duration::ZERO),
+        )
+    }
+
+    /// The report as `/status` shows it (`serde_json::json!`, like
+    /// `status.rs`: no serde derives in the binary). Seconds as numbers,
+    /// `null` where there is nothing to say.
+    pub fn to_json(&self) -> Value {
+        let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+        let ended = self.ended.map(|end| {
+            let (reason, quiet_for, window) = match end.reason {
+                EndReason::Fixed => ("fixed", None, None),
+                EndReason::Quiet { quiet_for, window } => {
+                    ("quiet", Some(quiet_for), window.duration())
+                }
+                EndReason::Ceiling { window } => {
+                    ("ceiling", None, window.and_then(|w| w.duration()))
+                }
+            };
+            json!({
+                "after_seconds": end.after.as_secs_f64(),
+                "reason": reason,
+                "quiet_for_seconds": seconds(quiet_for),
+                "window_seconds": seconds(window),
+                "text": end.to_string(),
+            })
+        });
+        json!({
+            "observed": self.observed,
+            "unavailable": self.unavailable,
+            "last_new_connection_seconds": seconds(self.last_new_connection),
+            "last_inbound_seconds": seconds(self.last_inbound),
+            "traffic_stopped_after_seconds": seconds(self.traffic_stopped_after()),
+            "open_connections": self.open_connections,
+            "rate_before_per_second": self.rate_before,
+            "delay_end": ended,
+        })
+    }
+}
+
+impl fmt::Display for DelayEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.reason {
+            EndReason::Fixed => write!(f, "fixed delay of {}", Seconds(self.after)),
+            EndReason::Quiet { quiet_for, window } => write!(
+                f,
+                "quiet for {} after {}; {window}",
+                Seconds(*quiet_for),
+                Seconds(self.after)
+            ),
+            EndReason::Ceiling {
+                window: Some(window),
+            } => {
+                write!(f, "ceiling after {}; {window}", Seconds(self.after))
+            }
+            EndReason::Ceiling { window: None } => write!(
+                f,
+                "ceiling after {}; traffic not observable",
+                Seconds(self.after)
+            ),
+        }
+    }
+}
+
+impl fmt::Display for DrainReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.observed {
+            let why = self.unavailable.as_deref().unwrap_or("no observation");
+            return write!(f, "traffic not observed ({why})");
+        }
+        let moment =
+            |t: Option<Duration>| t.map_or("none".to_string(), |t| format!("at {}", Seconds(t)));
+        write!(
+            f,
+            "last new connection {}, last inbound byte {} into the drain; {} connections open",
+            moment(self.last_new_connection),
+            moment(self.last_inbound),
+            self.open_connections.unwrap_or(0)
+        )?;
+        if let Some(end) = &self.ended {
+            write!(f, "; delay ended: {end}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{TrafficHistory, DEFAULT_DELAY_MAX, DEFAULT_DELAY_MIN};
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+    const DRAIN_STEP: Duration = Duration::from_millis(100);
+
+    /// Arrivals at a steady `rate` per second over [from, to) seconds of
+    /// drain time (negative: before the drain).
+    #[derive(Debug, Clone, Copy)]
+    struct Traffic {
+        from: f64,
+        to: f64,
+        rate: f64,
+    }
+
+    fn traffic(from: f64, to: f64, rate: f64) -> Traffic {
+        Traffic { from, to, rate }
+    }
+
+    /// The arrival times (seconds of drain time) of `segments`.
+    fn arrivals(segments: &[Traffic]) -> Vec<f64> {
+        let mut times = Vec::new();
+        for s in segments {
+            let mut k = 0.0;
+            while s.from + k / s.rate < s.to {
+                times.push(s.from + k / s.rate);
+                k += 1.0;
+            }
+        }
+        times
+    }
+
+    /// Runs a drain on the paused clock: 60 s of observations every
+    /// second before it, then every 100 ms from its start; returns the
+    /// end and the report.
+    async fn run(
+        segments: &[Traffic],
+        delay: PropagationDelay,
+        bounds: AutoBounds,
+    ) -> (DelayEnd, DrainReport) {
+        let times = arrivals(segments);
+        let origin = Instant::now() + Duration::from_secs(60);
+        let at = |seconds: f64| {
+            if seconds >= 0.0 {
+                origin + Duration::from_secs_f64(seconds)
+            } else {
+                origin - Duration::from_secs_f64(-seconds)
+            }
+        };
+        let mut previous = -60.0;
+        let observe = |previous: f64, now: f64| {
+            let inside: Vec<f64> = times
+                .iter()
+                .copied()
+                .filter(|t| *t > previous && *t <= now)
+                .collect();
+            let last = inside.iter().copied().reduce(f64::max).map(at);
+            Observation {
+                at: at(now),
+                arrivals: inside.len() as u64,
+                last_new_connection: None,
+                last_inbound: last,
+                last_close_unseen: None,
+                open_connections: 3,
+            }
+        };
+        let mut history = TrafficHistory::default();
+        history.observe(&observe(-61.0, -60.0));
+        for step in -59..=0 {
+            tokio::time::advance(SECOND).await;
+            let now = f64::from(step);
+            history.observe(&observe(previous, now));
+            previous = now;
+        }
+        assert_eq!(Instant::now(), origin);
+        let mut drain = history.begin_drain(Instant::now(), delay, bounds);
+        loop {
+            if let Decision::End(end) = drain.decide(Instant::now()) {
+                return (end, drain.report());
+            }
+            tokio::time::advance(DRAIN_STEP).await;
+            let now = Instant::now().duration_since(origin).as_secs_f64();
+            drain.observe(&observe(previous, now));
+            previous = now;
+            assert!(now < 120.0, "the drain never ended");
+        }
+    }
+
+    fn seconds(end: &DelayEnd) -> f64 {
+        (end.after.as_secs_f64() * 10.0).round() / 10.0
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auto_ends_when_the_traffic_has_really_stopped() {
+        let auto = PropagationDelay::Auto;
+        let bounds = AutoBounds::default(); // 1 s floor, 20 s ceiling
+                                            // (what, traffic, expected end in seconds, ends quiet?)
+        let table: &[(&str, Vec<Traffic>, f64, bool)] = &[
+            (
+                "200/s that stops 3 s into the drain: window 1 s (the observation interval)",
+                vec![traffic(-60.0, 3.0, 200.0)],
+                4.0,
+                true,
+            ),
+            (
+                "200/s that never stops: the ceiling",
+                vec![traffic(-60.0, 100.0, 200.0)],
+                20.0,
+                false,
+            ),
+            (
+                "5/s that stops at 2 s: window 13.8/5 = 2.8 s",
+                vec![traffic(-60.0, 2.0, 5.0)],
+                4.6,
+                true,
+            ),
+            (
+                "sparse, 0.5/s: window 27.6 s beyond the ceiling",
+                vec![traffic(-60.0, 5.0, 0.5)],
+                20.0,
+                false,
+            ),
+            (
+                "no traffic at all: silence proves nothing",
+                vec![],
+                20.0,
+                false,
+            ),
+            (
+                "200/s, a 0.9 s gap at 1 s, a burst at 1.9 s, then silence",
+                vec![traffic(-60.0, 1.0, 200.0), traffic(1.9, 2.0, 200.0)],
+                3.0,
+                true,
+            ),
+            (
+                "traffic gone 10 s before the drain: ends at the floor",
+                vec![traffic(-60.0, -10.0, 200.0)],
+                1.0,
+                true,
+            ),
+            (
+                "bursts of 100 in 1 s every 5 s: the binned rate (0.22/s) wins, the ceiling",
+                (0..12)
+                    .map(|k| {
+                        traffic(
+                            -60.0 + 5.0 * f64::from(k),
+                            -59.0 + 5.0 * f64::from(k),
+                            100.0,
+                        )
+                    })
+                    .collect(),
+                20.0,
+                false,
+            ),
+        ];
+        for (what, segments, expected, quiet) in table {
+            let (end, report) = run(segments, auto, bounds).await;
+            assert_eq!(seconds(&end), *expected, "{what}: {end}");
+            assert_eq!(
+                matches!(end.reason, EndReason::Quiet { .. }),
+                *quiet,
+                "{what}: {end}"
+            );
+            assert_eq!(report.ended, Some(end), "{what}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_quiet_window_can_be_given() {
+        let bounds = AutoBounds {
+            quiet_window: Some(Duration::from_secs(3)),
+            ..AutoBounds::default()
+        };
+        let (end, _) = run(
+            &[traffic(-60.0, 2.0, 200.0)],
+            PropagationDelay::Auto,
+            bounds,
+        )
+        .await;
+        assert_eq!(seconds(&end), 5.0, "{end}");
+        assert_eq!(
+            end.to_string(),
+            "quiet for 3.0 s after 5.0 s; window 3.0 s (--quiet-window)"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fixed_delay_is_measured_but_not_shortened() {
+        let fixed = PropagationDelay::Fixed(Duration::from_secs(8));
+        let (end, report) = run(&[traffic(-60.0, 2.5, 200.0)], fixed, AutoBounds::default()).await;
+        assert_eq!((seconds(&end), end.reason), (8.0, EndReason::Fixed));
+        let stopped = report.traffic_stopped_after().expect("observed");
+        assert!((stopped.as_secs_f64() - 2.5).abs() < 0.01, "{stopped:?}");
+        assert_eq!(report.open_connections, Some(3));
+        assert!(
+            report.to_string().contains("last inbound byte at 2.5 s"),
+            "{report}"
+        );
+        let json = report.to_json();
+        assert_eq!(json["delay_end"]["reason"], "fixed", "{json}");
+        assert_eq!(json["open_connections"], 3, "{json}");
+        assert_eq!(
+            json["last_new_connection_seconds"],
+            serde_json::Value::Null,
+            "{json}"
+        );
+        let stopped = json["traffic_stopped_after_seconds"]
+            .as_f64()
+            .unwrap_or(-1.0);
+        assert!((stopped - 2.5).abs() < 0.01, "{json}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_reason_names_the_window_and_the_rate() {
+        let (end, report) = run(
+            &[traffic(-60.0, 3.0, 200.0)],
+            PropagationDelay::Auto,
+            AutoBounds::default(),
+        )
+        .await;
+        assert_eq!(
+            end.to_string(),
+            "quiet for 1.0 s after 4.0 s; window 1.0 s from 200.0 arrivals/s before the drain"
+        );
+        assert!(
+            report.rate_before.is_some_and(|r| (r - 200.0).abs() < 1.0),
+            "{report:?}"
+        );
+        let (end, _) = run(&[], PropagationDelay::Auto, AutoBounds::default()).await;
+        assert_eq!(
+            end.to_string(),
+            "ceiling after 20.0 s; no traffic in the 60.0 s before the drain: silence proves nothing"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unobservable_traffic_waits_for_the_ceiling_and_says_why() {
+        let mut history = TrafficHistory::default();
+        history.unavailable("sock_diag is denied here");
+        let start = Instant::now();
+        let mut drain = history.begin_drain(start, PropagationDelay::Auto, AutoBounds::default());
+        let until = start + DEFAULT_DELAY_MAX;
+        assert_eq!(
+            drain.decide(start),
+            Decision::Wait {
+                until,
+                earliest: None
+            }
+        );
+        tokio::time::advance(DEFAULT_DELAY_MAX).await;
+        let Decision::End(end) = drain.decide(Instant::now()) else {
+            panic!("the ceiling must end it");
+        };
+        assert_eq!(
+            end.to_string(),
+            "ceiling after 20.0 s; traffic not observable"
+        );
+        let report = drain.report();
+        assert_eq!(report.traffic_stopped_after(), None);
+        assert!(
+            report.to_string().contains("sock_diag is denied"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn quiet_is_proven_only_by_an_observation() {
+        let start = Instant::now();
+        let mut history = TrafficHistory::default();
+        for k in 0..=60u64 {
+            history.observe(&Observation {
+                at: start + Duration::from_secs(k),
+                arrivals: 200,
+                last_new_connection: None,
+                last_inbound: Some(start + Duration::from_secs(k)),
+                last_close_unseen: None,
+                open_connections: 1,
+            });
+        }
+        let drain_start = start + Duration::from_secs(60);
+        let mut drain =
+            history.begin_drain(drain_start, PropagationDelay::Auto, AutoBounds::default());
+        // No observation since the drain began: 5 s later, still waiting.
+        let later = drain_start + Duration::from_secs(5);
+        assert_eq!(
+            drain.decide(later),
+            Decision::Wait {
+                until: drain_start + DEFAULT_DELAY_MAX,
+                earliest: Some(drain_start + DEFAULT_DELAY_MIN),
+            }
+        );
+        drain.observe(&Observation {
+            at: later,
+            arrivals: 0,
+            last_new_connection: None,
+            last_inbound: None,
+            last_close_unseen: None,
+            open_connections: 1,
+        });
+        assert!(matches!(
+            drain.decide(later),
+            Decision::End(DelayEnd {
+                reason: EndReason::Quiet { .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_connection_closed_unseen_restarts_the_quiet() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut history = TrafficHistory::default();
+        for k in 0..=60u32 {
+            history.observe(&Observation {
+                at: start + second * k,
+                arrivals: 200,
+                last_new_connection: None,
+                last_inbound: Some(start + second * k),
+                last_close_unseen: None,
+                open_connections: 1,
+            });
+        }
+        let drain_start = start + second * 60;
+        let mut drain =
+            history.begin_drain(drain_start, PropagationDelay::Auto, AutoBounds::default());
+        let observation = |at: Instant, close: Option<Instant>| Observation {
+            at,
+            arrivals: 0,
+            last_new_connection: None,
+            last_inbound: None,
+            last_close_unseen: close,
+            open_connections: 0,
+        };
+        // 1.5 s in: a connection closed unseen; the 1 s window restarts.
+        let closed = drain_start + Duration::from_millis(1500);
+        drain.observe(&observation(closed, Some(closed)));
+        let almost = closed + Duration::from_millis(900);
+        drain.observe(&observation(almost, None));
+        assert!(
+            matches!(drain.decide(almost), Decision::Wait { earliest: Some(t), .. } if t == closed + second)
+        );
+        let after = closed + second;
+        drain.observe(&observation(after, None));
+        assert!(matches!(
+            drain.decide(after),
+            Decision::End(DelayEnd {
+                reason: EndReason::Quiet { .. },
+                ..
+            })
+        ));
+    }
+}
