@@ -12,8 +12,10 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
+use crate::evidence::{AutoBounds, PropagationDelay};
 use crate::probe::{ParseReadyCheckError, ReadyCheck};
 use crate::signals::{self, Rewrite, Sig};
+use crate::traffic::TrafficPorts;
 
 /// drainit: a container init (PID 1) that drains traffic before it stops the app.
 ///
@@ -103,9 +105,25 @@ pub enum AdminListen {
 /// Every setting, shared by both modes.
 #[derive(Debug, Args, Clone)]
 pub struct Settings {
-    /// How long the app keeps serving after a drain starts, while load balancers catch up (at most 24h).
-    #[arg(long, env = "DRAINIT_PROPAGATION_DELAY", default_value = "5s", value_parser = parse_duration, value_name = "DURATION", global = true)]
-    pub propagation_delay: Duration,
+    /// How long the app keeps serving after a drain starts, while load balancers catch up (at most 24h), or `auto`: until the app's ports are quiet.
+    #[arg(long, env = "DRAINIT_PROPAGATION_DELAY", default_value = "5s", value_parser = parse_propagation_delay, value_name = "DURATION|auto", global = true)]
+    pub propagation_delay: PropagationDelay,
+
+    /// With --propagation-delay auto: the delay never ends before this.
+    #[arg(long, env = "DRAINIT_PROPAGATION_DELAY_MIN", default_value = "1s", value_parser = parse_duration, value_name = "DURATION", global = true)]
+    pub propagation_delay_min: Duration,
+
+    /// With --propagation-delay auto: the delay ends by this at the latest (the budget check uses it).
+    #[arg(long, env = "DRAINIT_PROPAGATION_DELAY_MAX", default_value = "20s", value_parser = parse_duration, value_name = "DURATION", global = true)]
+    pub propagation_delay_max: Duration,
+
+    /// With --propagation-delay auto: how long the ports must be quiet, instead of the window computed from the traffic before the drain.
+    #[arg(long, env = "DRAINIT_QUIET_WINDOW", value_parser = parse_positive_duration, value_name = "DURATION", global = true)]
+    pub quiet_window: Option<Duration>,
+
+    /// The app's TCP ports whose traffic drainit watches in a drain: `all` listening ports but its own, or a list such as 8080,8443.
+    #[arg(long, env = "DRAINIT_TRAFFIC_PORTS", default_value = "all", value_parser = parse_traffic_ports, value_name = "all|PORT[,PORT]", global = true)]
+    pub traffic_ports: TrafficPorts,
 
     /// How long into the drain /ready still answers 200 before it turns 503 (shorter than --propagation-delay).
     #[arg(long, env = "DRAINIT_UNREADY_DELAY", default_value = "0s", value_parser = parse_duration, value_name = "DURATION", global = true)]
@@ -258,6 +276,21 @@ fn parse_duration(input: &str) -> Result<Duration, String> {
         return Err(format!("must be at most 24h: expected {DURATION_FORM}"));
     }
     Ok(duration)
+}
+
+fn parse_propagation_delay(input: &str) -> Result<PropagationDelay, String> {
+    if input.trim().eq_ignore_ascii_case("auto") {
+        return Ok(PropagationDelay::Auto);
+    }
+    parse_duration(input)
+        .map(PropagationDelay::Fixed)
+        .map_err(|e| format!("{e}, or `auto`"))
+}
+
+fn parse_traffic_ports(input: &str) -> Result<TrafficPorts, String> {
+    input
+        .parse()
+        .map_err(|e: crate::traffic::TrafficPortsError| e.to_string())
 }
 
 fn parse_positive_duration(input: &str) -> Result<Duration, String> {
@@ -417,6 +450,14 @@ pub enum SettingsError {
         /// `--propagation-delay`, formatted.
         propagation: String,
     },
+    /// The floor of `auto` above its ceiling.
+    #[error("--propagation-delay-min {min} is above --propagation-delay-max {max}")]
+    FloorAboveCeiling {
+        /// `--propagation-delay-min`, formatted.
+        min: String,
+        /// `--propagation-delay-max`, formatted.
+        max: String,
+    },
     /// The same exit code is remapped to two different codes.
     #[error(
         "--remap-exit maps {from} twice (to {first} and to {second}): keep one rule per exit code"
@@ -437,11 +478,25 @@ impl Settings {
         // Refused rather than clamped: the user asked for /ready to stay up
         // for a time that never comes, and a pod that fails to start shows
         // the mistake at deploy time, while a clamp warning is easily missed.
-        if !self.unready_delay.is_zero() && self.unready_delay >= self.propagation_delay {
-            let format = |d: Duration| humantime::format_duration(d).to_string();
+        let format = |d: Duration| humantime::format_duration(d).to_string();
+        if !self.unready_delay.is_zero() && self.unready_delay >= self.shortest_delay() {
             return Err(SettingsError::UnreadyDelayTooLong {
                 unready: format(self.unready_delay),
-                propagation: format(self.propagation_delay),
+                propagation: match self.propagation_delay {
+                    PropagationDelay::Fixed(delay) => format(delay),
+                    PropagationDelay::Auto => {
+                        format!(
+                            "auto (--propagation-delay-min {})",
+                            format(self.propagation_delay_min)
+                        )
+                    }
+                },
+            });
+        }
+        if self.propagation_delay_min > self.propagation_delay_max {
+            return Err(SettingsError::FloorAboveCeiling {
+                min: format(self.propagation_delay_min),
+                max: format(self.propagation_delay_max),
             });
         }
         for (i, rule) in self.remap_exit.iter().enumerate() {
@@ -457,6 +512,33 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// The bounds of `--propagation-delay auto`.
+    pub fn auto_bounds(&self) -> AutoBounds {
+        AutoBounds {
+            min: self.propagation_delay_min,
+            max: self.propagation_delay_max,
+            quiet_window: self.quiet_window,
+        }
+    }
+
+    /// The longest the app may keep serving after a drain starts: the
+    /// fixed delay, or the ceiling of `auto`. The budget is checked with it.
+    pub fn longest_delay(&self) -> Duration {
+        match self.propagation_delay {
+            PropagationDelay::Fixed(delay) => delay,
+            PropagationDelay::Auto => self.propagation_delay_max,
+        }
+    }
+
+    /// The soonest the stop signal can go out: the fixed delay, or the
+    /// floor of `auto`.
+    pub fn shortest_delay(&self) -> Duration {
+        match self.propagation_delay {
+            PropagationDelay::Fixed(delay) => delay,
+            PropagationDelay::Auto => self.propagation_delay_min,
+        }
     }
 
     /// drainit's exit code after `--remap-exit`: the first rule for `code`
@@ -544,7 +626,10 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(cli.command, ["sh", "-c", "exit 3", "--version"]);
-        assert_eq!(cli.settings.propagation_delay, Duration::ZERO);
+        assert_eq!(
+            cli.settings.propagation_delay,
+            PropagationDelay::Fixed(Duration::ZERO)
+        );
         assert!(cli.mode.is_none());
     }
 
@@ -587,7 +672,13 @@ mod tests {
     #[test]
     fn defaults() {
         let s = parse(&["true"]).expect("parses").settings;
-        assert_eq!(s.propagation_delay, Duration::from_secs(5));
+        assert_eq!(
+            s.propagation_delay,
+            PropagationDelay::Fixed(Duration::from_secs(5))
+        );
+        assert_eq!(s.propagation_delay_min, Duration::from_secs(1));
+        assert_eq!(s.propagation_delay_max, Duration::from_secs(20));
+        assert_eq!(s.traffic_ports, TrafficPorts::AllListening);
         assert_eq!(s.grace_period, Duration::from_secs(30));
         assert_eq!(s.kill_margin, Duration::from_secs(2));
         assert_eq!(s.stop_signal, Sig::TERM);

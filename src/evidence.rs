@@ -260,15 +260,19 @@ impl TrafficHistory {
         self.unavailable = Some(why.into());
     }
 
-    /// λ̂ over the intervals kept; `None` before two observations.
+    /// λ̂ over the intervals kept from the first one with an arrival on:
+    /// the quiet before a new pod got its first request (the balancer's
+    /// health checks still rising) says nothing about the stream it got
+    /// later. `None` before two observations.
     pub fn rate(&self) -> Option<Rate> {
-        let n = self.intervals.len() as u32;
-        let observed: Duration = self.intervals.iter().map(|(_, length, _)| *length).sum();
+        let intervals = || self.intervals.iter().skip_while(|(_, _, a)| *a == 0);
+        let n = intervals().count() as u32;
+        let observed: Duration = intervals().map(|(_, length, _)| *length).sum();
         if n == 0 || observed.is_zero() {
-            return None;
+            return self.idle_rate();
         }
-        let arrivals: u64 = self.intervals.iter().map(|(_, _, a)| a).sum();
-        let active = self.intervals.iter().filter(|(_, _, a)| *a > 0).count() as f64;
+        let arrivals: u64 = intervals().map(|(_, _, a)| a).sum();
+        let active = intervals().filter(|(_, _, a)| *a > 0).count() as f64;
         let mean_interval = observed / n;
         let counted = arrivals as f64 / observed.as_secs_f64();
         let quiet_share = (f64::from(n) - active) / f64::from(n);
@@ -282,6 +286,19 @@ impl TrafficHistory {
             arrivals,
             observed,
             mean_interval,
+        })
+    }
+
+    /// No arrival in the history: a rate of zero over all of it (`None`
+    /// before two observations).
+    fn idle_rate(&self) -> Option<Rate> {
+        let n = self.intervals.len() as u32;
+        let observed: Duration = self.intervals.iter().map(|(_, length, _)| *length).sum();
+        (n > 0 && !observed.is_zero()).then(|| Rate {
+            per_second: 0.0,
+            arrivals: 0,
+            observed,
+            mean_interval: observed / n,
         })
     }
 

@@ -18,7 +18,8 @@
 //! - [`sidecar`]: sidecar mode, without an app of its own;
 //! - [`probe`]: `--ready-check` against the app;
 //! - [`traffic`]: the app's TCP traffic, from netlink `sock_diag`; [`evidence`]
-//!   decides from it when `--propagation-delay auto` ends;
+//!   decides from it when `--propagation-delay auto` ends; [`observation`]
+//!   feeds one to the other for the event loop;
 //! - [`admin`]: the hyper admin server; [`status`] and [`metrics`] render
 //!   its `/status` and `/metrics` answers;
 //! - [`error`](mod@error): drainit's own failures.
@@ -31,6 +32,7 @@ pub mod evidence;
 pub mod leftovers;
 pub mod lifecycle;
 pub mod metrics;
+pub mod observation;
 pub mod os;
 pub mod probe;
 pub mod reaper;

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use crate::evidence::DrainReport;
 use crate::reaper::ProcessExit;
 use crate::signals::Sig;
 
@@ -134,13 +135,19 @@ pub enum Event {
     Drain(Trigger),
     /// The app ended.
     AppExited(AppExit),
+    /// `auto`: the app's ports have been quiet long enough (the floor is
+    /// the evidence's to keep); ignored with a fixed delay.
+    DelayOver,
 }
 
 /// How the drain is timed; see the flags of the same names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeline {
-    /// `--propagation-delay`.
+    /// `--propagation-delay`; with `auto`, its ceiling (`--propagation-delay-max`).
     pub propagation_delay: Duration,
+    /// `--propagation-delay auto`: the delay may also end earlier, when
+    /// the traffic evidence says so ([`Event::DelayOver`]).
+    pub auto: bool,
     /// `--unready-delay`.
     pub unready_delay: Duration,
     /// `--grace-period`.
@@ -310,6 +317,9 @@ pub struct Status {
     pub transitions: Vec<Transition>,
     /// The app's pid (wrapper mode).
     pub child_pid: Option<i32>,
+    /// What the drain's traffic showed, once the stop signal went out
+    /// (set by the event loop, which owns the observation).
+    pub traffic: Option<DrainReport>,
 }
 
 impl Status {
@@ -426,6 +436,7 @@ impl Machine {
             app_check: self.app_check,
             transitions: self.transitions.clone(),
             child_pid: self.child_pid,
+            traffic: None,
         }
     }
 
@@ -463,6 +474,7 @@ impl Machine {
             Event::AppCheck(result) => self.on_check(result, now, &mut steps),
             Event::Drain(trigger) => self.on_trigger(trigger, now, &mut steps),
             Event::AppExited(exit) => self.finish(exit, now, &mut steps),
+            Event::DelayOver => self.on_delay_over(now, &mut steps),
         }
         steps
     }
@@ -516,6 +528,26 @@ impl Machine {
                 );
             }
         }
+    }
+
+    fn on_delay_over(&mut self, now: Instant, steps: &mut Vec<Step>) {
+        let State::Draining { drain, .. } = self.state else {
+            return;
+        };
+        if !self.timeline.auto {
+            return;
+        }
+        steps.push(Step::Stop {
+            after: now.saturating_duration_since(drain.since),
+        });
+        self.enter(
+            State::Stopping {
+                drain,
+                stop_sent: Some(now),
+                deadline_hit: false,
+            },
+            now,
+        );
     }
 
     fn on_check(&mut self, result: CheckResult, now: Instant, steps: &mut Vec<Step>) {

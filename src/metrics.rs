@@ -10,9 +10,11 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
+use crate::evidence::{DrainReport, EndReason};
 use crate::lifecycle::{Phase, Status, Trigger};
 use crate::signals::Sig;
 
@@ -32,7 +34,16 @@ pub struct Metrics {
     pub zombies_reaped: Counter,
     /// SIGKILLs at the drain deadline.
     pub forced_kills: Counter,
+    traffic_stopped_after: Histogram,
+    delay_ends: Family<Labels, Counter>,
+    open_connections_at_stop: Gauge,
 }
+
+/// Buckets of "traffic stopped after", in seconds: from well inside
+/// kube-proxy's reaction to an NLB's minutes.
+const TRAFFIC_STOPPED_BUCKETS: [f64; 12] = [
+    0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+];
 
 impl Default for Metrics {
     fn default() -> Metrics {
@@ -53,6 +64,9 @@ impl Metrics {
             signals_forwarded: Family::default(),
             zombies_reaped: Counter::default(),
             forced_kills: Counter::default(),
+            traffic_stopped_after: Histogram::new(TRAFFIC_STOPPED_BUCKETS),
+            delay_ends: Family::default(),
+            open_connections_at_stop: Gauge::default(),
             registry: Registry::with_prefix("drainit"),
         };
         // Disjoint fields: the registry is borrowed mutably, the handles not.
@@ -98,11 +112,46 @@ impl Metrics {
             metrics.zombies_reaped.clone(),
         );
         registry.register(
+            "traffic_stopped_after_seconds",
+            "When the app's traffic stopped, counted from the drain's start (observed drains only)",
+            metrics.traffic_stopped_after.clone(),
+        );
+        registry.register(
+            "propagation_delay_ends",
+            "Propagation delays ended, by why: fixed, quiet (auto) or ceiling (auto)",
+            metrics.delay_ends.clone(),
+        );
+        registry.register(
+            "open_connections_at_stop",
+            "Connections open on the app's ports when the stop signal went out (last drain)",
+            metrics.open_connections_at_stop.clone(),
+        );
+        registry.register(
             "forced_kills",
             "Drains that hit the deadline and SIGKILLed the app",
             metrics.forced_kills.clone(),
         );
         metrics
+    }
+
+    /// Records what a drain's traffic showed when the stop signal went out.
+    pub fn record_drain_report(&self, report: &DrainReport) {
+        if let Some(after) = report.traffic_stopped_after() {
+            self.traffic_stopped_after.observe(after.as_secs_f64());
+        }
+        if let Some(end) = &report.ended {
+            let reason = match end.reason {
+                EndReason::Fixed => "fixed",
+                EndReason::Quiet { .. } => "quiet",
+                EndReason::Ceiling { .. } => "ceiling",
+            };
+            self.delay_ends
+                .get_or_create(&[("reason", reason.to_string())])
+                .inc();
+        }
+        if let Some(open) = report.open_connections {
+            self.open_connections_at_stop.set(i64::from(open));
+        }
     }
 
     /// Counts a drain, labelled by its trigger.

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use crate::lifecycle::{CheckResult, Event};
+use crate::traffic::OwnClients;
 
 /// How to ask the app whether it is ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +153,9 @@ impl ReadyCheck {
 pub struct Checker {
     check: ReadyCheck,
     lookup: Option<JoinHandle<std::io::Result<Vec<SocketAddr>>>>,
+    /// Where each connection's local address is noted, so the traffic
+    /// observer never counts drainit's own checks as the app's traffic.
+    own_clients: OwnClients,
 }
 
 impl Checker {
@@ -160,6 +164,7 @@ impl Checker {
         Checker {
             check,
             lookup: None,
+            own_clients: OwnClients::default(),
         }
     }
 
@@ -197,6 +202,9 @@ impl Checker {
             Ok(stream) => stream,
             Err(_) => return CheckResult::Refused,
         };
+        if let Ok(local) = stream.local_addr() {
+            self.own_clients.note(local);
+        }
         let ReadyCheck::Http { authority, path } = &self.check else {
             return CheckResult::Ready;
         };
@@ -234,6 +242,8 @@ pub const HURRIED_INTERVAL: Duration = Duration::from_millis(100);
 pub struct ProbeControl {
     recheck: Notify,
     hurried: AtomicBool,
+    /// The checks' own connections, shared with the traffic observer.
+    pub own_clients: OwnClients,
 }
 
 impl ProbeControl {
@@ -258,6 +268,7 @@ pub async fn run(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hurried = false;
     let mut checker = Checker::new(check);
+    checker.own_clients = control.own_clients.clone();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}

@@ -16,7 +16,14 @@ pub fn settings_json(settings: &Settings, mode: &str) -> Value {
     let duration = |d: Duration| humantime::format_duration(d).to_string();
     json!({
         "mode": mode,
-        "propagation_delay": duration(settings.propagation_delay),
+        "propagation_delay": settings.propagation_delay.to_string(),
+        "propagation_delay_min": duration(settings.propagation_delay_min),
+        "propagation_delay_max": duration(settings.propagation_delay_max),
+        "quiet_window": settings.quiet_window.map(duration),
+        "traffic_ports": match &settings.traffic_ports {
+            crate::traffic::TrafficPorts::AllListening => "all".to_string(),
+            crate::traffic::TrafficPorts::Only(ports) => ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        },
         "unready_delay": duration(settings.unready_delay),
         "grace_period": duration(settings.grace_period),
         "kill_margin": duration(settings.kill_margin),
@@ -61,6 +68,7 @@ pub fn render(status: &Status, settings: &Value) -> String {
             "seconds": ago(drain.since),
             "stop_signal_sent_after_seconds": state.stop_sent().map(|t| t.saturating_duration_since(drain.since).as_secs_f64()),
             "deadline_hit": state.deadline_hit(),
+            "traffic": status.traffic.as_ref().map(|report| report.to_json()),
         })
     });
     let exit = state.exit().map(|exit| {

@@ -24,8 +24,10 @@ use tracing::{debug, error, info, warn};
 use crate::admin::{self, AdminServer, PrestopReturns};
 use crate::cli::{AdminListen, Settings};
 use crate::error::Error;
+use crate::evidence::PropagationDelay;
 use crate::lifecycle::{secs, AppExit, CheckResult, Event, Machine, Step, Timeline, Trigger};
 use crate::metrics::Metrics;
+use crate::observation::TrafficWatch;
 use crate::os::{self, Inherited};
 use crate::probe::{self, ProbeControl};
 use crate::reaper::{self, Pass, ProcessExit};
@@ -74,7 +76,8 @@ pub trait Mode {
 /// The timeline the machine follows, from the settings.
 pub fn timeline(settings: &Settings, sidecar: bool) -> Timeline {
     Timeline {
-        propagation_delay: settings.propagation_delay,
+        propagation_delay: settings.longest_delay(),
+        auto: settings.propagation_delay == PropagationDelay::Auto,
         unready_delay: settings.unready_delay,
         grace_period: settings.grace_period,
         kill_margin: settings.kill_margin,
@@ -117,6 +120,7 @@ struct Wiring {
     probe: Arc<ProbeControl>,
     machine: Machine,
     sidecar: bool,
+    traffic: TrafficWatch,
 }
 
 /// Runs drainit in `mode` until the app is gone; returns drainit's exit code.
@@ -153,15 +157,18 @@ pub async fn run<M: Mode>(
         }
         None => None,
     };
+    let probe = Arc::new(ProbeControl::default());
+    let traffic = TrafficWatch::new(&settings, probe.own_clients.clone());
     let mut wiring = Wiring {
         signals,
         metrics,
         events,
         status,
         admin,
-        probe: Arc::default(),
+        probe,
         machine,
         sidecar: timeline.sidecar,
+        traffic,
     };
 
     // From here on nothing may fail: the app is running.
@@ -174,6 +181,7 @@ pub async fn run<M: Mode>(
     };
     os::leave_start_directory();
     wiring.machine.started(pid, Instant::now());
+    wiring.traffic.app_started();
     wiring.publish();
     if let Some(check) = settings.ready_check.clone() {
         let (interval, timeout) = (settings.ready_check_interval, settings.ready_check_timeout);
@@ -229,6 +237,14 @@ impl Wiring {
                     }
                 }
                 Some(event) = self.events.recv() => self.machine.handle(event, Instant::now()),
+                sample = self.traffic.next() => {
+                    let now = Instant::now();
+                    if self.traffic.on_sample(sample, now) {
+                        self.machine.handle(Event::DelayOver, now)
+                    } else {
+                        Vec::new()
+                    }
+                }
                 () = sleep_until_or_forever(timer) => self.machine.on_timer(Instant::now()),
             };
             for step in steps {
@@ -276,6 +292,9 @@ impl Wiring {
             }
             Step::DrainStarted(trigger) => {
                 mode.drain_started();
+                if let Some(drain) = self.machine.state().drain() {
+                    self.traffic.drain_started(drain.since);
+                }
                 if self.sidecar {
                     // A native sidecar gets SIGTERM after the app is gone:
                     // find out now, and from here on within a tenth of a second.
@@ -293,6 +312,10 @@ impl Wiring {
             Step::Stop { after } => {
                 mode.stop(&self.metrics);
                 info!(after = %secs(after), "propagation delay over");
+                if let Some(report) = self.traffic.stopped(Instant::now()) {
+                    self.metrics.record_drain_report(report);
+                    info!("drain traffic: {report}");
+                }
             }
             Step::Kill { after, app_had } => {
                 mode.kill();
@@ -325,7 +348,9 @@ impl Wiring {
     }
 
     fn publish(&self) {
-        self.status.send_replace(self.machine.status());
+        let mut status = self.machine.status();
+        status.traffic = self.traffic.report().cloned();
+        self.status.send_replace(status);
     }
 
     /// Lets in-flight `/prestop` answers finish, bounded, and closes the rest.

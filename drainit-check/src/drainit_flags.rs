@@ -367,7 +367,7 @@ mod tests {
             &vars,
         )
         .expect("parses");
-        assert_eq!(s.cli.settings.propagation_delay, Duration::from_secs(7));
+        assert_eq!(s.cli.settings.longest_delay(), Duration::from_secs(7));
         assert_eq!(s.cli.settings.kill_margin, Duration::from_secs(4));
         assert_eq!(s.cli.command, ["sh", "-c", "--kill-margin"]);
         assert!(!s.grace_period_given);

@@ -93,7 +93,7 @@ fn entrypoint_example_drains_on_sigterm_without_a_hook() {
         // The settings come from DRAINIT_* variables here, grace period included.
         assert!(s.grace_period_given);
         assert_eq!(s.cli.settings.grace_period, workload.grace_period());
-        assert_eq!(s.cli.settings.propagation_delay, Duration::from_secs(10));
+        assert_eq!(s.cli.settings.longest_delay(), Duration::from_secs(10));
         assert_eq!(s.cli.settings.stop_signal, Sig::TERM);
         assert!(matches!(s.cli.settings.admin_listen, AdminListen::At(a) if a.port() == 9095));
     });
@@ -212,7 +212,7 @@ fn alb_example_fits_deregistration_into_the_propagation_delay() {
         .and_then(|v| v.parse().ok())
         .expect("a deregistration delay");
     with_drainit("aws-alb.yaml", |_, _, s| {
-        assert!(Duration::from_secs(dereg) <= s.cli.settings.propagation_delay);
+        assert!(Duration::from_secs(dereg) <= s.cli.settings.longest_delay());
     });
 }
 

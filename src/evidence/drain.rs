@@ -393,6 +393,12 @@ mod tests {
                 true,
             ),
             (
+                "a new pod: idle for 50 s (the balancer's checks rising), then 200/s that stops 3 s into the drain: the idle start does not lower the rate",
+                vec![traffic(-10.0, 3.0, 200.0)],
+                4.0,
+                true,
+            ),
+            (
                 "200/s that never stops: the ceiling",
                 vec![traffic(-60.0, 100.0, 200.0)],
                 20.0,

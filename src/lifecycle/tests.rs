@@ -19,6 +19,7 @@ fn ms(millis: u64) -> Duration {
 fn timeline() -> Timeline {
     Timeline {
         propagation_delay: DELAY,
+        auto: false,
         unready_delay: Duration::ZERO,
         grace_period: GRACE,
         kill_margin: MARGIN,
@@ -322,6 +323,48 @@ fn trigger_orders() {
             },
         ),
         (
+            "auto: the evidence ends the delay before its ceiling",
+            Timeline {
+                auto: true,
+                propagation_delay: s(20),
+                ..timeline()
+            },
+            vec![
+                At(s(1), TERM),
+                At(ms(4_500), Event::DelayOver),
+                At(s(9), Event::DelayOver),
+            ],
+            Expect {
+                steps: vec![
+                    (s(1), started(term)),
+                    (ms(4_500), Step::Stop { after: ms(3_500) }),
+                ],
+                phase: Phase::Stopping,
+            },
+        ),
+        (
+            "auto: without evidence the ceiling ends it",
+            Timeline {
+                auto: true,
+                propagation_delay: s(20),
+                ..timeline()
+            },
+            vec![At(s(1), TERM), Until(s(22))],
+            Expect {
+                steps: vec![(s(1), started(term)), (s(21), Step::Stop { after: s(20) })],
+                phase: Phase::Stopping,
+            },
+        ),
+        (
+            "a fixed delay ignores evidence",
+            timeline(),
+            vec![At(s(0), TERM), At(s(2), Event::DelayOver), Until(s(6))],
+            Expect {
+                steps: vec![(s(0), started(term)), stop(s(5))],
+                phase: Phase::Stopping,
+            },
+        ),
+        (
             "a drain while Starting (check never passed) still follows the timeline",
             Timeline {
                 has_ready_check: true,
@@ -431,6 +474,7 @@ fn huge_durations_never_overflow() {
     let huge = Duration::from_secs(u64::MAX);
     let timeline = Timeline {
         propagation_delay: huge,
+        auto: false,
         unready_delay: huge,
         grace_period: huge,
         kill_margin: Duration::ZERO,

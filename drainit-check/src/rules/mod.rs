@@ -183,10 +183,10 @@ impl Finding {
 pub const MIN_APP_DRAIN: Duration = Duration::from_secs(5);
 
 /// The longest drainit may keep the app serving after a drain starts: the
-/// fixed `--propagation-delay`. For `--propagation-delay auto` this becomes
-/// the ceiling, `--propagation-delay-max` (one line, here).
+/// fixed `--propagation-delay`, or for `--propagation-delay auto` the
+/// ceiling, `--propagation-delay-max` (drainit's own rule, shared).
 pub fn longest_delay(settings: &Settings) -> Duration {
-    settings.propagation_delay
+    settings.longest_delay()
 }
 
 /// `15s`, `1m 30s`: durations as findings print them.

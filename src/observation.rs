@@ -1,0 +1,160 @@
+//! The event loop's side of the drain evidence: when the app's ports are
+//! sampled, what each sample changes, and the report each drain gives.
+//!
+//! With `--propagation-delay auto` the ports are sampled from the app's
+//! start ([`traffic::RUNNING_INTERVAL`]), since the quiet window comes
+//! from the arrival rate before the drain; with a fixed delay only from the
+//! drain's start, so that a fixed-delay pod pays nothing until then and
+//! still learns when its traffic really stopped. The dumps run on the
+//! [`Sampler`]'s thread, never on the event loop. Where `sock_diag` cannot
+//! be had, `auto` waits for its ceiling and says so once.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::cli::Settings;
+use crate::evidence::{AutoBounds, Decision, Drain, DrainReport, PropagationDelay, TrafficHistory};
+use crate::traffic::{
+    Observer, OwnClients, Sample, Sampler, TrafficError, TrafficPorts, DRAIN_INTERVAL,
+    RUNNING_INTERVAL,
+};
+
+/// The traffic evidence of one drainit run.
+pub struct TrafficWatch {
+    delay: PropagationDelay,
+    bounds: AutoBounds,
+    ports: TrafficPorts,
+    own_clients: OwnClients,
+    sampler: Option<Sampler>,
+    history: TrafficHistory,
+    drain: Option<Drain>,
+    /// The report taken when the stop signal went out.
+    report: Option<DrainReport>,
+    /// Why observing is impossible, once known (said once).
+    unavailable: Option<String>,
+}
+
+impl TrafficWatch {
+    /// The watch for these settings; `own_clients` are drainit's own
+    /// connections to the app (its ready-check), never counted.
+    pub fn new(settings: &Settings, own_clients: OwnClients) -> TrafficWatch {
+        TrafficWatch {
+            delay: settings.propagation_delay,
+            bounds: settings.auto_bounds(),
+            ports: settings.traffic_ports.clone(),
+            own_clients,
+            sampler: None,
+            history: TrafficHistory::default(),
+            drain: None,
+            report: None,
+            unavailable: None,
+        }
+    }
+
+    /// The app is up: `auto` starts counting the rate before the drain.
+    pub fn app_started(&mut self) {
+        if self.delay == PropagationDelay::Auto {
+            self.start(RUNNING_INTERVAL);
+        }
+    }
+
+    /// The drain began at `now`: sample fast from now on.
+    pub fn drain_started(&mut self, now: Instant) {
+        match &self.sampler {
+            Some(sampler) => sampler.set_interval(DRAIN_INTERVAL),
+            None if self.unavailable.is_none() && self.report.is_none() => {
+                self.start(DRAIN_INTERVAL)
+            }
+            None => {}
+        }
+        let mut drain = self.history.begin_drain(now, self.delay, self.bounds);
+        if let Some(why) = &self.unavailable {
+            drain.unavailable(why.clone());
+        }
+        self.drain = Some(drain);
+    }
+
+    /// The next sample; pending forever while nothing samples.
+    pub async fn next(&mut self) -> Result<Sample, TrafficError> {
+        loop {
+            let Some(sampler) = &mut self.sampler else {
+                return std::future::pending().await;
+            };
+            match sampler.next().await {
+                Some(result) => return result,
+                // The thread ended (after a permanent error, sent first).
+                None => self.sampler = None,
+            }
+        }
+    }
+
+    /// Takes in a sample (or the sampler's error); true when, with
+    /// `auto`, the delay may end now.
+    pub fn on_sample(&mut self, sample: Result<Sample, TrafficError>, now: Instant) -> bool {
+        match sample {
+            Ok(sample) => {
+                let observation = sample.observation();
+                match &mut self.drain {
+                    Some(drain) => drain.observe(&observation),
+                    None => self.history.observe(&observation),
+                }
+            }
+            Err(error) if error.is_permanent() => self.give_up(error.to_string()),
+            Err(error) => debug!(%error, "traffic sample failed; retrying"),
+        }
+        self.delay == PropagationDelay::Auto
+            && self.report.is_none()
+            && self
+                .drain
+                .as_mut()
+                .is_some_and(|drain| matches!(drain.decide(now), Decision::End(_)))
+    }
+
+    /// The stop signal goes out at `now`: the drain's report (how the
+    /// delay ended, when the traffic stopped); sampling ends here.
+    pub fn stopped(&mut self, now: Instant) -> Option<&DrainReport> {
+        let drain = self.drain.as_mut()?;
+        drain.decide(now);
+        self.report = Some(drain.report());
+        self.sampler = None;
+        self.report.as_ref()
+    }
+
+    /// The report, once the stop signal went out.
+    pub fn report(&self) -> Option<&DrainReport> {
+        self.report.as_ref()
+    }
+
+    fn start(&mut self, interval: Duration) {
+        let observer = match Observer::open(self.ports.clone(), self.own_clients.clone()) {
+            Ok(observer) => observer,
+            Err(error) => return self.give_up(error.to_string()),
+        };
+        match Sampler::spawn(observer, interval) {
+            Ok(sampler) => self.sampler = Some(sampler),
+            Err(error) => self.give_up(format!("failed to start the sampling thread: {error}")),
+        }
+    }
+
+    fn give_up(&mut self, why: String) {
+        if self.unavailable.is_some() {
+            return;
+        }
+        if self.delay == PropagationDelay::Auto {
+            warn!(
+                ceiling = %crate::lifecycle::secs(self.bounds.max),
+                "cannot observe the app's traffic ({why}); --propagation-delay auto waits for --propagation-delay-max"
+            );
+        } else {
+            debug!("cannot observe the app's traffic ({why}); the drain report will not say when it stopped");
+        }
+        self.history.unavailable(why.clone());
+        if let Some(drain) = &mut self.drain {
+            drain.unavailable(why.clone());
+        }
+        self.unavailable = Some(why);
+        self.sampler = None;
+    }
+}
