@@ -95,6 +95,15 @@ impl TrafficWatch {
     pub fn on_sample(&mut self, sample: Result<Sample, TrafficError>, now: Instant) -> bool {
         match sample {
             Ok(sample) => {
+                if sample.arrivals > 0 {
+                    tracing::trace!(
+                        new = sample.new_connections,
+                        bytes = sample.inbound_bytes,
+                        closed_unseen = sample.closed_unseen,
+                        ports = ?sample.ports,
+                        "traffic sample"
+                    );
+                }
                 let observation = sample.observation();
                 match &mut self.drain {
                     Some(drain) => drain.observe(&observation),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use std::net::SocketAddr;
 use tokio::sync::{mpsc, Notify};
@@ -194,17 +194,43 @@ impl Checker {
         resolved.ok()?.ok()
     }
 
+    /// Connects to the first address that accepts. The local address is
+    /// noted for the traffic observer before the connection exists (bound
+    /// to the target's own IP, which is local: the app is in drainit's
+    /// network namespace), so no dump can catch it unnoted; where that
+    /// bind fails, it is noted right after the connect.
+    async fn connect(&self, addresses: &[SocketAddr]) -> Option<TcpStream> {
+        for address in addresses {
+            let socket = match address {
+                SocketAddr::V4(_) => TcpSocket::new_v4(),
+                SocketAddr::V6(_) => TcpSocket::new_v6(),
+            };
+            let Ok(socket) = socket else { continue };
+            let bound = socket
+                .bind(SocketAddr::new(address.ip(), 0))
+                .and_then(|()| socket.local_addr());
+            if let Ok(local) = bound {
+                self.own_clients.note(local);
+            }
+            if let Ok(stream) = socket.connect(*address).await {
+                if bound.is_err() {
+                    if let Ok(local) = stream.local_addr() {
+                        self.own_clients.note(local);
+                    }
+                }
+                return Some(stream);
+            }
+        }
+        None
+    }
+
     async fn check_unbounded(&mut self) -> CheckResult {
         let Some(addresses) = self.resolve().await else {
             return CheckResult::Refused;
         };
-        let mut stream = match TcpStream::connect(&addresses[..]).await {
-            Ok(stream) => stream,
-            Err(_) => return CheckResult::Refused,
+        let Some(mut stream) = self.connect(&addresses).await else {
+            return CheckResult::Refused;
         };
-        if let Ok(local) = stream.local_addr() {
-            self.own_clients.note(local);
-        }
         let ReadyCheck::Http { authority, path } = &self.check else {
             return CheckResult::Ready;
         };

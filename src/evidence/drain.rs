@@ -268,7 +268,11 @@ impl fmt::Display for DrainReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.observed {
             let why = self.unavailable.as_deref().unwrap_or("no observation");
-            return write!(f, "traffic not observed ({why})");
+            write!(f, "traffic not observed ({why})")?;
+            if let Some(end) = &self.ended {
+                write!(f, "; delay ended: {end}")?;
+            }
+            return Ok(());
         }
         let moment =
             |t: Option<Duration>| t.map_or("none".to_string(), |t| format!("at {}", Seconds(t)));
