@@ -20,6 +20,7 @@ mod container_support;
 
 use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{get, wait_for, wait_status, Proc};
@@ -70,6 +71,10 @@ const CASES: &[(&str, Case)] = &[
         "ctr_task_kill_drains_then_stops_the_app",
         ctr_task_kill_drains_then_stops_the_app,
     ),
+    (
+        "auto_delay_under_docker_as_nobody",
+        auto_delay_under_docker_as_nobody,
+    ),
 ];
 
 /// 1. `docker stop`: drain, then the stop signal, exit code 143.
@@ -83,8 +88,66 @@ fn docker_stop_with_remap_exit_reports_success(engines: &Engines) {
     drain_on_docker_stop(engines, &["--remap-exit", "143:0"], 0);
 }
 
-// The `--propagation-delay auto` case (issue 12, item 5) would be another,
-// through `Container::run` with `--user 65534:65534` and traffic to its app.
+/// 7. `--propagation-delay auto` as nobody under the engine's default
+/// seccomp profile: sock_diag works there, and `docker stop` returns soon
+/// after the traffic stops, long before the 20 s ceiling.
+fn auto_delay_under_docker_as_nobody(engines: &Engines) {
+    let container = Container::run(
+        engines,
+        &["--user", "65534:65534"],
+        &[
+            "--propagation-delay",
+            "auto",
+            "--propagation-delay-max",
+            "20s",
+            "--grace-period",
+            "40s",
+        ],
+        &[],
+    );
+    let stop_traffic = AtomicBool::new(false);
+    let traffic_for = Duration::from_secs(2);
+    let (took, stopped_after, failed) = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            let mut failed = 0u32;
+            let limit = Instant::now() + Duration::from_secs(60);
+            while !stop_traffic.load(Ordering::SeqCst) && Instant::now() < limit {
+                if get(container.app, "/healthz").map(|(code, _)| code) != Some(200) {
+                    failed += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            failed
+        });
+        // The rate before the drain is measured from 1 s samples.
+        std::thread::sleep(Duration::from_secs(3));
+        let began = Instant::now();
+        let stop = scope.spawn(|| container.stop(40));
+        std::thread::sleep(traffic_for);
+        stop_traffic.store(true, Ordering::SeqCst);
+        let failed = client.join().unwrap_or(u32::MAX);
+        let stopped_after = began.elapsed();
+        let took = stop
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (took, stopped_after, failed)
+    });
+    let logs = container.logs();
+    println!("    auto: docker stop returned after {took:.2?}, the traffic stopped after {stopped_after:.2?} (ceiling 20 s)");
+    assert_eq!(failed, 0, "requests failed during the drain\n{logs}");
+    assert!(
+        took >= stopped_after && took < stopped_after + Duration::from_secs(8),
+        "docker stop took {took:?}; the traffic stopped after {stopped_after:?}\n{logs}"
+    );
+    assert!(
+        logs.contains("delay ended: quiet for"),
+        "the delay must end on evidence\n{logs}"
+    );
+    assert!(
+        !logs.contains("cannot observe the app's traffic"),
+        "sock_diag must work under the default seccomp profile as nobody\n{logs}"
+    );
+}
 
 /// `docker stop -t 30` on an app that dies by SIGTERM: /ready turns 503
 /// while the app still serves and has had no signal; the app gets SIGTERM

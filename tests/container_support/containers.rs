@@ -45,6 +45,10 @@ impl<'e> Container<'e> {
             &ready_check,
             "--ready-check-interval",
             "100ms",
+            // With the host network every listener of the machine is in the
+            // container's namespace; in a pod the app's port is all there is.
+            "--traffic-ports",
+            &app_port,
         ]);
         args.extend_from_slice(drainit_flags);
         args.extend(["--", "/http_app", &app_port]);
