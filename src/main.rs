@@ -22,7 +22,7 @@ fn main() -> ExitCode {
             )
             .exit();
     }
-    drainit::init_logging(cli.settings.verbose, cli.settings.log_format);
+    let _flush_log_on_exit = drainit::init_logging(cli.settings.verbose, cli.settings.log_format);
     if let Err(error) = taken {
         tracing::error!("failed to block the signals drainit handles: {error}");
         return ExitCode::from(1);
