@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     // Then, while drainit has one thread (every later one inherits the
     // mask): block the handled signals for the signalfd.
     let taken = inherited.take_signals();
-    let cli = Cli::parse();
+    let cli = parse_on_a_thread();
     if cli.mode.is_none() && cli.command.is_empty() {
         Cli::command()
             .error(
@@ -28,4 +28,19 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     drainit::run(cli, inherited)
+}
+
+/// Parses the command line on a short-lived thread: clap's derived parser
+/// takes ~60 kB of stack, which on the main thread would stay resident
+/// for drainit's whole life (issue 13). It starts after the handled
+/// signals are blocked, as every thread must.
+fn parse_on_a_thread() -> Cli {
+    match std::thread::Builder::new()
+        .spawn(Cli::parse)
+        .map(|parser| parser.join())
+    {
+        Ok(Ok(cli)) => cli,
+        // No thread to be had (or it panicked): parse here instead.
+        _ => Cli::parse(),
+    }
 }
