@@ -47,9 +47,9 @@ pub const EXIT_FLUSH: Duration = Duration::from_millis(100);
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum LoggingError {
-    /// The thread that writes the lines did not start.
-    #[error("failed to start the logging thread: {0}")]
-    Thread(#[source] std::io::Error),
+    /// stderr could not be duplicated for the logging thread.
+    #[error("failed to duplicate stderr: {0}")]
+    Stderr(#[source] std::io::Error),
     /// Another subscriber was installed first.
     #[error("failed to install the log subscriber: {0}")]
     Install(#[source] tracing::subscriber::SetGlobalDefaultError),
@@ -64,11 +64,11 @@ pub fn level_for(verbose: u8) -> LevelFilter {
     }
 }
 
-/// Starts the logging thread and installs the subscriber for the whole
-/// process. Call it after the handled signals are blocked: the thread
-/// inherits the caller's signal mask when it starts.
+/// Installs the subscriber for the whole process; the logging thread
+/// starts with the first line. Call it after the handled signals are
+/// blocked: the thread inherits the signal mask of the thread that logs.
 pub fn init(verbose: u8, format: LogFormat) -> Result<FlushOnDrop, LoggingError> {
-    queue::start().map_err(LoggingError::Thread)?;
+    queue::open().map_err(LoggingError::Stderr)?;
     let subscriber = LogSubscriber::new(level_for(verbose), format, queue::push);
     tracing::subscriber::set_global_default(subscriber).map_err(LoggingError::Install)?;
     Ok(FlushOnDrop)

@@ -264,12 +264,30 @@ fn signals_in(status: &str, field: &str) -> Vec<i32> {
 #[test]
 fn no_thread_of_drainit_takes_a_handled_signal_and_sigpipe_is_ignored() {
     let dir = scratch("log-thread-mask");
-    let port = format!("127.0.0.1:{}", free_port());
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("address");
+    let listen = addr.to_string();
     let drainit = Started::new(
         &dir,
         false,
-        &["--admin-listen", &port, "--", "sleep", "30"],
+        &[
+            "-v",
+            "--admin-listen",
+            &listen,
+            "--prestop-allow-from",
+            "10.0.0.0/8",
+            "--",
+            "sleep",
+            "30",
+        ],
         Stdio::null(),
+    );
+    // The logging thread starts with the first line: make sure there is
+    // one (a refused /prestop is a warning).
+    assert!(
+        wait_status(addr, "/prestop", 403, Duration::from_secs(20)),
+        "/prestop from 127.0.0.1 was not refused"
     );
     let tasks = format!("/proc/{}/task", drainit.pid());
     let logging_thread = || {

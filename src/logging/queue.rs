@@ -50,12 +50,14 @@ pub(super) fn push(line: Vec<u8>) {
     QUEUE.push(line);
 }
 
-/// Starts the thread that writes [`QUEUE`] to stderr (once; later calls
-/// do nothing). It writes to a close-on-exec duplicate of fd 2: the same
-/// file description, but a number nobody else can close or reuse.
-pub(super) fn start() -> io::Result<()> {
+/// Gives [`QUEUE`] its output, a close-on-exec duplicate of fd 2: the
+/// same file description, but a number nobody else can close or reuse.
+/// The writer thread starts with the first line (a quiet drainit never
+/// starts it, and it is not on the way to the app's exec).
+pub(super) fn open() -> io::Result<()> {
     let output = io::stderr().as_fd().try_clone_to_owned()?;
-    QUEUE.start_writer(output)
+    QUEUE.open(output);
+    Ok(())
 }
 
 /// Waits up to `limit` for the queued lines to be written.
@@ -71,6 +73,8 @@ struct Pending {
     writing: bool,
     /// A writer thread runs: only then is waiting for it worth anything.
     writer: bool,
+    /// Where the writer will write, until the first line starts it.
+    output: Option<OwnedFd>,
 }
 
 /// A bounded queue of lines and the counter of those it dropped.
@@ -92,6 +96,7 @@ impl LineQueue {
                 bytes: 0,
                 writing: false,
                 writer: false,
+                output: None,
             }),
             wake: Condvar::new(),
             idle: Condvar::new(),
@@ -110,8 +115,18 @@ impl LineQueue {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `line`, or drops and counts it if the queue is full.
-    pub(super) fn push(&self, line: Vec<u8>) {
+    /// Sets the output the writer will write to (once; later calls do
+    /// nothing).
+    pub(super) fn open(&self, output: OwnedFd) {
+        let mut pending = self.lock();
+        if !pending.writer && pending.output.is_none() {
+            pending.output = Some(output);
+        }
+    }
+
+    /// Queues `line`, or drops and counts it if the queue is full; the
+    /// first line starts the writer.
+    pub(super) fn push(&'static self, line: Vec<u8>) {
         let mut pending = self.lock();
         let full = pending.lines.len() >= MAX_LINES
             || (!pending.lines.is_empty() && pending.bytes.saturating_add(line.len()) > MAX_BYTES);
@@ -123,6 +138,18 @@ impl LineQueue {
         let was_empty = pending.lines.is_empty();
         pending.bytes = pending.bytes.saturating_add(line.len());
         pending.lines.push_back(line);
+        if let Some(output) = pending.output.take() {
+            // The new thread inherits this thread's mask, in which the
+            // handled signals are blocked (every thread of drainit has
+            // them blocked: `main` blocks them before the first starts).
+            let writer = std::thread::Builder::new()
+                .name("drainit-log".into())
+                .stack_size(WRITER_STACK)
+                .spawn(move || self.write_forever(output.as_fd()));
+            // Without a thread the lines stay queued, and the next ones
+            // are dropped and counted once the queue is full.
+            pending.writer = writer.is_ok();
+        }
         drop(pending);
         // The writer only ever waits on an empty queue, checked under the
         // lock: a push into a non-empty one needs no wake-up.
@@ -133,20 +160,6 @@ impl LineQueue {
 
     fn count_dropped(&self, lines: u64) {
         self.dropped.fetch_add(lines, Ordering::Relaxed);
-    }
-
-    /// Starts the writer thread for `output` unless one runs already.
-    pub(super) fn start_writer(&'static self, output: OwnedFd) -> io::Result<()> {
-        let mut pending = self.lock();
-        if pending.writer {
-            return Ok(());
-        }
-        std::thread::Builder::new()
-            .name("drainit-log".into())
-            .stack_size(WRITER_STACK)
-            .spawn(move || self.write_forever(output.as_fd()))?;
-        pending.writer = true;
-        Ok(())
     }
 
     /// The writer thread: takes every queued line at once, writes them
@@ -231,9 +244,13 @@ mod tests {
     /// A queue of its own whose writer writes into a pipe the test reads.
     fn queue_into_pipe() -> (&'static LineQueue, OwnedFd) {
         let (read, write) = nix::unistd::pipe().expect("pipe");
-        let queue: &'static LineQueue = Box::leak(Box::new(LineQueue::new()));
-        queue.start_writer(write).expect("writer thread");
+        let queue = leaked_queue();
+        queue.open(write);
         (queue, read)
+    }
+
+    fn leaked_queue() -> &'static LineQueue {
+        Box::leak(Box::new(LineQueue::new()))
     }
 
     fn read_some(fd: &OwnedFd, want: usize) -> Vec<u8> {
@@ -315,7 +332,7 @@ mod tests {
 
     #[test]
     fn without_a_writer_lines_wait_and_flush_returns_at_once() {
-        let queue = LineQueue::new();
+        let queue = leaked_queue();
         for _ in 0..MAX_LINES + 10 {
             queue.push(b"line\n".to_vec());
         }
@@ -327,7 +344,7 @@ mod tests {
 
     #[test]
     fn the_byte_bound_drops_lines_but_takes_a_long_one_into_an_empty_queue() {
-        let queue = LineQueue::new();
+        let queue = leaked_queue();
         queue.push(vec![b'a'; MAX_BYTES * 2]);
         assert_eq!(queue.dropped(), 0, "a long line alone is taken");
         queue.push(b"short\n".to_vec());
