@@ -6,8 +6,11 @@
 //! queued (a mutex held for a push, never across a write) and a thread of
 //! its own does the blocking `write(2)`. When the queue is full the line
 //! is dropped and counted. Write errors (EPIPE once the reader is gone,
-//! ENOSPC on `/dev/full`, EBADF when fd 2 is closed) drop the line too:
-//! nothing is printed about them, there is nowhere to print it.
+//! ENOSPC on `/dev/full`, EIO from a terminal that hung up) drop the line
+//! too: nothing is printed about them, there is nowhere to print it. The
+//! writer has its own duplicate of fd 2, so nothing drainit or a library
+//! does with fd 2 later (closing it, reusing its number) reaches it; a fd
+//! 2 closed before drainit started is /dev/null (Rust's runtime opens it).
 //!
 //! stderr is never made nonblocking: its file description is shared with
 //! the app, which would see EAGAIN on its own writes. If the app makes it
