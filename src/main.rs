@@ -34,6 +34,13 @@ fn main() -> ExitCode {
 /// takes ~60 kB of stack, which on the main thread would stay resident
 /// for drainit's whole life (issue 13). It starts after the handled
 /// signals are blocked, as every thread must.
+///
+/// Only with musl, the libc of the release build: glibc installs a
+/// handler for its internal signal 33 when the first thread starts, and
+/// exec resets a handled signal to the default, so the app would lose an
+/// ignored signal 33 drainit inherited (`tests/pid1_signals.rs` compares
+/// the masks exactly); musl installs nothing.
+#[cfg(target_env = "musl")]
 fn parse_on_a_thread() -> Cli {
     match std::thread::Builder::new()
         .spawn(Cli::parse)
@@ -43,4 +50,10 @@ fn parse_on_a_thread() -> Cli {
         // No thread to be had (or it panicked): parse here instead.
         _ => Cli::parse(),
     }
+}
+
+/// Parses on the main thread (see the musl version for why).
+#[cfg(not(target_env = "musl"))]
+fn parse_on_a_thread() -> Cli {
+    Cli::parse()
 }
