@@ -25,6 +25,18 @@ struct Started {
 impl Started {
     /// `drainit args`, or with `pid1` as PID 1 of a fresh PID namespace.
     fn new(dir: &Path, pid1: bool, args: &[&str], stderr: Stdio) -> Started {
+        Started::ignoring(dir, pid1, args, stderr, None)
+    }
+
+    /// As [`Started::new`], with `ignored` ignored in drainit (and so in
+    /// the app: drainit hands on what it inherited).
+    fn ignoring(
+        dir: &Path,
+        pid1: bool,
+        args: &[&str],
+        stderr: Stdio,
+        ignored: Option<i32>,
+    ) -> Started {
         let mut command = if pid1 {
             let mut command = Command::new("unshare");
             command.args(["--pid", "--fork", "--mount-proc", "--kill-child", drainit()]);
@@ -39,6 +51,16 @@ impl Started {
             .stdout(Stdio::null())
             .stderr(stderr)
             .process_group(0);
+        if let Some(signal) = ignored {
+            // SAFETY: signal(2) is async-signal-safe; nothing else runs
+            // between fork and exec here.
+            unsafe {
+                command.pre_exec(move || {
+                    libc::signal(signal, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        }
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start drainit: {e}"));
@@ -168,7 +190,11 @@ fn a_stderr_nobody_reads_stalls_neither_the_admin_server_nor_the_drain() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
     let listen = addr.to_string();
     let app = "trap 'echo stopped > got-term; exit 0' TERM; while :; do sleep 0.05; done";
-    let mut drainit = Started::new(
+    // Real-time signals queue one by one, and drainit forwards each (at
+    // debug): one more source of lines. The app ignores it, as drainit
+    // was started ignoring it.
+    let forwarded = libc::SIGRTMIN() + 5;
+    let mut drainit = Started::ignoring(
         &dir,
         false,
         &[
@@ -189,19 +215,21 @@ fn a_stderr_nobody_reads_stalls_neither_the_admin_server_nor_the_drain() {
             app,
         ],
         writer.into(),
+        Some(forwarded),
     );
     assert!(
         wait_status(addr, "/ready", 200, Duration::from_secs(20)),
         "/ready never answered 200"
     );
 
-    // Each request makes drainit log a line: far more lines than the
-    // pipe and the queue hold. Stop at the first one left unanswered:
-    // that is the event loop stuck in a write to stderr.
+    // Each request (and each signal) makes drainit log a line: far more
+    // lines than the pipe and the queue hold. Stop at the first request
+    // left unanswered: that is the event loop stuck in a write to stderr.
     let timeout = Duration::from_secs(5);
     let flood = 3_000;
     let bound = Instant::now() + Duration::from_secs(120);
     for sent in 0..flood {
+        kill(drainit.pid(), forwarded);
         let answered = if sent % 2 == 0 {
             http(addr, "GET", "/prestop", &[], timeout).map(|(code, _)| code) == Some(403)
         } else {
