@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # scripts/bench.sh — footprint and speed of drainit next to the plain inits
-# (Debian's tini-static, dumb-init, catatonit), issue 6.
+# (Debian's tini-static, dumb-init, catatonit), issues 6 and 13.
 #
 # Usage: scripts/bench.sh [OPTIONS]
 #
 #   --drainit PATH    measure this drainit binary (default: build the static
 #                     release binary, see below)
 #   --skip-drainit    measure the peers only
+#   --variant NAME=PATH
+#                     also measure this drainit build, beside the first and
+#                     with its flags (repeatable): one change alone, e.g.
+#                     --variant main=/tmp/drainit-main
 #   --no-install      do not apt-get install missing peers / wrk
 #   --quick           smoke run (1 repeat, short windows, 1 000 orphans);
 #                     writes no BENCHMARKS.md unless --out is given
@@ -47,7 +51,7 @@
 #        6. reaping 10 000 orphans that exit at once, until none is left as a
 #           zombie (the init is PID 1 of its own PID namespace);
 #        7. drainit's `/ready` under wrk: 64 connections, 1 thread, 3×10 s.
-#      and prints a Markdown table (targets of issue 6 marked met/missed),
+#      and prints a Markdown table (targets of issues 6 and 13 marked met/missed),
 #      also written to BENCHMARKS.md; raw figures go to bench-out/.
 #
 # Every step has a deadline and kills what it started; all traffic stays on
@@ -75,6 +79,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --drainit) DRAINIT=$2; shift 2 ;;
         --skip-drainit) SKIP_DRAINIT=1; shift ;;
+        --variant) PYARGS+=(--drainit-variant "$2"); shift 2 ;;
         --no-install) INSTALL=0; shift ;;
         --quick) QUICK=1; PYARGS+=(--quick); shift ;;
         --only) PYARGS+=(--only "$2"); shift 2 ;;

@@ -22,6 +22,8 @@
 //!   feeds one to the other for the event loop;
 //! - [`admin`]: the hyper admin server; [`status`] and [`metrics`] render
 //!   its `/status` and `/metrics` answers;
+//! - [`logging`]: drainit's own log lines, written by a thread of their
+//!   own so that stderr can never block or kill PID 1;
 //! - [`error`](mod@error): drainit's own failures.
 
 pub mod admin;
@@ -31,6 +33,7 @@ pub mod error;
 pub mod evidence;
 pub mod leftovers;
 pub mod lifecycle;
+pub mod logging;
 pub mod metrics;
 pub mod observation;
 pub mod os;
@@ -44,6 +47,7 @@ pub mod supervisor;
 pub mod traffic;
 pub mod wrapper;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use tracing::error;
@@ -54,24 +58,15 @@ use crate::os::Inherited;
 use crate::sidecar::Sidecar;
 use crate::wrapper::Wrapper;
 
-/// Sends drainit's log lines to stderr, as text or JSON lines.
-pub fn init_logging(verbose: u8, format: LogFormat) {
-    let level = match verbose {
-        0 => tracing::Level::INFO,
-        1 => tracing::Level::DEBUG,
-        _ => tracing::Level::TRACE,
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_target(false);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
-    if let Err(error) = result {
-        eprintln!("drainit: logging not set up: {error}");
+/// Sends drainit's log lines to stderr, as text or JSON lines, without
+/// ever blocking the caller. Hold the result until drainit exits: dropping
+/// it gives the last lines a short, bounded time to be written.
+pub fn init_logging(verbose: u8, format: LogFormat) -> logging::FlushOnDrop {
+    if let Err(error) = logging::init(verbose, format) {
+        // Not eprintln!: it panics when stderr is gone.
+        let _ = writeln!(std::io::stderr(), "drainit: logging not set up: {error}");
     }
+    logging::FlushOnDrop
 }
 
 /// How long drainit's exit waits for blocking-pool threads to finish.

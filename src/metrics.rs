@@ -6,6 +6,9 @@
 
 use std::sync::atomic::AtomicU64;
 
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::{MetricType, TypedMetric};
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -131,6 +134,11 @@ impl Metrics {
             "Drains that hit the deadline and SIGKILLed the app",
             metrics.forced_kills.clone(),
         );
+        registry.register(
+            "log_lines_dropped",
+            "drainit's own log lines dropped: stderr was full, blocked or gone",
+            LogLinesDropped,
+        );
         metrics
     }
 
@@ -195,5 +203,46 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// `drainit_log_lines_dropped_total`: read from
+/// [`crate::logging::dropped_lines`] when scraped, since the logging
+/// thread counts drops where no `Metrics` is at hand.
+#[derive(Debug)]
+struct LogLinesDropped;
+
+impl TypedMetric for LogLinesDropped {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for LogLinesDropped {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&crate::logging::dropped_lines(), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_log_lines_are_read_when_scraped() {
+        let metrics = Metrics::new();
+        let mut text = String::new();
+        encode(&mut text, &metrics.registry).expect("encode");
+        assert!(
+            text.contains("# TYPE drainit_log_lines_dropped counter\n"),
+            "{text}"
+        );
+        let expected = format!(
+            "drainit_log_lines_dropped_total {}\n",
+            crate::logging::dropped_lines()
+        );
+        assert!(text.contains(&expected), "{text}");
     }
 }

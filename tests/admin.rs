@@ -77,8 +77,10 @@ fn prestop_from_outside_the_allowed_networks_is_refused() {
         "{}",
         proc.report()
     );
+    // drainit's logging thread writes the line soon after, not before
+    // the answer: poll.
     assert!(
-        proc.stderr().contains("refused /prestop"),
+        proc.wait_stderr("refused /prestop", Duration::from_secs(5)),
         "{}",
         proc.report()
     );
@@ -124,7 +126,7 @@ fn prestop_needs_the_token() {
     );
     let _ = right.join();
     assert!(
-        proc.stderr().contains("drain started trigger=prestop"),
+        proc.wait_stderr("drain started trigger=prestop", Duration::from_secs(5)),
         "{}",
         proc.report()
     );

@@ -88,7 +88,7 @@ fn docker_stop_with_remap_exit_reports_success(engines: &Engines) {
     drain_on_docker_stop(engines, &["--remap-exit", "143:0"], 0);
 }
 
-/// 7. `--propagation-delay auto` as nobody under the engine's default
+/// Case 7, `--propagation-delay auto` as nobody under the engine's default
 /// seccomp profile: sock_diag works there, and `docker stop` returns soon
 /// after the traffic stops, long before the 20 s ceiling.
 fn auto_delay_under_docker_as_nobody(engines: &Engines) {

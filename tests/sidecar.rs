@@ -324,10 +324,13 @@ fn app_process_name_finds_the_oldest_of_that_name() {
         worker.running(),
         "only the oldest process of that name gets the stop signal"
     );
+    // The sidecar still runs: its logging thread may write the line a
+    // moment after the app died. Poll.
     assert!(
-        sidecar
-            .stderr()
-            .contains(&format!("sent SIGTERM to pid {}", master.pid())),
+        sidecar.wait_stderr(
+            &format!("sent SIGTERM to pid {}", master.pid()),
+            Duration::from_secs(5)
+        ),
         "{}",
         sidecar.report()
     );
