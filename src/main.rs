@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     // What the constructor captured (it runs again here only if the
     // constructor did not, and then captures now).
     let (inherited, taken) = drainit::os::early_init();
-    let cli = parse_on_a_thread();
+    let cli = parse_command_line();
     if cli.mode.is_none() && cli.command.is_empty() {
         Cli::command()
             .error(
@@ -41,30 +41,11 @@ fn main() -> ExitCode {
     drainit::run(cli, inherited)
 }
 
-/// Parses the command line on a short-lived thread: clap's derived parser
-/// takes ~60 kB of stack, which on the main thread would stay resident
-/// for drainit's whole life (issue 13). It starts after the handled
-/// signals are blocked, as every thread must.
-///
-/// Only with musl, the libc of the release build: glibc installs a
-/// handler for its internal signal 33 when the first thread starts, and
-/// exec resets a handled signal to the default, so the app would lose an
-/// ignored signal 33 drainit inherited (`tests/pid1_signals.rs` compares
-/// the masks exactly); musl installs nothing.
-#[cfg(target_env = "musl")]
-fn parse_on_a_thread() -> Cli {
-    match std::thread::Builder::new()
-        .spawn(Cli::parse_validated)
-        .map(|parser| parser.join())
-    {
-        Ok(Ok(cli)) => cli,
-        // No thread to be had (or it panicked): parse here instead.
-        _ => Cli::parse_validated(),
-    }
-}
-
-/// Parses on the main thread (see the musl version for why).
-#[cfg(not(target_env = "musl"))]
-fn parse_on_a_thread() -> Cli {
+/// Parses the command line on the main thread. A short-lived parse
+/// thread saves ~50 kB of resident stack (issue 13), but every thread
+/// takes a pid of the namespace: as PID 1 the app would be pid 3, not
+/// pid 2 as under tini and dumb-init, which scripts and the CI's static
+/// check rely on.
+fn parse_command_line() -> Cli {
     Cli::parse_validated()
 }
