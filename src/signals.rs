@@ -66,21 +66,14 @@ const FAULTS: &[i32] = &[
     libc::SIGSYS,
 ];
 
-/// Standard signals drainit never forwards: the ones that cannot be caught
-/// (KILL, STOP), the faults (forwarded only when sent, see [`FAULTS`]),
-/// CHLD (drainit reaps instead), PIPE (a closed log pipe must not kill
-/// PID 1) and TTIN/TTOU (sent by the terminal to drainit itself when it is
-/// in the background; it ignores them).
+/// Standard signals drainit never forwards, besides the [`FAULTS`]
+/// (forwarded only when sent): the ones that cannot be caught (KILL,
+/// STOP), CHLD (drainit reaps instead), PIPE (a closed log pipe must not
+/// kill PID 1) and TTIN/TTOU (sent by the terminal to drainit itself when
+/// it is in the background; it ignores them).
 const NOT_FORWARDED: &[i32] = &[
     libc::SIGKILL,
     libc::SIGSTOP,
-    libc::SIGILL,
-    libc::SIGTRAP,
-    libc::SIGABRT,
-    libc::SIGBUS,
-    libc::SIGFPE,
-    libc::SIGSEGV,
-    libc::SIGSYS,
     libc::SIGCHLD,
     libc::SIGPIPE,
     libc::SIGTTIN,
@@ -114,7 +107,7 @@ impl Sig {
     /// Every signal drainit takes (blocked, read from its signalfd) and
     /// forwards to the app.
     pub fn forwardable() -> Vec<Sig> {
-        let standard = (1..32).filter(|n| !NOT_FORWARDED.contains(n));
+        let standard = (1..32).filter(|n| !NOT_FORWARDED.contains(n) && !FAULTS.contains(n));
         let realtime = libc::SIGRTMIN()..=libc::SIGRTMAX();
         standard.chain(realtime).map(Sig).collect()
     }
@@ -124,14 +117,8 @@ impl Sig {
     /// PIPE, TTIN and TTOU are ignored by drainit for itself). Without
     /// allocating, for the constructor that blocks the rest first thing.
     pub fn never_taken(number: i32) -> bool {
-        [
-            libc::SIGKILL,
-            libc::SIGSTOP,
-            libc::SIGPIPE,
-            libc::SIGTTIN,
-            libc::SIGTTOU,
-        ]
-        .contains(&number)
+        // Every one not forwarded but SIGCHLD, which wakes the reaper.
+        number != libc::SIGCHLD && NOT_FORWARDED.contains(&number)
     }
 
     /// The fault signals, forwarded only when another process sent them.
