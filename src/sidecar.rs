@@ -171,6 +171,7 @@ impl Sidecar {
 
 impl Mode for Sidecar {
     const NAME: &'static str = "sidecar";
+    const SIDECAR: bool = true;
     const PRESTOP_RETURNS: PrestopReturns = PrestopReturns::DelayOver;
 
     fn start(&mut self) -> Result<Option<i32>, u8> {

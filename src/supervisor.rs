@@ -49,6 +49,8 @@ pub enum SignalOutcome {
 pub trait Mode {
     /// `wrapper` or `sidecar`, for `/status`.
     const NAME: &'static str;
+    /// Sidecar mode: no child of its own; the app's check tells it is gone.
+    const SIDECAR: bool;
     /// When `/prestop` answers.
     const PRESTOP_RETURNS: PrestopReturns;
 
@@ -129,7 +131,7 @@ pub async fn run<M: Mode>(
     inherited: Inherited,
     mut mode: M,
 ) -> Result<u8, Error> {
-    let timeline = timeline(&settings, M::PRESTOP_RETURNS == PrestopReturns::DelayOver);
+    let timeline = timeline(&settings, M::SIDECAR);
     check_budget(&settings, &timeline)?;
     if let Err(error) = os::become_subreaper() {
         warn!(%error, "could not become a child subreaper; orphans will not be reaped");
@@ -171,7 +173,8 @@ pub async fn run<M: Mode>(
         traffic,
     };
 
-    // From here on nothing may fail: the app is running.
+    // Everything fallible is behind us: once the app runs, nothing may
+    // fail, every path ends in the loop below and the app's exit code.
     let pid = match mode.start() {
         Ok(pid) => pid,
         Err(code) => {

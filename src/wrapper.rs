@@ -85,6 +85,7 @@ impl Wrapper {
 
 impl Mode for Wrapper {
     const NAME: &'static str = "wrapper";
+    const SIDECAR: bool = false;
     const PRESTOP_RETURNS: PrestopReturns = PrestopReturns::AppExited;
 
     fn start(&mut self) -> Result<Option<i32>, u8> {
