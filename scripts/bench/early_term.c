@@ -5,7 +5,9 @@
  * For each delay k = 0, STEP_US, ... MAX_US, TRIALS times: a fresh PID
  * namespace, drainit as its PID 1 (`--admin-listen off
  * --propagation-delay 0s -- sleep 5`), SIGTERM from the parent namespace k
- * microseconds after the fork. The kernel drops a default-disposition
+ * microseconds after the execve completed (the parent polls
+ * /proc/PID/comm until it names drainit, so a child the scheduler has not
+ * run yet does not count as drainit's window). The kernel drops a default-disposition
  * signal sent to a namespace init (sig_task_ignored) unless it is blocked,
  * so a SIGTERM that arrives before drainit blocks it is lost: drainit
  * then runs on. A trial counts as lost when drainit has not exited 1.5 s
@@ -41,12 +43,25 @@ static int trial(const char *drainit, long delay_us) {
         if (init < 0) _exit(3);
         if (init == 0) {
             int null = open("/dev/null", O_WRONLY);
-            if (null >= 0) dup2(null, 2);
+            if (null >= 0 && !getenv("EARLY_TERM_STDERR")) dup2(null, 2);
             char *argv[] = {(char *)drainit, "--admin-listen", "off", "--propagation-delay", "0s",
                             "--", "sleep", "5", NULL};
             execv(drainit, argv);
             _exit(127);
         }
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/comm", (int)init);
+        for (;;) {
+            char comm[32] = {0};
+            int fd = open(path, O_RDONLY);
+            if (fd >= 0) {
+                ssize_t n = read(fd, comm, sizeof comm - 1);
+                close(fd);
+                if (n > 0 && strncmp(comm, "drainit", 7) == 0) break;
+            }
+            if (now_ns() - start > 2000000000LL) _exit(3);
+        }
+        start = now_ns();
         while (now_ns() - start < delay_us * 1000LL) {
         }
         kill(init, SIGTERM);
