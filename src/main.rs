@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     // constructor did not, and then captures now).
     let (inherited, taken) = drainit::os::early_init();
     let cli = parse_command_line();
+    drainit::os::release_unused_stack();
     if cli.mode.is_none() && cli.command.is_empty() {
         Cli::command()
             .error(
