@@ -204,8 +204,13 @@ FIXED_TWIN = {"12": "9", "13": "10"}
 for _pid, _what, _kw, _modes in PAIRS:
     for _mode in _modes:
         _suffix, _label = {"ceiling": ("f", "fixed delay = ceiling"), "auto": ("a", "auto")}[_mode]
+        # A slow balancer is one that only the endpoint removal takes the pod
+        # out of (kube-proxy; a cloud LB whose health checks are slower than
+        # its deregistration): HAProxy's 1 s checks on /ready would take it
+        # out after 2 s whatever the deregistration delay.
+        _lb_check = None if _kw.get("balancer") == "slow" else "admin"
         SETUPS.append(Setup(
-            f"{_pid}{_suffix}", f"{_what}: drainit {_label}", "drainit", None, "admin", "admin",
+            f"{_pid}{_suffix}", f"{_what}: drainit {_label}", "drainit", None, "admin", _lb_check,
             ready_check=True, drainit_setup=True, delay=_mode, pair=_pid,
             # The quick run has one of them: auto, fast balancer, 200 req/s,
             # keep-alive connections to the backends.
@@ -1354,7 +1359,9 @@ def evidence_section(evidence: list[dict], cfg: Config, one) -> list[str]:
         f"--propagation-delay-max {fmt_dur(c.ceiling)}` (\"a\"; floor and window by default), "
         f"the same ceiling. Fast balancer: endpoint changes reach HAProxy "
         f"{c.ep_delay_min:g}–{c.ep_delay_max:g} s after the pod event; slow: "
-        f"{c.slow_ep_delay_min:g}–{c.slow_ep_delay_max:g} s. Low traffic: {c.low_rate:g} "
+        f"{c.slow_ep_delay_min:g}–{c.slow_ep_delay_max:g} s, and no HAProxy health check, "
+        f"so that only the endpoint removal takes the pod out (kube-proxy; a cloud load "
+        f"balancer whose health checks are slower than its deregistration). Low traffic: {c.low_rate:g} "
         f"req/s in all (about {c.low_rate / c.replicas:.1f} per pod). The rig's pods share the "
         f"host's network namespace (each has its own PID namespace only), so drainit is given "
         f"`--traffic-ports <the pod's app port>`: in a real pod the default (every listening "
