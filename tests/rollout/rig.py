@@ -1276,7 +1276,7 @@ def svg_one_drain(r: dict, pod: dict, cfg: Config) -> str:
     """Requests per 100 ms to one pod around its auto drain, with the moment
     the traffic stopped (drainit's drain-traffic line) and the moment the
     stop signal went out."""
-    W, left, right, top, ph = 1000, 70, 30, 74, 240
+    W, left, right, top, ph = 1000, 70, 30, 80, 240
     pw = W - left - right
     b = pod["own_requests_100ms"]
     t_from = b["from"]
@@ -1296,10 +1296,13 @@ def svg_one_drain(r: dict, pod: dict, cfg: Config) -> str:
            f'<rect width="{W}" height="{H}" fill="white"/>',
            f'<text x="{left}" y="18" font-size="14" font-weight="bold">{esc(title)}</text>',
            f'<text x="{left}" y="36">{esc(r["name"])}; {r["requests"]} requests in the setup, '
-           f'{r["failed"]} failed. drainit: {esc(dt["text"])[:150]}</text>']
-    shown = esc(dt["text"])
-    if len(shown) > 150:
-        out.append(f'<text x="{left}" y="50">{shown[150:]}</text>')
+           f'{r["failed"]} failed. drainit\'s drain-traffic line:</text>']
+    # The line in two halves, at its "; delay ended:".
+    head, sep, rest = dt["text"].partition("; delay ended:")
+    out.append(f'<text x="{left}" y="50" font-family="monospace" font-size="10">{esc(head + sep[:1])}</text>')
+    if sep:
+        out.append(f'<text x="{left}" y="63" font-family="monospace" font-size="10">'
+                   f'{esc(sep[2:] + rest)}</text>')
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#f7f7f7" stroke="#ccc"/>')
     bw = max(pw * 0.1 / span - 0.6, 0.5)
     for j, v in enumerate(b["counts"]):
