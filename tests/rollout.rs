@@ -2,7 +2,10 @@
 //! drainit, and visibly loses requests without it. Issue 5: the same holds
 //! with drainit as a classic sidecar container (setup 7: the app container's
 //! preStop httpGet calls the sidecar's /prestop; the kubelet stops both
-//! containers in parallel).
+//! containers in parallel). Issue 10: with `--propagation-delay auto`
+//! (setup 11a: fast balancer, 200 req/s, HAProxy keeping keep-alive
+//! connections to the backends) the drain ends on evidence, well before the
+//! ceiling, and still loses nothing.
 //!
 //! Runs `tests/rollout/rig.py --quick` (Python 3 standard library; needs
 //! root for PID namespaces, `haproxy`, `tini`, util-linux `unshare` and
@@ -21,6 +24,9 @@ use std::time::{Duration, Instant};
 const TEST_DEADLINE: Duration = Duration::from_secs(178);
 /// The quick run's D (drainit --propagation-delay, preStop `sleep D`).
 const QUICK_DELAY_S: f64 = 2.0;
+/// The quick run's `--propagation-delay-max` of the auto setup (rig.py
+/// `Config.quick`); the full report's fixed/auto pairs share 20 s.
+const QUICK_CEILING_S: f64 = 10.0;
 /// "drainit is not slower than preStop sleep D", give or take scheduling noise
 /// on a loaded machine; a restarted delay (+2 s) or a 1 s polling step fails it.
 const TERMINATION_TOLERANCE_S: f64 = 0.4;
@@ -147,7 +153,7 @@ fn rolling_update_behind_haproxy_loses_no_request_with_drainit() {
     );
 
     let results = parse_results(&stdout);
-    for id in ["1", "2", "3", "4", "5", "6a", "6b", "7"] {
+    for id in ["1", "2", "3", "4", "5", "6a", "6b", "7", "11a"] {
         assert!(
             results.contains_key(id),
             "no RESULT for setup {id} in:\n{stdout}"
@@ -230,6 +236,58 @@ fn rolling_update_behind_haproxy_loses_no_request_with_drainit() {
             "setup {id}: drainit termination {t}s is slower than preStop sleep D ({sleep_d}s)"
         );
     }
+
+    // Drain on evidence: the auto setup loses nothing, its pods served
+    // traffic while draining, and every drain ended because the ports were
+    // quiet (drainit's drain-traffic line), well before the ceiling.
+    let auto = &results["11a"];
+    assert_eq!(
+        num(auto, "auto"),
+        1.0,
+        "setup 11a should be an auto setup: {auto:?}"
+    );
+    assert_eq!(
+        num(auto, "ceiling"),
+        QUICK_CEILING_S,
+        "setup 11a: unexpected ceiling: {auto:?}"
+    );
+    assert!(
+        num(auto, "requests") >= 500.0,
+        "setup 11a: only {} requests sent",
+        num(auto, "requests")
+    );
+    assert_eq!(
+        num(auto, "failed"),
+        0.0,
+        "setup 11a (auto) lost requests: {auto:?}"
+    );
+    assert_eq!(
+        num(auto, "forced_kills"),
+        0.0,
+        "setup 11a: a pod needed SIGKILL: {auto:?}"
+    );
+    assert!(
+        num(auto, "served_after_delete") > 0.0,
+        "setup 11a: deleted pods served nothing while draining, the test proves nothing: {auto:?}"
+    );
+    let pods = num(auto, "pods");
+    assert!(pods >= 2.0, "setup 11a: only {pods} pods drained: {auto:?}");
+    assert_eq!(
+        num(auto, "ended_quiet"),
+        pods,
+        "setup 11a: not every drain ended on quiet ports (ceiling: {}): {auto:?}",
+        num(auto, "ended_ceiling")
+    );
+    let term = num(auto, "term_mean");
+    assert!(
+        term < QUICK_CEILING_S / 2.0,
+        "setup 11a: auto termination {term}s is not well before the ceiling {QUICK_CEILING_S}s: {auto:?}"
+    );
+    // Never before the floor (--propagation-delay-min, 1 s by default).
+    assert!(
+        term >= 1.0,
+        "setup 11a: pods ended before the auto floor: {auto:?}"
+    );
 
     let _ = std::fs::remove_dir_all(&tmp);
 }

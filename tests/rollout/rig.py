@@ -41,6 +41,7 @@ import argparse
 import atexit
 import ctypes
 import dataclasses
+import datetime
 import glob
 import http.client
 import json
@@ -94,8 +95,16 @@ class Config:
     slow_start: float = 4.0  # slow-start app variant (setup 6)
     warmup: float = 2.0  # steady traffic before the roll starts
     tail: float = 2.0  # steady traffic after the roll ends
-    max_seconds: float = 900.0  # whole run
+    max_seconds: float = 1800.0  # whole run
     seed: int | None = None
+    # Drain on evidence (setups 8-11): a fixed delay at the ceiling next to
+    # `--propagation-delay auto` with the same ceiling, for a fair comparison.
+    ceiling: float = 20.0  # fixed D of the "f" setups, --propagation-delay-max of the "a" ones
+    ceiling_grace: float = 30.0  # their grace period: ceiling + the app's stop + margin
+    slow_ep_delay_min: float = 6.0  # a slow balancer's registration and deregistration
+    slow_ep_delay_max: float = 9.0
+    low_rate: float = 5.0  # the low-traffic setups' requests per second
+    reuse_purge: float = 60.0  # HAProxy pool-purge-delay of the idle keep-alive setups
 
     @classmethod
     def quick(cls) -> "Config":
@@ -112,6 +121,10 @@ class Config:
             warmup=1.0,
             tail=1.0,
             max_seconds=170.0,
+            # Only the auto setup runs in quick mode, so its ceiling may be
+            # shorter than the full report's (where fixed and auto share one).
+            ceiling=10.0,
+            ceiling_grace=20.0,
         )
 
 
@@ -130,6 +143,22 @@ class Setup:
     # loopback, its own PID namespace). `init` is then the app container's
     # PID 1, "admin" (probe, lb_check, the preStop httpGet) the sidecar.
     sidecar: bool = False
+    # The propagation delay: "D" (Config.delay, drainit and preStop sleep),
+    # "ceiling" (fixed at Config.ceiling) or "auto" (--propagation-delay
+    # auto with --propagation-delay-max Config.ceiling).
+    delay: str = "D"
+    balancer: str = "fast"  # "fast": Config.ep_delay_*; "slow": Config.slow_ep_delay_*
+    traffic: str = "normal"  # "normal": Config.rate; "low": Config.low_rate
+    # HAProxy keeps idle keep-alive connections to the backends
+    # (`http-reuse always`, pool-purge-delay Config.reuse_purge).
+    reuse: bool = False
+    quick: bool = True  # part of the --quick run (the cargo test)
+    # The fixed/auto pair this setup belongs to, for the side-by-side table.
+    pair: str | None = None
+
+    @property
+    def auto(self) -> bool:
+        return self.delay == "auto"
 
 
 # Data-driven: a setup is one entry (plus an `init` kind or a flag).
@@ -151,6 +180,42 @@ SETUPS = [
     Setup("7", "drainit sidecar (classic) + app preStop httpGet /prestop", "tini", "http",
           "admin", "admin", ready_check=True, drainit_setup=True, sidecar=True),
 ]
+
+# Drain on evidence: each scenario twice, a fixed delay at the ceiling and
+# `auto` with the same ceiling; drainit ENTRYPOINT, no preStop, HAProxy
+# checking drainit's /ready on the admin port (which drainit never watches).
+# Setups 8-11 keep HAProxy's connection handling of setups 1-7 (a new
+# backend connection per request, closed by HAProxy); 11-13 let HAProxy keep
+# idle keep-alive connections to the backends, as ingress proxies and cloud
+# load balancers do. 12 and 13 are auto only: their fixed twin is 9f / 10f
+# (a fixed delay does not depend on how the connections are kept).
+PAIRS = [
+    ("8", "fast balancer, 200 req/s", {}, ("ceiling", "auto")),
+    ("9", "slow balancer (6-9 s), 200 req/s", {"balancer": "slow"}, ("ceiling", "auto")),
+    ("10", "low traffic (5 req/s)", {"traffic": "low"}, ("ceiling", "auto")),
+    ("11", "fast balancer, 200 req/s, HAProxy keeps idle keep-alive connections",
+     {"reuse": True}, ("ceiling", "auto")),
+    ("12", "slow balancer (6-9 s), 200 req/s, idle keep-alive connections",
+     {"balancer": "slow", "reuse": True}, ("auto",)),
+    ("13", "low traffic (5 req/s), idle keep-alive connections",
+     {"traffic": "low", "reuse": True}, ("auto",)),
+]
+FIXED_TWIN = {"12": "9", "13": "10"}
+for _pid, _what, _kw, _modes in PAIRS:
+    for _mode in _modes:
+        _suffix, _label = {"ceiling": ("f", "fixed delay = ceiling"), "auto": ("a", "auto")}[_mode]
+        # A slow balancer is one that only the endpoint removal takes the pod
+        # out of (kube-proxy; a cloud LB whose health checks are slower than
+        # its deregistration): HAProxy's 1 s checks on /ready would take it
+        # out after 2 s whatever the deregistration delay.
+        _lb_check = None if _kw.get("balancer") == "slow" else "admin"
+        SETUPS.append(Setup(
+            f"{_pid}{_suffix}", f"{_what}: drainit {_label}", "drainit", None, "admin", _lb_check,
+            ready_check=True, drainit_setup=True, delay=_mode, pair=_pid,
+            # The quick run has one of them: auto, fast balancer, 200 req/s,
+            # keep-alive connections to the backends.
+            quick=(_pid == "11" and _mode == "auto"), **_kw))
+PAIR_NAMES = {pid: what for pid, what, _, _ in PAIRS}
 
 
 # ---------------------------------------------------------------------------
@@ -289,6 +354,10 @@ class HAProxy:
 
     def config_text(self) -> str:
         path = {"app": "/healthz", "admin": "/ready"}.get(self.setup.lb_check or "", "/healthz")
+        # Idle keep-alive connections to the backends, shared by all client
+        # connections and kept in the pool (add_server's pool-purge-delay),
+        # as an ingress proxy's upstream keep-alive does.
+        reuse = "    http-reuse always\n" if self.setup.reuse else ""
         return f"""# generated by tests/rollout/rig.py for setup {self.setup.id}
 global
     stats socket {self.sock} mode 600 level admin
@@ -312,7 +381,7 @@ frontend fe
 backend be
     balance roundrobin
     option httpchk GET {path}
-"""
+{reuse}"""
 
     def start(self, deadline: float) -> None:
         cfgfile = self.dir / "haproxy.cfg"
@@ -354,11 +423,20 @@ backend be
     def add_server(self, pod: "Pod") -> None:
         name = pod.name
         addr = f"{HOST}:{pod.app_port}"
+        # A server added through the runtime API keeps no idle connection by
+        # default (pool-max-conn 0): HAProxy opens one connection per request
+        # and closes it itself after the response. The `reuse` setups lift
+        # that (pool-max-conn -1, no limit, as for servers of the config
+        # file), so the connections stay open between requests.
+        if self.setup.reuse:
+            pool = f"pool-purge-delay {fmt_dur(self.cfg.reuse_purge)} pool-max-conn -1"
+        else:
+            pool = "pool-purge-delay 500"
         if self.setup.lb_check:
             port = pod.app_port if self.setup.lb_check == "app" else pod.admin_port
             c = self.cfg
             out = self.cmd(f"add server be/{name} {addr} check port {port} inter {c.lb_inter_ms} "
-                           f"fall {c.lb_fall} rise {c.lb_rise} pool-purge-delay 500")
+                           f"fall {c.lb_fall} rise {c.lb_rise} {pool}")
             if "registered" not in out:
                 raise RigError(f"add server {name}: {out.strip()}")
             # A new target starts unhealthy and needs `rise` good checks
@@ -366,7 +444,7 @@ backend be
             self.cmd(f"enable health be/{name}; enable server be/{name}; "
                      f"set server be/{name} health down")
         else:
-            out = self.cmd(f"add server be/{name} {addr} pool-purge-delay 500")
+            out = self.cmd(f"add server be/{name} {addr} {pool}")
             if "registered" not in out:
                 raise RigError(f"add server {name}: {out.strip()}")
             self.cmd(f"enable server be/{name}")
@@ -537,11 +615,20 @@ class Pod:
 
     def drainit_argv(self) -> list[str]:
         cfg = self.rig.cfg
-        argv = [
-            self.rig.drainit,
-            "--propagation-delay", fmt_dur(cfg.delay),
-            "--grace-period", fmt_dur(cfg.grace),
+        argv = [self.rig.drainit]
+        if self.setup.auto:
+            argv += ["--propagation-delay", "auto",
+                     "--propagation-delay-max", fmt_dur(cfg.ceiling)]
+        else:
+            argv += ["--propagation-delay", fmt_dur(self.rig.fixed_delay(self.setup))]
+        argv += [
+            "--grace-period", fmt_dur(self.rig.grace(self.setup)),
             "--admin-listen", f"{HOST}:{self.admin_port}",
+            # The rig's pods share the host's network namespace (each has its
+            # own PID namespace only), so drainit is told the pod's port; in a
+            # real pod the default `all` (every listening port but drainit's
+            # admin port) is that same port.
+            "--traffic-ports", str(self.app_port),
         ]
         if self.setup.ready_check:
             argv += ["--ready-check", f"http://{HOST}:{self.app_port}/healthz",
@@ -623,6 +710,73 @@ class Pod:
                 return t
         return None
 
+    def drainit_log_path(self) -> Path | None:
+        if self.sidecar:
+            return self.sidecar.log_path
+        return self.app.log_path if self.setup.init == "drainit" else None
+
+    def drain_traffic(self) -> dict | None:
+        """drainit's own account of the drain: its `drain started` and `drain
+        traffic: ...` log lines, with the moments as wall-clock times."""
+        path = self.drainit_log_path()
+        if path is None:
+            return None
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            return None
+        started = line = None
+        for ln in text.splitlines():
+            m = DRAINIT_LOG.match(ln)
+            if not m:
+                continue
+            if m.group("msg").startswith("drain started") and started is None:
+                started = parse_utc(m.group("ts"))
+            elif m.group("msg").startswith("drain traffic: ") and line is None:
+                line = m.group("msg")[len("drain traffic: "):]
+        if line is None:
+            return None
+        out = {"text": line, "drain_started": started, "observed": True,
+               "last_new_connection_s": None, "last_inbound_s": None,
+               "open_connections": None, "reason": None, "ended_after_s": None,
+               "quiet_for_s": None, "window_s": None, "rate_before_per_s": None,
+               "traffic_stopped": None}
+        if line.startswith("traffic not observed"):
+            out["observed"] = False
+            return out
+        m = TRAFFIC_LINE.match(line)
+        if not m:
+            raise RigError(f"pod {self.name}: cannot read drainit's drain traffic line: {line}")
+        num = lambda k: None if m.group(k) is None else float(m.group(k))
+        first = lambda *keys: next((m.group(k) for k in keys if m.group(k) is not None), None)
+        after = first("after_f", "after_q", "after_c")
+        out.update(last_new_connection_s=num("new"), last_inbound_s=num("inbound"),
+                   open_connections=int(m.group("open")),
+                   reason=first("reason", "reason_q", "reason_c"),
+                   ended_after_s=None if after is None else float(after),
+                   quiet_for_s=num("quiet"), window_s=num("window"),
+                   rate_before_per_s=num("rate"))
+        if started is not None:
+            stopped = max(x for x in (out["last_new_connection_s"], out["last_inbound_s"], 0.0)
+                          if x is not None)
+            out["traffic_stopped"] = started + stopped
+        return out
+
+
+DRAINIT_LOG = re.compile(r"(?P<ts>\d{4}-\d\d-\d\dT[0-9:.]+Z)\s+[A-Z]+\s+(?P<msg>.*)")
+TRAFFIC_LINE = re.compile(
+    r"last new connection (?:none|at (?P<new>[0-9.]+) s), "
+    r"last inbound byte (?:none|at (?P<inbound>[0-9.]+) s) into the drain; "
+    r"(?P<open>\d+) connections open"
+    r"(?:; delay ended: (?:(?P<reason>fixed) delay of (?P<after_f>[0-9.]+) s|"
+    r"(?P<reason_q>quiet) for (?P<quiet>[0-9.]+) s after (?P<after_q>[0-9.]+) s|"
+    r"(?P<reason_c>ceiling) after (?P<after_c>[0-9.]+) s)"
+    r"(?:; .*?window (?P<window>[0-9.]+) s(?: from (?P<rate>[0-9.]+) arrivals/s)?)?)?")
+
+
+def parse_utc(ts: str) -> float:
+    return datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
 
 def fmt_dur(seconds: float) -> str:
     ms = int(round(seconds * 1000))
@@ -638,9 +792,10 @@ class LoadClient:
     """Open-loop load: request i is due at t0 + i/rate, sent by whichever of
     the worker threads (one keep-alive connection each) is free."""
 
-    def __init__(self, port: int, cfg: Config) -> None:
+    def __init__(self, port: int, cfg: Config, rate: float) -> None:
         self.port = port
         self.cfg = cfg
+        self.rate = rate
         self.lock = threading.Lock()
         self.next = 0
         self.stop_ev = threading.Event()
@@ -666,7 +821,7 @@ class LoadClient:
             with self.lock:
                 i = self.next
                 self.next += 1
-            wait = self.t0_mono + i / self.cfg.rate - time.monotonic()
+            wait = self.t0_mono + i / self.rate - time.monotonic()
             if wait > 0 and self.stop_ev.wait(wait):
                 break
             t_send = time.time()
@@ -722,8 +877,24 @@ class Rig:
             raise RigError(f"run exceeded its time budget of {self.cfg.max_seconds:.0f}s")
         return d
 
-    def ep_delay(self) -> float:
-        return self.rng.uniform(self.cfg.ep_delay_min, self.cfg.ep_delay_max)
+    def ep_range(self, setup: Setup) -> tuple[float, float]:
+        """How long endpoint changes take to reach the load balancer."""
+        c = self.cfg
+        if setup.balancer == "slow":
+            return c.slow_ep_delay_min, c.slow_ep_delay_max
+        return c.ep_delay_min, c.ep_delay_max
+
+    def ep_delay(self, setup: Setup) -> float:
+        return self.rng.uniform(*self.ep_range(setup))
+
+    def grace(self, setup: Setup) -> float:
+        return self.cfg.grace if setup.delay == "D" else self.cfg.ceiling_grace
+
+    def fixed_delay(self, setup: Setup) -> float:
+        return self.cfg.delay if setup.delay == "D" else self.cfg.ceiling
+
+    def rate(self, setup: Setup) -> float:
+        return self.cfg.low_rate if setup.traffic == "low" else self.cfg.rate
 
     def run_setup(self, setup: Setup) -> dict:
         cfg = self.cfg
@@ -749,7 +920,7 @@ class Rig:
                 p.t_registered = time.time()
             self.wait_lb_up(hap, [p.name for p in old], self.deadline(30))
 
-            load = LoadClient(hap.port, cfg)
+            load = LoadClient(hap.port, cfg, self.rate(setup))
             load.start()
             time.sleep(cfg.warmup)  # steady traffic before the roll (a duration, not a wait for state)
 
@@ -763,7 +934,7 @@ class Rig:
                 p.wait_ready(self.deadline(30 + cfg.slow_start))
                 # Endpoints controller -> LB controller: the new endpoint
                 # reaches the load balancer after a propagation delay.
-                time.sleep(self.ep_delay())
+                time.sleep(self.ep_delay(setup))
                 hap.add_server(p)
                 p.t_registered = time.time()
                 # Pod readiness gate (as the AWS Load Balancer Controller
@@ -820,7 +991,7 @@ class Rig:
 
     def endpoint_removal(self, hap: HAProxy, pod: Pod, errors: list[str]) -> None:
         try:
-            time.sleep(self.ep_delay())
+            time.sleep(self.ep_delay(pod.setup))
             hap.deregister(pod.name)
             pod.t_deregistered = time.time()
             pod.del_server_ok = hap.delete_server(pod.name, time.monotonic() + 20)
@@ -834,10 +1005,11 @@ class Rig:
         container has none and gets SIGTERM at once."""
         cfg = self.cfg
         try:
-            grace_end = pod.t_deleted + cfg.grace
+            grace = self.grace(pod.setup)
+            grace_end = pod.t_deleted + grace
             prestop = pod.setup.prestop if c.role == "app" else None
             if prestop == "http":
-                conn = http.client.HTTPConnection(HOST, pod.admin_port, timeout=cfg.grace)
+                conn = http.client.HTTPConnection(HOST, pod.admin_port, timeout=grace)
                 try:
                     conn.request("GET", "/prestop")
                     r = conn.getresponse()
@@ -850,7 +1022,7 @@ class Rig:
             elif prestop == "sleep":
                 # exec hook: `sleep D` run inside the container's namespaces
                 rc = PROCS.run(["nsenter", "-t", str(c.pid1), "-p", "-m", "sleep",
-                                str(cfg.delay)], timeout=cfg.grace)
+                                str(cfg.delay)], timeout=grace)
                 c.prestop_result = f"exec rc {rc}"
             # The hook has returned (or there is none): SIGTERM to PID 1.
             c.t_sigterm = time.time()
@@ -880,10 +1052,20 @@ class Rig:
             if k == "ok" and pod:
                 last_ok[pod] = max(last_ok.get(pod, 0.0), t_done)
         terms, lingers, served_after = [], [], 0
+        deregs, stopped_after, ends = [], [], {}
         pods_out = []
         events = []
         for p in old:
             t_stop = p.app_stop_time()
+            dt = p.drain_traffic()
+            if p.t_deregistered:
+                deregs.append(p.t_deregistered - p.t_deleted)
+            if dt and dt["observed"]:
+                ends[dt["reason"]] = ends.get(dt["reason"], 0) + 1
+                if dt["traffic_stopped"] is not None:
+                    stopped_after.append(dt["traffic_stopped"] - p.t_deleted)
+            elif dt:
+                ends["not observed"] = ends.get("not observed", 0) + 1
             after = sum(1 for ts, _, k, pod in recs if k == "ok" and pod == p.name and ts > p.t_deleted)
             served_after += after
             term = p.t_exit - p.t_deleted
@@ -905,6 +1087,31 @@ class Rig:
                 "prestop": p.prestop_result,
                 "del_server_ok": p.del_server_ok,
             })
+            if dt:
+                pods_out[-1]["drain_traffic"] = dict(
+                    dt, drain_started=rel(dt["drain_started"], t0),
+                    traffic_stopped=rel(dt["traffic_stopped"], t0))
+                if dt["traffic_stopped"]:
+                    events.append({"t": rel(dt["traffic_stopped"], t0), "kind": "traffic_stopped",
+                                   "pod": p.name})
+            # What the pod really got before its deletion (up to 10 s), next to
+            # the rate drainit estimated (its drain-traffic line).
+            since = max(p.t_registered or t0, t0, p.t_deleted - 10.0)
+            before = sum(1 for ts, _, k, pod in recs
+                         if pod == p.name and k == "ok" and since <= ts < p.t_deleted)
+            pods_out[-1]["requests_per_s_before_delete"] = (
+                round(before / (p.t_deleted - since), 2) if p.t_deleted > since else None)
+            if setup.auto:
+                # This pod's requests per 100 ms (by send time, as answered
+                # by it), from 3 s before its deletion to 1 s after its exit:
+                # the picture of one drain.
+                a = p.t_deleted - 3.0
+                nb = int((p.t_exit + 1.0 - a) / 0.1) + 1
+                mine = [0] * nb
+                for ts, _, k, pod in recs:
+                    if pod == p.name and k == "ok" and a <= ts < a + nb * 0.1:
+                        mine[int((ts - a) / 0.1)] += 1
+                pods_out[-1]["own_requests_100ms"] = {"from": rel(a, t0), "counts": mine}
             if p.sidecar:
                 pods_out[-1]["containers"] = [{
                     "role": c.role,
@@ -942,6 +1149,19 @@ class Rig:
             "success_ratio": round((n - failed) / n, 6) if n else 0.0,
             "termination_s": stat(terms),
             "linger_s": stat(lingers),
+            "deregistration_s": stat(deregs),
+            "rate_before_drainit_per_s": stat([x["drain_traffic"]["rate_before_per_s"] or 0.0
+                                               for x in pods_out if x.get("drain_traffic")]),
+            "rate_before_real_per_s": stat([x["requests_per_s_before_delete"] for x in pods_out
+                                            if x.get("requests_per_s_before_delete") is not None]),
+            "traffic_stopped_after_s": stat(stopped_after),
+            "delay_ends": ends,
+            "delay": setup.delay,
+            "auto": setup.auto,
+            "pair": setup.pair,
+            "rate": self.rate(setup),
+            "ep_delay_range_s": list(self.ep_range(setup)),
+            "ceiling_s": None if setup.delay == "D" else self.cfg.ceiling,
             "served_after_delete": served_after,
             "forced_kills": sum(1 for p in old if p.killed),
             # Sidecars that did not end with exit 0 (a SIGKILLed one included).
@@ -953,7 +1173,9 @@ class Rig:
             "buckets_100ms": buckets,
         }
         log(f"  -> {n} requests, {failed} failed {kinds or ''}, termination mean "
-            f"{res['termination_s']['mean']}s max {res['termination_s']['max']}s")
+            f"{res['termination_s']['mean']}s max {res['termination_s']['max']}s, linger mean "
+            f"{res['linger_s']['mean']}s, deregistration mean {res['deregistration_s']['mean']}s"
+            + (f", delay ends {ends}" if ends else ""))
         return res
 
 
@@ -991,9 +1213,231 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def evidence_table(results: list[dict]) -> str:
+    """Fixed delay at the ceiling next to `auto` with the same ceiling, one
+    row per scenario (setups 8-13)."""
+    by_id = {r["id"]: r for r in results}
+    rows = ["| # | scenario | deregistration mean (s) | fixed: failed | fixed: termination mean / max (s) "
+            "| fixed: linger mean / max (s) | auto: failed | auto: termination mean / max (s) "
+            "| auto: linger mean / max (s) | auto: traffic stopped after, mean (s) "
+            "| rate before the drain per pod: drainit's λ̂ / real (req/s) "
+            "| auto: delay ended | target: auto termination ≤ deregistration + 2 s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    pairs = []
+    for r in results:
+        if r.get("auto") and r["pair"] not in pairs:
+            pairs.append(r["pair"])
+    for pid in pairs:
+        a = by_id.get(f"{pid}a")
+        f = by_id.get(f"{pid}f") or by_id.get(f"{FIXED_TWIN.get(pid, '')}f")
+        if a is None:
+            continue
+        twin = f" (fixed: {f['id']})" if f is not None and f["pair"] != pid else ""
+
+        def cells(r):
+            if r is None:
+                return "–", "–", "–"
+            return (str(r["failed"]),
+                    f"{fmt_s(r['termination_s']['mean'])} / {fmt_s(r['termination_s']['max'])}",
+                    f"{fmt_s(r['linger_s']['mean'])} / {fmt_s(r['linger_s']['max'])}")
+        ff, ft, fl = cells(f)
+        af, at, al = cells(a)
+        ends = ", ".join(f"{k} {v}" for k, v in sorted(a["delay_ends"].items())) or "–"
+        dereg = a["deregistration_s"]["mean"]
+        term = a["termination_s"]["mean"]
+        if a["rate"] < 200 or dereg is None or term is None:
+            target = "none at this rate (0 failed; may wait to the ceiling)"
+        else:
+            bound = dereg + 2.0
+            target = (f"met: {term:.2f} ≤ {bound:.2f}" if term <= bound
+                      else f"**missed**: {term:.2f} > {bound:.2f}")
+        rows.append(f"| {pid} | {PAIR_NAMES[pid]}{twin} | {fmt_s(dereg)} | {ff} | {ft} | {fl} | "
+                    f"**{af}** | {at} | {al} | {fmt_s(a['traffic_stopped_after_s']['mean'])} | "
+                    f"{fmt_s(a['rate_before_drainit_per_s']['mean'])} / "
+                    f"{fmt_s(a['rate_before_real_per_s']['mean'])} | "
+                    f"{ends} | {target} |")
+    return "\n".join(rows)
+
+
+def pick_drain(results: list[dict]) -> tuple[dict, dict] | None:
+    """The one auto drain the picture shows: the middle old pod of the fast
+    balancer's keep-alive setup (11a), else of the first auto setup."""
+    autos = [r for r in results if r.get("auto")]
+    if not autos:
+        return None
+    r = next((r for r in autos if r["id"] == "11a"), autos[0])
+    pods = [p for p in r["pods"] if p.get("own_requests_100ms") and p.get("drain_traffic")]
+    if not pods:
+        return None
+    return r, pods[len(pods) // 2]
+
+
+def svg_one_drain(r: dict, pod: dict, cfg: Config) -> str:
+    """Requests per 100 ms to one pod around its auto drain, with the moment
+    the traffic stopped (drainit's drain-traffic line) and the moment the
+    stop signal went out."""
+    W, left, right, top, ph = 1000, 70, 30, 80, 240
+    pw = W - left - right
+    b = pod["own_requests_100ms"]
+    t_from = b["from"]
+    dt = pod["drain_traffic"]
+    deleted = pod["deleted"]
+    fixed_stop = deleted + cfg.ceiling
+    t_to = max(t_from + len(b["counts"]) * 0.1, fixed_stop + 1.0)
+    span = t_to - t_from
+    xs = lambda t: left + pw * (t - t_from) / span
+    ymax = max([1] + b["counts"])
+    yb = top + ph
+    H = yb + 70
+    title = (f"One drain with --propagation-delay auto (setup {r['id']}, pod {pod['name']}): "
+             f"requests per 100 ms to that pod")
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+           f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{left}" y="18" font-size="14" font-weight="bold">{esc(title)}</text>',
+           f'<text x="{left}" y="36">{esc(r["name"])}; {r["requests"]} requests in the setup, '
+           f'{r["failed"]} failed. drainit\'s drain-traffic line:</text>']
+    # The line in two halves, at its "; delay ended:".
+    head, sep, rest = dt["text"].partition("; delay ended:")
+    out.append(f'<text x="{left}" y="50" font-family="monospace" font-size="10">{esc(head + sep[:1])}</text>')
+    if sep:
+        out.append(f'<text x="{left}" y="63" font-family="monospace" font-size="10">'
+                   f'{esc(sep[2:] + rest)}</text>')
+    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#f7f7f7" stroke="#ccc"/>')
+    bw = max(pw * 0.1 / span - 0.6, 0.5)
+    for j, v in enumerate(b["counts"]):
+        if v:
+            h = ph * v / ymax
+            out.append(f'<rect x="{xs(t_from + j * 0.1):.2f}" y="{yb - h:.2f}" width="{bw:.2f}" '
+                       f'height="{h:.2f}" fill="#2ca02c"/>')
+    stop = pod["app_stop_signal"]
+    stopped = dt.get("traffic_stopped")
+    if stopped is not None and stop is not None:
+        # The quiet that ended the delay.
+        out.append(f'<rect x="{xs(stopped):.2f}" y="{top}" width="{xs(stop) - xs(stopped):.2f}" '
+                   f'height="{ph}" fill="#e377c2" fill-opacity="0.12"/>')
+    marks = [(deleted, "#000000", "pod deleted (SIGTERM to drainit)", ""),
+             (pod["deregistered"], "#1f77b4", "deregistered at HAProxy", ' stroke-dasharray="5,3"'),
+             (stopped, "#e377c2", "traffic stopped (drainit's report)", ""),
+             (stop, "#9467bd", "stop signal to the app (auto)", ' stroke-dasharray="2,2"'),
+             (fixed_stop, "#7f7f7f", f"stop signal with a fixed {cfg.ceiling:g} s delay",
+              ' stroke-dasharray="6,4"')]
+    for i, (t, color, label, dash_) in enumerate(marks):
+        if t is None:
+            continue
+        x = xs(t)
+        out.append(f'<line x1="{x:.2f}" y1="{top - 4}" x2="{x:.2f}" y2="{yb}" stroke="{color}" '
+                   f'stroke-width="2"{dash_}><title>{esc(label)} at {t - deleted:.2f} s after '
+                   f'deletion</title></line>')
+        ly = top + 14 + 14 * i
+        anchor, lx = ("end", x - 4) if x > left + pw * 0.8 else ("start", x + 4)
+        out.append(f'<text x="{lx:.2f}" y="{ly}" fill="{color}" text-anchor="{anchor}">'
+                   f'{esc(label)}: {t - deleted:+.2f} s</text>')
+    out.append(f'<text x="{left - 6}" y="{top + 10}" text-anchor="end">{ymax}</text>')
+    out.append(f'<text x="{left - 6}" y="{yb}" text-anchor="end">0</text>')
+    first = math.ceil(t_from - deleted)
+    for k in range(first, int(t_to - deleted) + 1):
+        x = xs(deleted + k)
+        if x < left or x > left + pw:
+            continue
+        out.append(f'<line x1="{x:.2f}" y1="{yb}" x2="{x:.2f}" y2="{yb + 4}" stroke="#333"/>')
+        if k % 2 == 0:
+            out.append(f'<text x="{x:.2f}" y="{yb + 16}" text-anchor="middle">{k}s</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{yb + 34}" text-anchor="middle">seconds after the '
+               f'pod\'s deletion; shaded: the quiet that ended the delay</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def evidence_section(evidence: list[dict], cfg: Config, one) -> list[str]:
+    c = cfg
+    md = [
+        f"## Drain on evidence: a fixed {c.ceiling:g} s delay vs `--propagation-delay auto` "
+        f"(ceiling {c.ceiling:g} s)",
+        "",
+        f"Setups 8–13: drainit as ENTRYPOINT (no preStop), the readiness probe and HAProxy's "
+        f"health check on drainit's `/ready` (the admin port, which drainit never counts as "
+        f"traffic), grace period {c.ceiling_grace:g} s. Each scenario runs with a fixed "
+        f"`--propagation-delay {fmt_dur(c.ceiling)}` (\"f\") and with `--propagation-delay auto "
+        f"--propagation-delay-max {fmt_dur(c.ceiling)}` (\"a\"; floor and window by default), "
+        f"the same ceiling. Fast balancer: endpoint changes reach HAProxy "
+        f"{c.ep_delay_min:g}–{c.ep_delay_max:g} s after the pod event; slow: "
+        f"{c.slow_ep_delay_min:g}–{c.slow_ep_delay_max:g} s, and no HAProxy health check, "
+        f"so that only the endpoint removal takes the pod out (kube-proxy; a cloud load "
+        f"balancer whose health checks are slower than its deregistration). Low traffic: {c.low_rate:g} "
+        f"req/s in all (about {c.low_rate / c.replicas:.1f} per pod). The rig's pods share the "
+        f"host's network namespace (each has its own PID namespace only), so drainit is given "
+        f"`--traffic-ports <the pod's app port>`: in a real pod the default (every listening "
+        f"port but drainit's admin port) is that same port.",
+        "",
+        "How HAProxy holds its backend connections matters to `auto`. Setups 8–10 keep the "
+        "rig's HAProxy of setups 1–7: a server added through the runtime API keeps no idle "
+        "connection (`pool-max-conn 0` is the default of `add server`), so every request gets a "
+        "new backend connection, which HAProxy closes itself right after the response. "
+        f"Setups 11–13 let HAProxy keep them, as ingress proxies and cloud load balancers keep "
+        f"upstream keep-alive connections: `http-reuse always`, `pool-max-conn -1`, "
+        f"`pool-purge-delay {fmt_dur(c.reuse_purge)}`; the connections stay open, idle, "
+        f"after the pod's deregistration until the app closes them at its stop signal.",
+        "",
+        evidence_table(evidence),
+        "",
+        "Termination: pod deletion to the exit of its PID 1. Linger: exit minus the end of the "
+        "last request the pod served. Deregistration: deletion to the endpoint removal reaching "
+        "HAProxy (HAProxy's own health check on `/ready`, 503 from the drain's start, usually "
+        "takes the pod out of rotation before that: fall "
+        f"{c.lb_fall} × inter {c.lb_inter_ms} ms). Traffic stopped after: drainit's own "
+        "report (the later of its last new connection and last inbound byte, from the drain's "
+        "start). Rate before the drain: the λ̂ in drainit's drain-traffic line next to the "
+        "requests/s the rig saw the pod answer in the 10 s before its deletion. Every pod's "
+        "drain-traffic line is in results.json (`pods[].drain_traffic.text`).",
+        "",
+    ]
+    reuse = {s.id for s in SETUPS if s.reuse}
+    per_request_ceiling = [r for r in evidence if r.get("auto") and r["id"] not in reuse
+                           and r["delay_ends"].get("ceiling")]
+    if per_request_ceiling:
+        ids = ", ".join(r["id"] for r in per_request_ceiling)
+        seen = ", ".join(f"{fmt_s(r['rate_before_drainit_per_s']['mean'])}"
+                         for r in per_request_ceiling)
+        real = ", ".join(f"{fmt_s(r['rate_before_real_per_s']['mean'])}"
+                         for r in per_request_ceiling)
+        md += [
+            f"**Why {ids} waited to the ceiling.** With a connection per request closed by the "
+            "balancer, drainit sees almost none of the traffic: it dumps the sockets every 1 s "
+            "while the app runs (every 100 ms in a drain), and a connection opened and closed by "
+            "its client between two dumps leaves no trace (the app's side ends in LAST_ACK, not "
+            "TIME_WAIT; src/traffic.rs calls these \"not seen\"). drainit's λ̂ before the drain "
+            f"was {seen} arrivals/s per pod where the pods answered {real} requests/s, so the "
+            "window 13.8/λ̂ came out longer than the ceiling and the delay ran to it (the "
+            f"drain-traffic lines say `ceiling after {c.ceiling:.1f} s; window … from … arrivals/s`). That "
+            "is the safe side (0 failed: an underestimated rate only lengthens the window), but "
+            "`auto` gains nothing there; the fixed twin is as good.",
+            "",
+        ]
+    md += [f"![fixed vs auto, requests per 100 ms](timeline-auto.svg)", ""]
+    if one:
+        r, pod = one
+        md += [
+            f"One auto drain (setup {r['id']}, pod {pod['name']}): requests per 100 ms to that "
+            f"pod, the moment drainit saw its traffic stop, and the stop signal:",
+            "",
+            "![one auto drain](auto-drain.svg)",
+            "",
+        ]
+    return md
+
+
 def write_report(outdir: Path, cfg: Config, results: list[dict], meta: dict) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
-    (outdir / "timeline.svg").write_text(svg_timeline(results, cfg))
+    fixed_d = [r for r in results if r.get("delay", "D") == "D"]
+    evidence = [r for r in results if r.get("delay", "D") != "D"]
+    (outdir / "timeline.svg").write_text(svg_timeline(fixed_d, cfg))
+    if evidence:
+        (outdir / "timeline-auto.svg").write_text(svg_timeline(
+            evidence, cfg, f"fixed {cfg.ceiling:g} s vs auto (max {cfg.ceiling:g} s)"))
+    one = pick_drain(evidence)
+    if one:
+        (outdir / "auto-drain.svg").write_text(svg_one_drain(one[0], one[1], cfg))
     c = cfg
     md = [
         "# drainit rollout report",
@@ -1013,7 +1457,7 @@ def write_report(outdir: Path, cfg: Config, results: list[dict], meta: dict) -> 
         f"`/prestop` on a classic `drainit sidecar` container; at deletion the kubelet stops "
         f"both in parallel (the app: hook, then SIGTERM; the sidecar: SIGTERM at once).",
         "",
-        markdown_table(results),
+        markdown_table(fixed_d),
         "",
         "Termination: pod deletion to exit of the pod's PID 1 (setup 7: of the last of its two "
         "containers, the sidecar, which learns that the app is gone from its next "
@@ -1023,6 +1467,10 @@ def write_report(outdir: Path, cfg: Config, results: list[dict], meta: dict) -> 
         "",
         "![timeline](timeline.svg)",
         "",
+    ]
+    if evidence:
+        md += evidence_section(evidence, cfg, one)
+    md += [
         "## Setups",
         "",
         "| # | PID 1 of the pod's container(s) | preStop | readiness probe | HAProxy health check |",
@@ -1034,13 +1482,23 @@ def write_report(outdir: Path, cfg: Config, results: list[dict], meta: dict) -> 
     for r in results:
         s = by_id[r["id"]]
         pid1 = {"none": "the app", "tini": "tini", "drainit": "drainit"}[s.init]
-        drainit_flags = f" `--propagation-delay {fmt_dur(c.delay)}`"
+        if s.auto:
+            drainit_flags = f" `--propagation-delay auto --propagation-delay-max {fmt_dur(c.ceiling)}`"
+        else:
+            drainit_flags = f" `--propagation-delay {fmt_dur(c.delay if s.delay == 'D' else c.ceiling)}`"
         if s.ready_check:
             drainit_flags += " `--ready-check http://…/healthz`"
         if s.init == "drainit":
             pid1 += drainit_flags
         if s.slow:
             pid1 += f" (app starts in {c.slow_start:g} s)"
+        if s.delay != "D":
+            lo, hi = (c.slow_ep_delay_min, c.slow_ep_delay_max) if s.balancer == "slow" else \
+                (c.ep_delay_min, c.ep_delay_max)
+            pid1 += (f"; grace {c.ceiling_grace:g} s; balancer {lo:g}–{hi:g} s; "
+                     f"{c.low_rate if s.traffic == 'low' else c.rate:g} req/s; "
+                     + ("keep-alive connections to the backends" if s.reuse
+                        else "a connection per request"))
         prestop = {None: "none", "sleep": f"`exec sleep {c.delay:g}`",
                    "http": "`httpGet /prestop`"}[s.prestop]
         w = where
@@ -1064,7 +1522,7 @@ def write_report(outdir: Path, cfg: Config, results: list[dict], meta: dict) -> 
         {"config": dataclasses.asdict(cfg), "meta": meta, "setups": results}, indent=1))
 
 
-def svg_timeline(results: list[dict], cfg: Config) -> str:
+def svg_timeline(results: list[dict], cfg: Config, what: str | None = None) -> str:
     W, left, right = 1000, 70, 20
     ph, gap, top = 110, 46, 50
     pw = W - left - right
@@ -1079,10 +1537,12 @@ def svg_timeline(results: list[dict], cfg: Config) -> str:
            f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">',
            f'<rect width="{W}" height="{H}" fill="white"/>',
            f'<text x="{left}" y="18" font-size="14" font-weight="bold">Requests per 100 ms during '
-           f'a rolling update ({cfg.replicas} replicas, {cfg.rate:.0f} req/s, D = {cfg.delay:g} s)</text>']
+           f'a rolling update ({cfg.replicas} replicas, '
+           f'{what or f"{cfg.rate:.0f} req/s, D = {cfg.delay:g} s"})</text>']
     legend = [("#2ca02c", "ok", "rect"), ("#d62728", "HTTP error (502/503)", "rect"),
               ("#ff7f0e", "transport error", "rect"), ("#000000", "pod deleted", "line"),
               ("#1f77b4", "deregistered at LB", "line"), ("#9467bd", "app got stop signal", "line"),
+              ("#e377c2", "traffic stopped (drainit)", "line"),
               ("#7f7f7f", "new pod registered", "tick")]
     lx = left
     for color, label, shape in legend:
@@ -1121,7 +1581,7 @@ def svg_timeline(results: list[dict], cfg: Config) -> str:
                 continue
             x = xs(e["t"])
             color = {"deleted": "#000000", "deregistered": "#1f77b4",
-                     "stop_signal": "#9467bd"}.get(e["kind"])
+                     "stop_signal": "#9467bd", "traffic_stopped": "#e377c2"}.get(e["kind"])
             if color:
                 out.append(f'<line x1="{x:.2f}" y1="{y0}" x2="{x:.2f}" y2="{yb}" stroke="{color}" '
                            f'stroke-width="1.5"{dash(color)}><title>{esc(e["pod"])} {e["kind"]} '
@@ -1200,8 +1660,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small, short run (the cargo test's)")
     ap.add_argument("--report", metavar="DIR", help="write DIR/report.md and DIR/timeline.svg")
     ap.add_argument("--json", metavar="OUT", help="write the results as JSON")
-    ap.add_argument("--setups", default=",".join(s.id for s in SETUPS),
-                    help="comma-separated setup ids (default: all)")
+    ap.add_argument("--setups", help="comma-separated setup ids (default: all; with --quick, "
+                    "those of the quick run: " + ",".join(s.id for s in SETUPS if s.quick) + ")")
     ap.add_argument("--drainit", help="drainit binary (default: target/debug/drainit)")
     ap.add_argument("--tini", help="tini binary (default: from PATH)")
     ap.add_argument("--haproxy", help="haproxy binary (default: from PATH)")
@@ -1236,6 +1696,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (0 <= cfg.ep_delay_min <= cfg.ep_delay_max <= 60 and 0 < cfg.delay <= 120):
         raise RigError("out of bounds: 0 <= ep-delay min <= max <= 60, 0 < delay <= 120")
 
+    if args.setups is None:
+        args.setups = ",".join(s.id for s in SETUPS if s.quick or not args.quick)
     wanted = [x.strip() for x in args.setups.split(",") if x.strip()]
     unknown = [w for w in wanted if w not in {s.id for s in SETUPS}]
     if unknown:
@@ -1285,7 +1747,13 @@ def main(argv: list[str] | None = None) -> int:
               f"term_max={r['termination_s']['max']} linger_mean={r['linger_s']['mean']} "
               f"served_after_delete={r['served_after_delete']} forced_kills={r['forced_kills']} "
               f"sidecar={int(by_id[r['id']].sidecar)} "
-              f"sidecar_exit_nonzero={r['sidecar_exit_nonzero']}")
+              f"sidecar_exit_nonzero={r['sidecar_exit_nonzero']} "
+              f"auto={int(r['auto'])} ceiling={r['ceiling_s'] or 0} "
+              f"linger_max={r['linger_s']['max']} dereg_mean={r['deregistration_s']['mean']} "
+              f"traffic_stopped_mean={r['traffic_stopped_after_s']['mean']} "
+              f"ended_quiet={r['delay_ends'].get('quiet', 0)} "
+              f"ended_ceiling={r['delay_ends'].get('ceiling', 0)} "
+              f"ended_fixed={r['delay_ends'].get('fixed', 0)} pods={len(r['pods'])}")
     print(markdown_table(results))
     sys.stdout.flush()
     if not args.keep and not args.workdir:
