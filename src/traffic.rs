@@ -321,7 +321,7 @@ impl Observer {
             (true, Some(error)) => return Err(error),
             _ => self.families = supported,
         }
-        let own = OwnSockets::of_this_process(self.own_clients.recent(Instant::now()));
+        let mut own = OwnSockets::of_this_process(self.own_clients.recent(Instant::now()));
         let watched = watched_listeners(&listeners, &own, &self.ports);
         let mut connections = Vec::new();
         for family in self.families.clone() {
@@ -340,6 +340,11 @@ impl Observer {
         }
         let dump_duration = started.elapsed();
         let at = Instant::now();
+        // drainit's clients note their address before they connect: read
+        // the notes again now, so that every connection this dump can show
+        // was noted before they were read (read before the dump, one made
+        // in between would count as the app's traffic).
+        own.endpoints.extend(self.own_clients.recent(at));
         // Sorted by port already: only the families' duplicates go.
         let mut ports: Vec<u16> = watched.iter().map(|(port, _)| *port).collect();
         ports.dedup();

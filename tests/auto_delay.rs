@@ -389,3 +389,53 @@ fn a_sidecar_in_auto_mode_answers_the_hook_once_the_traffic_stopped() {
         .any(|l| l.contains("delay ended: quiet for"));
     assert!(status_line, "{}", sidecar.report());
 }
+
+#[test]
+fn drainits_own_ready_checks_are_never_the_apps_traffic() {
+    // No client at all: the only connections to the app's port are the
+    // ready-check's, every 10 ms.
+    let dir = scratch("auto-own-checks");
+    let app_port = free_port();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let check = format!("http://127.0.0.1:{app_port}/healthz");
+    let ports = app_port.to_string();
+    let mut args: Vec<String> = [
+        "--admin-listen",
+        &admin,
+        "--ready-check",
+        &check,
+        "--ready-check-interval",
+        "10ms",
+        "--traffic-ports",
+        &ports,
+        "--propagation-delay",
+        "auto",
+        "--propagation-delay-max",
+        "2s",
+        "--",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(app_command(app_port));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut proc = Proc::drainit(&dir, &args, &[]);
+    let admin: SocketAddr = admin.parse().expect("addr");
+    assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
+    // Long enough for hundreds of checks before and during the drain.
+    std::thread::sleep(Duration::from_secs(3));
+    proc.signal(libc::SIGTERM);
+    proc.wait(SOON);
+    let line = proc
+        .stderr()
+        .lines()
+        .find(|l| l.contains("drain traffic:"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains("last new connection none, last inbound byte none")
+            && line.contains("no traffic in the"),
+        "the ready-check's own connections were counted: {line}\n{}",
+        proc.report()
+    );
+}
