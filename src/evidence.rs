@@ -70,8 +70,16 @@ pub const WINDOW_IN_MEAN_GAPS: f64 = 13.815_510_557_964_274;
 /// well above the kernel's receive stamps' resolution (1–10 ms).
 pub const QUIET_WINDOW_FLOOR: Duration = Duration::from_millis(500);
 
-/// How much of the time before the drain the rate is taken over.
-pub const RATE_HISTORY: Duration = Duration::from_secs(60);
+/// How much of the time before the drain the rate is taken over: the last
+/// 10 s, ten samples at the running pace. Short on purpose: one empty
+/// interval among n caps the binned estimate at ln(n)/Δ, so a quiet
+/// stretch long before the drain (the balancer's health checks still
+/// rising after a first request, a lull at night) would otherwise make a
+/// 200/s stream look like 3/s for a minute; long enough for a Poisson
+/// stream of 5/s to show 50 arrivals. A burst that is older than this, or
+/// traffic that stopped before it, reads as little or none: the delay then
+/// runs longer, never shorter.
+pub const RATE_HISTORY: Duration = Duration::from_secs(10);
 
 /// Proposed default of `--propagation-delay-min`: no balancer has let go
 /// of the pod within the first second (endpoints controller, then

@@ -403,6 +403,12 @@ mod tests {
                 true,
             ),
             (
+                "one early request, 4 s of quiet (the balancer's checks rising), then 200/s for 15 s that stops 3 s into the drain: the old quiet is out of the rate's history",
+                vec![traffic(-20.0, -19.9, 1.0), traffic(-15.0, 3.0, 200.0)],
+                4.0,
+                true,
+            ),
+            (
                 "200/s that never stops: the ceiling",
                 vec![traffic(-60.0, 100.0, 200.0)],
                 20.0,
@@ -433,10 +439,10 @@ mod tests {
                 true,
             ),
             (
-                "traffic gone 10 s before the drain: ends at the floor",
+                "traffic gone 10 s before the drain: out of the rate's history, so silence proves nothing (the ceiling)",
                 vec![traffic(-60.0, -10.0, 200.0)],
-                1.0,
-                true,
+                20.0,
+                false,
             ),
             (
                 "bursts of 100 in 1 s every 5 s: the binned rate (0.22/s) wins, the ceiling",
@@ -529,7 +535,7 @@ mod tests {
         let (end, _) = run(&[], PropagationDelay::Auto, AutoBounds::default()).await;
         assert_eq!(
             end.to_string(),
-            "ceiling after 20.0 s; no traffic in the 60.0 s before the drain: silence proves nothing"
+            "ceiling after 20.0 s; no traffic in the 11.0 s before the drain: silence proves nothing"
         );
     }
 
