@@ -680,7 +680,13 @@ class Pod:
             time.sleep(self.rig.cfg.probe_period)
 
     def wait_serving(self, deadline: float) -> None:
-        while http_get(self.app_port, "/healthz", timeout=1.0) != 200:
+        # With auto, drainit counts every request on the app's port as
+        # traffic, and nothing but the Service's traffic reaches it in a
+        # pod: wait through drainit's /ready (its --ready-check), not with
+        # a request of the rig's own to the app.
+        port, path = ((self.admin_port, "/ready") if self.setup.auto and self.setup.ready_check
+                      else (self.app_port, "/healthz"))
+        while http_get(port, path, timeout=1.0) != 200:
             if not self.alive():
                 raise RigError(f"pod {self.name} died at start ({self.died()}):\n"
                                + self.tail_logs())
