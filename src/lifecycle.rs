@@ -517,26 +517,14 @@ impl Machine {
                 }
             }
             if after >= self.timeline.propagation_delay {
-                steps.push(Step::Stop { after });
-                self.enter(
-                    State::Stopping {
-                        drain,
-                        stop_sent: Some(now),
-                        deadline_hit: false,
-                    },
-                    now,
-                );
+                self.stop(drain, now, steps);
             }
         }
     }
 
-    fn on_delay_over(&mut self, now: Instant, steps: &mut Vec<Step>) {
-        let State::Draining { drain, .. } = self.state else {
-            return;
-        };
-        if !self.timeline.auto {
-            return;
-        }
+    /// The propagation delay is over (its timer, or auto's evidence): the
+    /// stop signal, and Stopping.
+    fn stop(&mut self, drain: Drain, now: Instant, steps: &mut Vec<Step>) {
         steps.push(Step::Stop {
             after: now.saturating_duration_since(drain.since),
         });
@@ -548,6 +536,15 @@ impl Machine {
             },
             now,
         );
+    }
+
+    fn on_delay_over(&mut self, now: Instant, steps: &mut Vec<Step>) {
+        let State::Draining { drain, .. } = self.state else {
+            return;
+        };
+        if self.timeline.auto {
+            self.stop(drain, now, steps);
+        }
     }
 
     fn on_check(&mut self, result: CheckResult, now: Instant, steps: &mut Vec<Step>) {
