@@ -196,6 +196,16 @@ const AUTO: [&str; 6] = [
     "30s",
 ];
 
+/// auto with a ceiling short enough to wait for in a test.
+const AUTO_4S_CEILING: [&str; 6] = [
+    "--propagation-delay",
+    "auto",
+    "--propagation-delay-max",
+    "4s",
+    "--grace-period",
+    "30s",
+];
+
 #[test]
 fn auto_ends_after_the_traffic_stopped_and_long_before_the_ceiling() {
     let dir = scratch("auto-stops");
@@ -224,15 +234,7 @@ fn auto_ends_after_the_traffic_stopped_and_long_before_the_ceiling() {
 #[test]
 fn auto_runs_to_the_ceiling_while_the_traffic_never_stops() {
     let dir = scratch("auto-never-stops");
-    let flags = [
-        "--propagation-delay",
-        "auto",
-        "--propagation-delay-max",
-        "4s",
-        "--grace-period",
-        "30s",
-    ];
-    let (mut proc, _admin, app) = start(&dir, &[], &flags);
+    let (mut proc, _admin, app) = start(&dir, &[], &AUTO_4S_CEILING);
     let mut client = Client::start(app, 100.0, Duration::from_secs(40));
     std::thread::sleep(Duration::from_secs(2));
     let drain = Instant::now();
@@ -280,15 +282,7 @@ fn auto_works_as_uid_65534() {
 fn without_sock_diag_auto_waits_for_the_ceiling_and_says_why() {
     let dir = scratch("auto-denied");
     let deny: Vec<String> = vec![arg(&fixture("observe")), "deny-netlink".into()];
-    let flags = [
-        "--propagation-delay",
-        "auto",
-        "--propagation-delay-max",
-        "4s",
-        "--grace-period",
-        "30s",
-    ];
-    let (mut proc, _admin, app) = start(&dir, &deny, &flags);
+    let (mut proc, _admin, app) = start(&dir, &deny, &AUTO_4S_CEILING);
     let mut client = Client::start(app, 100.0, Duration::from_secs(40));
     std::thread::sleep(Duration::from_secs(2));
     client.stop();
