@@ -18,7 +18,8 @@
 # cargo's and rustup's output goes to stderr; stdout carries a size line and,
 # on its LAST line, the absolute path of the binary. The script fails if the
 # result is not statically linked, not position-independent (PIE) or has no
-# RELRO segment (checked with readelf).
+# RELRO segment (checked with readelf); for musl also if it kept its unwind
+# tables or is over 1 200 000 bytes.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -117,5 +118,22 @@ if [ "$target" = "$musl" ]; then
 fi
 
 size=$(wc -c <"$bin" | tr -d ' ')
+# The musl release binary drops its unwind tables (build.rs,
+# link/no-unwind-tables.ld): no PT_GNU_EH_FRAME header may be left, and
+# the binary must stay within the footprint budget of issue 13. Both are
+# product figures, so a build that misses them fails here, not in a
+# benchmark read weeks later.
+if [ "$target" = "$musl" ]; then
+    if readelf -lW "$bin" | grep -q 'GNU_EH_FRAME'; then
+        echo "build-static: $bin still has its unwind tables (GNU_EH_FRAME): build.rs's link arguments did not apply" >&2
+        exit 1
+    fi
+    how="$how, no unwind tables"
+    budget=1200000
+    if [ "$size" -gt "$budget" ]; then
+        echo "build-static: $bin is $size bytes, over the budget of $budget (issue 13); measure what grew (cargo bloat) before raising it" >&2
+        exit 1
+    fi
+fi
 echo "build-static: $target, static ($how), $size bytes"
 echo "$bin"
