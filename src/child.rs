@@ -3,9 +3,11 @@
 //!
 //! The app starts in a process group of its own, which takes the
 //! terminal's foreground when stdin is a terminal, with drainit's
-//! inherited mask, ignored dispositions and file limit ([`Inherited`]):
-//! Rust's `Command` resets the mask in the child, so it is re-applied in a
-//! `pre_exec` hook.
+//! inherited mask, ignored dispositions and file limit ([`Inherited`]).
+//! Usually `posix_spawn` sets them (no fork: the quickest start, see
+//! [`spawn`]); a terminal or a handled signal inherited as ignored needs
+//! drainit's own code between fork and exec. drainit raises its own file
+//! limit only after the spawn, so the app inherits the original one.
 //!
 //! [`App`] holds a pidfd, opened right after the fork while the child
 //! cannot yet have been reaped (only drainit's reaper waits, and it runs
@@ -14,16 +16,17 @@
 //! after it was reaped; and the owner gives the handle up when the
 //! reaper reports the app's exit, after which no code holds its pid.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use tracing::debug;
 
-use crate::os::{Inherited, MAX_SIG};
+use crate::os::Inherited;
 use crate::signals::Sig;
 
 /// Environment variables drainit reads that the app must not see: the
@@ -133,8 +136,148 @@ pub struct App {
 /// Starts `command` as the app, in a new process group that takes the
 /// terminal's foreground when stdin is a terminal, with stdio inherited and
 /// drainit's inherited signal state and file limit.
+///
+/// The usual case (stdin not a terminal, no handled signal inherited as
+/// ignored) goes through `posix_spawn`, which musl and glibc implement
+/// with `CLONE_VFORK`: the child shares drainit's memory until its exec, so
+/// no page table is copied and no page is copied on write. The rest needs
+/// code of drainit's between fork and exec ([`restore_in_child`]) and
+/// forks.
 pub fn spawn(command: &[OsString], inherited: &Inherited) -> Result<App, SpawnError> {
-    let (program, args) = command.split_first().ok_or(SpawnError::Empty)?;
+    let (program, _) = command.split_first().ok_or(SpawnError::Empty)?;
+    let started = if spawnable_without_fork(inherited) {
+        posix_spawn(command, inherited)
+    } else {
+        fork_and_exec(command, inherited)
+    };
+    let command = || program.to_string_lossy().into_owned();
+    match started {
+        // The reaper collects the exit status. Until it runs, the child is
+        // at worst a zombie: its pid is still its own, so the pidfd opened
+        // now is the app's.
+        Ok(pid) => Ok(App {
+            process: Process::open(pid),
+            pgid: pid,
+        }),
+        Err(source) if source.kind() == io::ErrorKind::NotFound => {
+            Err(SpawnError::NotFound { command: command() })
+        }
+        Err(source) => Err(SpawnError::CannotExecute {
+            command: command(),
+            source,
+        }),
+    }
+}
+
+/// Whether `posix_spawn` can give the app exactly the state a hook would:
+/// it can set the mask, the process group and default dispositions, but
+/// not an ignored disposition (a handled signal drainit inherited as
+/// ignored is not ignored in drainit) nor the terminal's foreground.
+fn spawnable_without_fork(inherited: &Inherited) -> bool {
+    let stays_ignored_through_exec = |number: usize| {
+        Sig::ignored_by_drainit()
+            .iter()
+            .any(|sig| usize::try_from(sig.raw()) == Ok(number))
+    };
+    let ignored_elsewhere = inherited
+        .ignored
+        .iter()
+        .enumerate()
+        .any(|(number, &ignored)| ignored && !stays_ignored_through_exec(number));
+    // SAFETY: isatty only inspects the descriptor number.
+    let stdin_is_a_terminal = unsafe { libc::isatty(libc::STDIN_FILENO) } == 1;
+    !ignored_elsewhere && !stdin_is_a_terminal
+}
+
+/// `posix_spawnp(3)`: PATH search, mask, group and dispositions as
+/// [`restore_in_child`] sets them; exec errors come back as its result.
+fn posix_spawn(command: &[OsString], inherited: &Inherited) -> io::Result<i32> {
+    let argv = c_strings(command.iter().map(|arg| arg.as_bytes().to_vec()))?;
+    let env = std::env::vars_os()
+        .filter(|(name, _)| !PRIVATE_ENV.iter().any(|private| name == private))
+        .map(|(name, value)| [name.as_bytes(), b"=", value.as_bytes()].concat());
+    let envp = c_strings(env)?;
+    let argv_ptrs = null_terminated(&argv);
+    let envp_ptrs = null_terminated(&envp);
+
+    let mut defaults = MaybeUninit::<libc::sigset_t>::zeroed();
+    let mut attr = MaybeUninit::<libc::posix_spawnattr_t>::zeroed();
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: `attr` and `defaults` are initialised by their init calls
+    // before any other use and `attr` is destroyed on every path; argv
+    // and envp are NUL-terminated C strings in null-terminated arrays that
+    // outlive the call, and `pid` is a valid place for the result.
+    let status = unsafe {
+        libc::sigemptyset(defaults.as_mut_ptr());
+        for sig in Sig::ignored_by_drainit() {
+            if !inherited.was_ignored(sig) {
+                libc::sigaddset(defaults.as_mut_ptr(), sig.raw());
+            }
+        }
+        let status = libc::posix_spawnattr_init(attr.as_mut_ptr());
+        if status != 0 {
+            return Err(io::Error::from_raw_os_error(status));
+        }
+        let attr_ptr = attr.as_mut_ptr();
+        let flags = libc::POSIX_SPAWN_SETPGROUP
+            | libc::POSIX_SPAWN_SETSIGMASK
+            | libc::POSIX_SPAWN_SETSIGDEF;
+        let mut status = libc::posix_spawnattr_setflags(attr_ptr, flags as libc::c_short);
+        if status == 0 {
+            status = libc::posix_spawnattr_setpgroup(attr_ptr, 0);
+        }
+        if status == 0 {
+            status = libc::posix_spawnattr_setsigmask(attr_ptr, &inherited.mask);
+        }
+        if status == 0 {
+            status = libc::posix_spawnattr_setsigdefault(attr_ptr, defaults.as_ptr());
+        }
+        if status == 0 {
+            status = libc::posix_spawnp(
+                &mut pid,
+                argv[0].as_ptr(),
+                std::ptr::null(),
+                attr_ptr,
+                argv_ptrs.as_ptr(),
+                envp_ptrs.as_ptr(),
+            );
+        }
+        libc::posix_spawnattr_destroy(attr_ptr);
+        status
+    };
+    if status != 0 {
+        return Err(io::Error::from_raw_os_error(status));
+    }
+    Ok(pid)
+}
+
+/// Each item as a C string; an interior NUL cannot be passed to exec.
+fn c_strings(items: impl Iterator<Item = Vec<u8>>) -> io::Result<Vec<CString>> {
+    items
+        .map(|bytes| {
+            CString::new(bytes).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a NUL byte in an argument or in the environment",
+                )
+            })
+        })
+        .collect()
+}
+
+/// The pointer array exec takes: one per string, then a null pointer.
+fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
+    strings
+        .iter()
+        .map(|string| string.as_ptr().cast_mut())
+        .chain(std::iter::once(std::ptr::null_mut()))
+        .collect()
+}
+
+/// Fork, [`restore_in_child`], exec: for a terminal's foreground and for
+/// handled signals inherited as ignored.
+fn fork_and_exec(command: &[OsString], inherited: &Inherited) -> io::Result<i32> {
+    let (program, args) = command.split_first().ok_or(io::ErrorKind::InvalidInput)?;
     let mut builder = Command::new(program);
     builder.args(args).process_group(0);
     for name in PRIVATE_ENV {
@@ -151,33 +294,12 @@ pub fn spawn(command: &[OsString], inherited: &Inherited) -> Result<App, SpawnEr
             Ok(())
         });
     }
-    let name = || program.to_string_lossy().into_owned();
-    match builder.spawn() {
-        // The reaper, not `Child::wait`, collects the exit status; dropping
-        // the handle neither waits nor kills. Until the reaper runs, the
-        // child is at worst a zombie: its pid is still its own, so the
-        // pidfd opened now is the app's.
-        Ok(child) => {
-            let pid = i32::try_from(child.id()).map_err(|_| SpawnError::CannotExecute {
-                command: name(),
-                source: io::Error::other("pid out of range"),
-            })?;
-            Ok(App {
-                process: Process::open(pid),
-                pgid: pid,
-            })
-        }
-        Err(source) if source.kind() == io::ErrorKind::NotFound => {
-            Err(SpawnError::NotFound { command: name() })
-        }
-        Err(source) => Err(SpawnError::CannotExecute {
-            command: name(),
-            source,
-        }),
-    }
+    // Dropping the handle neither waits nor kills.
+    let child = builder.spawn()?;
+    i32::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))
 }
 
-/// The child side of [`spawn`]: runs between fork and exec.
+/// The child side of [`fork_and_exec`]: runs between fork and exec.
 fn restore_in_child(inherited: &Inherited) {
     let mut all = MaybeUninit::<libc::sigset_t>::zeroed();
     // SAFETY: only async-signal-safe calls on valid, initialised memory;
@@ -187,19 +309,19 @@ fn restore_in_child(inherited: &Inherited) {
         // Nothing may interrupt this hook: block everything first.
         libc::sigfillset(all.as_mut_ptr());
         libc::sigprocmask(libc::SIG_SETMASK, all.as_ptr(), std::ptr::null_mut());
-        // Caught signals reset to default at exec by themselves; ignored
-        // ones do not, so set each disposition to what drainit inherited.
-        for number in 1..MAX_SIG {
-            let number = number as libc::c_int;
-            if number == libc::SIGKILL || number == libc::SIGSTOP {
-                continue;
+        // Caught signals reset to default at exec by themselves, ignored
+        // ones stay ignored. So only two kinds need a call: what drainit
+        // inherited as ignored (a handled one is not ignored in drainit),
+        // and what drainit ignores for itself but did not inherit so.
+        for (number, &ignored) in inherited.ignored.iter().enumerate().skip(1) {
+            if ignored {
+                libc::signal(number as libc::c_int, libc::SIG_IGN);
             }
-            let disposition = if inherited.ignored[number as usize] {
-                libc::SIG_IGN
-            } else {
-                libc::SIG_DFL
-            };
-            libc::signal(number, disposition);
+        }
+        for sig in Sig::ignored_by_drainit() {
+            if !inherited.was_ignored(sig) {
+                libc::signal(sig.raw(), libc::SIG_DFL);
+            }
         }
         // Take the terminal's foreground so Ctrl-C and job control reach the
         // app. SIGTTOU is blocked, so a background caller is not stopped.

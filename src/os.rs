@@ -126,16 +126,22 @@ impl Inherited {
         }
     }
 
-    /// Sets the rest of drainit's own state, the handled signals staying
-    /// blocked for the signalfd: SIGTTIN/SIGTTOU (and SIGPIPE) ignored,
-    /// since drainit may write logs while the app owns the terminal, and
-    /// the open-file limit raised to its hard maximum for the admin
-    /// server's connections. Returns the soft file limit now in force.
-    pub fn prepare_drainit(&self) -> libc::rlim_t {
+    /// Sets the rest of drainit's own signal state, the handled signals
+    /// staying blocked for the signalfd: SIGTTIN/SIGTTOU (and SIGPIPE)
+    /// ignored, since drainit may write logs while the app owns the
+    /// terminal.
+    pub fn prepare_drainit(&self) {
         for sig in Sig::ignored_by_drainit() {
             // SAFETY: setting SIG_IGN installs no handler code; the numbers are valid.
             unsafe { libc::signal(sig.raw(), libc::SIG_IGN) };
         }
+    }
+
+    /// Raises drainit's open-file limit to its hard maximum, for the admin
+    /// server's connections. Only once the app runs: a spawned app inherits
+    /// drainit's limit, and must get the one drainit was given. Returns the
+    /// soft limit now in force.
+    pub fn raise_file_limit(&self) -> libc::rlim_t {
         let (soft, hard) = self.nofile;
         if soft < hard {
             if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {

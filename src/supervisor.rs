@@ -182,6 +182,7 @@ pub async fn run<M: Mode>(
             return Ok(code);
         }
     };
+    inherited.raise_file_limit();
     os::leave_start_directory();
     wiring.machine.started(pid, Instant::now());
     wiring.traffic.app_started();

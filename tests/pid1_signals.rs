@@ -293,12 +293,13 @@ fn bit(sig: i32) -> u64 {
     1 << (sig - 1)
 }
 
-/// Starts drainit with SIGUSR1 ignored, SIGUSR2 blocked and a lower soft
-/// file limit, then execs drainit with `cat` of its own status and limits
-/// and of drainit's status (same pid as the wrapper).
+/// Starts drainit with one signal ignored (`IGNORE`, a name such as
+/// SIGUSR1), SIGUSR2 blocked and a lower soft file limit, then execs
+/// drainit with `cat` of its own status and limits and of drainit's status
+/// (same pid as the wrapper).
 const WRAPPER: &str = r#"
 import os, resource, signal, sys
-signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+signal.signal(getattr(signal, os.environ["IGNORE"]), signal.SIG_IGN)
 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
@@ -312,13 +313,67 @@ argv = [a.replace("{PID}", str(os.getpid())) for a in sys.argv[2:]]
 os.execv(argv[0], argv)
 "#;
 
-#[test]
-fn the_child_gets_the_signal_state_drainit_inherited() {
-    let dir = scratch("inherited");
+/// How drainit started the app, from an strace of its process-creating
+/// calls: "posix_spawn" (clone or clone3 with CLONE_VM|CLONE_VFORK: no copy of
+/// drainit's memory) or "fork".
+fn how_the_app_was_started(strace_log: &str) -> &'static str {
+    let vfork = strace_log
+        .lines()
+        .any(|l| l.contains("clone") && l.contains("CLONE_VM") && l.contains("CLONE_VFORK"));
+    let fork = strace_log
+        .lines()
+        .any(|l| l.contains("fork(") || (l.contains("clone") && !l.contains("CLONE_VM")));
+    match (vfork, fork) {
+        (true, false) => "posix_spawn",
+        (false, true) => "fork",
+        _ => panic!("no single way of starting the app in the trace:\n{strace_log}"),
+    }
+}
+
+/// Runs the wrapper (one signal ignored, SIGUSR2 blocked, a low file
+/// limit) with drainit under strace and `true` as the app; returns how
+/// drainit started the app.
+fn how_drainit_starts_the_app(test: &str, ignored: &str) -> &'static str {
+    let dir = &scratch(test);
+    std::fs::write(dir.join("wrapper.py"), WRAPPER).expect("write wrapper");
+    let before = arg(&dir.join("before-traced"));
+    let trace = dir.join("strace.log");
+    let trace_arg = arg(&trace);
+    let mut proc = Proc::start(
+        dir,
+        "python3",
+        &[
+            "wrapper.py",
+            &before,
+            "/usr/bin/strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=fork,vfork,clone,clone3",
+            "-o",
+            &trace_arg,
+            common::drainit(),
+            "--admin-listen",
+            "off",
+            "--",
+            "true",
+        ],
+        &[("IGNORE", ignored)],
+    );
+    let status = proc.wait(SOON);
+    assert_eq!(code(status), 0, "{}", proc.report());
+    how_the_app_was_started(&std::fs::read_to_string(&trace).unwrap_or_default())
+}
+
+/// Runs the wrapper (one signal ignored, SIGUSR2 blocked, a low file
+/// limit) → drainit → `cat` of the states; checks that the app got
+/// exactly what drainit was started with.
+fn child_gets_the_signal_state_drainit_inherited(test: &str, ignored: &str) {
+    let dir = &scratch(test);
     std::fs::write(dir.join("wrapper.py"), WRAPPER).expect("write wrapper");
     let before = arg(&dir.join("before"));
     let mut proc = Proc::start(
-        &dir,
+        dir,
         "python3",
         &[
             "wrapper.py",
@@ -332,7 +387,7 @@ fn the_child_gets_the_signal_state_drainit_inherited() {
             "/proc/self/limits",
             "/proc/{PID}/status",
         ],
-        &[],
+        &[("IGNORE", ignored)],
     );
     let status = proc.wait(SOON);
     assert_eq!(code(status), 0, "{}", proc.report());
@@ -340,7 +395,7 @@ fn the_child_gets_the_signal_state_drainit_inherited() {
     let (wrapper_status, wrapper_limits) = wrapper.split_once("=====\n").expect("two parts");
     let (wrapper_ign, wrapper_blk) = masks(wrapper_status);
     assert!(
-        wrapper_ign & bit(libc::SIGUSR1) != 0 && wrapper_blk & bit(libc::SIGUSR2) != 0,
+        wrapper_ign != 0 && wrapper_blk & bit(libc::SIGUSR2) != 0,
         "the wrapper did not set up the state: {wrapper_status}"
     );
 
@@ -378,6 +433,11 @@ fn the_child_gets_the_signal_state_drainit_inherited() {
         "drainit itself should not ignore a signal it handles"
     );
     assert_ne!(
+        drainit_ign & bit(libc::SIGPIPE),
+        0,
+        "drainit itself should ignore SIGPIPE"
+    );
+    assert_ne!(
         drainit_ign & bit(libc::SIGTTOU),
         0,
         "drainit itself should ignore SIGTTOU"
@@ -392,6 +452,29 @@ fn the_child_gets_the_signal_state_drainit_inherited() {
         nofile(child),
         nofile(wrapper_limits),
         "the child's soft RLIMIT_NOFILE must be the one drainit was started with"
+    );
+}
+
+#[test]
+fn the_child_gets_the_signal_state_drainit_inherited() {
+    // SIGUSR1 is a signal drainit handles (blocked, not ignored, in
+    // drainit): only a hook between fork and exec can ignore it again.
+    child_gets_the_signal_state_drainit_inherited("inherited", "SIGUSR1");
+    assert_eq!(
+        how_drainit_starts_the_app("inherited-traced", "SIGUSR1"),
+        "fork"
+    );
+}
+
+#[test]
+fn without_a_signal_to_ignore_again_the_app_is_spawned_without_a_fork_and_gets_the_same_state() {
+    // SIGTTOU, ignored by drainit too, stays ignored through exec; the
+    // mask, the group, SIGPIPE's default and the file limit are what
+    // posix_spawn sets (drainit raises its own limit after the spawn).
+    child_gets_the_signal_state_drainit_inherited("inherited-spawned", "SIGTTOU");
+    assert_eq!(
+        how_drainit_starts_the_app("inherited-spawned-traced", "SIGTTOU"),
+        "posix_spawn"
     );
 }
 
