@@ -40,8 +40,9 @@
 #      same run, measures (medians of repeated runs, drainit/peer ratios):
 #        1. binary size (and whether it is static and stripped);
 #        2. idle RSS as PID 1: `unshare --pid --fork --mount-proc INIT sleep
-#           1000`, VmRSS from /proc/PID/status (drainit: after its admin
-#           server on 127.0.0.1 answered 12 requests);
+#           1000`, VmRSS from /proc/PID/status once the init has been
+#           quiet for 1 s (drainit: after its admin server on 127.0.0.1
+#           answered 12 requests);
 #        3. wakeups while idle for 10 s: voluntary + involuntary context
 #           switches of all the init's threads;
 #        4. start-to-exec latency: CLOCK_MONOTONIC before posix_spawn of the

@@ -370,6 +370,14 @@ def bench_idle(ctx: Ctx) -> None:
                     for path in ["/ready", "/live", "/metrics", "/status"] * 3:
                         if http_get(port, path) is None:
                             raise Failure(f"drainit's {path} did not answer")
+                running.append((it, ns, pid))
+            # Idle means idle: memory is read once every init has been
+            # quiet for 1 s, not while drainit may still be closing the
+            # last admin connection (its buffers are freed on the next
+            # turn of its loop).
+            for it, ns, pid in running:
+                _settle(pid, quiet=1.0, bound=3.0)
+            for it, ns, pid in running:
                 st = status_fields(pid)
                 rec = per[it.name]
                 rec["rss_kb"].append(int(st["VmRSS"].split()[0]))
@@ -377,9 +385,6 @@ def bench_idle(ctx: Ctx) -> None:
                 rec["anon_kb"].append(int(st.get("RssAnon", "0 kB").split()[0]))
                 rec["file_kb"].append(int(st.get("RssFile", "0 kB").split()[0]))
                 rec["threads"].append(int(st["Threads"]))
-                running.append((it, ns, pid))
-            for it, ns, pid in running:
-                _settle(pid, quiet=1.0, bound=3.0)
             before = {it.name: ctx_switches(pid) for it, ns, pid in running}
             t0 = time.monotonic()
             time.sleep(window)  # the measurement window itself
@@ -724,7 +729,8 @@ def render(ctx: Ctx, command: str, started: datetime.datetime, load_end: list[st
             notes.append(f"drainit idle memory: VmRSS {med(i['rss_kb']):g} kB = RssAnon {med(i['anon_kb']):g} kB "
                          f"+ RssFile {med(i['file_kb']):g} kB (+ shmem); VmHWM {med(i['hwm_kb']):g} kB. "
                          "Measured after its admin server answered 12 requests "
-                         "(/ready, /live, /metrics, /status ×3).")
+                         "(/ready, /live, /metrics, /status ×3) and every init had then been quiet "
+                         "for 1 s (at most 3 s).")
     if "ready" in r and d:
         rr = r["ready"]
         notes.append(f"`/ready` under load: p50 {med(rr['p50_ms']):.2f} ms; "
