@@ -23,10 +23,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{get, wait_for, wait_status, Proc};
+use common::{get, monotonic_ns, wait_for, wait_status, Proc};
 use container_support::{
-    metric, monotonic_ns, signal_times, succeed, Container, CtrTask, Engines, APP_IMAGE,
-    ENGINE_LIMIT,
+    metric, signal_times, succeed, Container, CtrTask, Engines, APP_IMAGE, ENGINE_LIMIT,
 };
 
 /// The propagation delay of the drain cases.

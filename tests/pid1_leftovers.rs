@@ -18,10 +18,8 @@ mod pid1_support;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{scratch, wait_for, Proc};
-use pid1_support::{
-    arg, code, fixture, monotonic_ns, names, read_pid, records, signals, state, SOON,
-};
+use common::{monotonic_ns, scratch, wait_for, Proc};
+use pid1_support::{arg, code, fixture, names, read_pid, records, signals, state, SOON};
 
 /// Makes this test process a child subreaper (see the module docs).
 fn become_subreaper() {

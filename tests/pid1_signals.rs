@@ -18,10 +18,8 @@ mod pid1_support;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{drainit_under_unshare, kill, scratch, wait_for, Proc};
-use pid1_support::{
-    arg, code, fixture, host_pid, monotonic_ns, name, names, read_pid, records, signals, SOON,
-};
+use common::{drainit_under_unshare, kill, monotonic_ns, scratch, wait_for, Proc};
+use pid1_support::{arg, code, fixture, host_pid, name, names, read_pid, records, signals, SOON};
 
 /// The signals of the list that are forwarded at once, and one real-time signal.
 fn forwarded() -> Vec<i32> {

@@ -14,6 +14,19 @@ pub fn drainit() -> &'static str {
     env!("CARGO_BIN_EXE_drainit")
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: the clock the test apps stamp their
+/// signal lines with (`signal_recorder`, the container app; a container
+/// shares the host's clock).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// A fresh scratch directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);

@@ -165,18 +165,6 @@ impl Drop for CtrTask<'_> {
     }
 }
 
-/// CLOCK_MONOTONIC in ns: what the app stamps its signal lines with (a
-/// container shares the host's clock).
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// When the app received `signal`, from its `http_app: signal N at NS` lines.
 pub fn signal_times(output: &str, signal: i32) -> Vec<u64> {
     let prefix = format!("http_app: signal {signal} at ");

@@ -22,7 +22,7 @@ mod containers;
 use cleanup::{become_subreaper, clean_run_dir, clean_stale_runs, kill_descendants, stop};
 use commands::{answers, build_static_binaries, search_path};
 pub use commands::{run_bounded, succeed, tool};
-pub use containers::{metric, monotonic_ns, signal_times, Container, CtrTask};
+pub use containers::{metric, signal_times, Container, CtrTask};
 
 use crate::common::{wait_for, Proc};
 

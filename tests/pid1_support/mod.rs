@@ -69,17 +69,6 @@ pub fn arg(path: &Path) -> String {
     path.to_str().expect("test paths are UTF-8").to_string()
 }
 
-/// CLOCK_MONOTONIC in nanoseconds, the clock `signal_recorder` writes.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// The signals a `signal_recorder` wrote to `DIR/NAME.signals`, in order,
 /// with their CLOCK_MONOTONIC times (complete lines only).
 pub fn records(dir: &Path, name: &str) -> Vec<(i32, u64)> {
