@@ -29,6 +29,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
+#[path = "support/signal_safe.rs"]
+mod signal_safe;
+use signal_safe::{monotonic_ns, put_decimal};
+
 /// Where the handler appends its lines.
 static RECORD_FD: AtomicI32 = AtomicI32::new(-1);
 /// The signal that ends the recorder.
@@ -51,36 +55,6 @@ struct Options {
     exit_code: i32,
     heartbeat: bool,
     catch_faults: bool,
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the valid timespec; it is async-signal-safe.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Writes the decimal digits of `n` into `buf` at `at`; returns the new end.
-fn put_decimal(buf: &mut [u8], mut at: usize, mut n: u64) -> usize {
-    let mut digits = [0u8; 20];
-    let mut count = 0;
-    loop {
-        digits[count] = b'0' + (n % 10) as u8;
-        count += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    while count > 0 {
-        count -= 1;
-        buf[at] = digits[count];
-        at += 1;
-    }
-    at
 }
 
 /// The handler: only async-signal-safe work (clock, formatting on the stack, write).

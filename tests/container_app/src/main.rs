@@ -26,42 +26,16 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
+#[path = "../../../examples/support/signal_safe.rs"]
+mod signal_safe;
+use signal_safe::{monotonic_ns, put_decimal};
+
 /// How many times each signal (by number) arrived.
 static SIGNAL_COUNTS: [AtomicU32; 65] = [const { AtomicU32::new(0) }; 65];
 /// What SIGTERM does: -1 die by it, -2 ignore, N >= 0 exit with N.
 static ON_TERM: AtomicI32 = AtomicI32::new(ON_TERM_DIE);
 const ON_TERM_DIE: i32 = -1;
 const ON_TERM_IGNORE: i32 = -2;
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the valid timespec; it is async-signal-safe.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Appends the decimal digits of `n` to `buf` at `at`; returns the new end.
-fn put_decimal(buf: &mut [u8], mut at: usize, mut n: u64) -> usize {
-    let mut digits = [0u8; 20];
-    let mut count = 0;
-    loop {
-        digits[count] = b'0' + (n % 10) as u8;
-        count += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    while count > 0 {
-        count -= 1;
-        buf[at] = digits[count];
-        at += 1;
-    }
-    at
-}
 
 /// The handler: only async-signal-safe work (clock, stack formatting, write, _exit).
 extern "C" fn on_signal(sig: libc::c_int) {
