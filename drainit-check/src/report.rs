@@ -16,14 +16,19 @@ pub fn render(findings: &[Finding], format: Format) -> String {
     }
 }
 
+/// " NAME" for a finding about one container, "" for one about the object.
+fn container_suffix(finding: &Finding) -> String {
+    finding
+        .container
+        .as_deref()
+        .map(|c| format!(" {c}"))
+        .unwrap_or_default()
+}
+
 fn text(findings: &[Finding]) -> String {
     let mut out = String::new();
     for f in findings {
-        let container = f
-            .container
-            .as_deref()
-            .map(|c| format!(" {c}"))
-            .unwrap_or_default();
+        let container = container_suffix(f);
         let _ = writeln!(
             out,
             "{}:{}: {}{container}: {} {}: {}",
@@ -78,11 +83,7 @@ fn github(findings: &[Finding]) -> String {
             crate::rules::Severity::Warning => "warning",
             crate::rules::Severity::Info => "notice",
         };
-        let container = f
-            .container
-            .as_deref()
-            .map(|c| format!(" {c}"))
-            .unwrap_or_default();
+        let container = container_suffix(f);
         let _ = writeln!(
             out,
             "::{level} file={},line={},title={}::{}",
