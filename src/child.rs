@@ -174,19 +174,9 @@ pub fn spawn(command: &[OsString], inherited: &Inherited) -> Result<App, SpawnEr
 /// not an ignored disposition (a handled signal drainit inherited as
 /// ignored is not ignored in drainit) nor the terminal's foreground.
 fn spawnable_without_fork(inherited: &Inherited) -> bool {
-    let stays_ignored_through_exec = |number: usize| {
-        Sig::ignored_by_drainit()
-            .iter()
-            .any(|sig| usize::try_from(sig.raw()) == Ok(number))
-    };
-    let ignored_elsewhere = inherited
-        .ignored
-        .iter()
-        .enumerate()
-        .any(|(number, &ignored)| ignored && !stays_ignored_through_exec(number));
     // SAFETY: isatty only inspects the descriptor number.
     let stdin_is_a_terminal = unsafe { libc::isatty(libc::STDIN_FILENO) } == 1;
-    !ignored_elsewhere && !stdin_is_a_terminal
+    inherited.ignored_again_for_the_app().next().is_none() && !stdin_is_a_terminal
 }
 
 /// `posix_spawnp(3)`: PATH search, mask, group and dispositions as
@@ -209,10 +199,8 @@ fn posix_spawn(command: &[OsString], inherited: &Inherited) -> io::Result<i32> {
     // outlive the call, and `pid` is a valid place for the result.
     let status = unsafe {
         libc::sigemptyset(defaults.as_mut_ptr());
-        for sig in Sig::ignored_by_drainit() {
-            if !inherited.was_ignored(sig) {
-                libc::sigaddset(defaults.as_mut_ptr(), sig.raw());
-            }
+        for sig in inherited.defaults_for_the_app() {
+            libc::sigaddset(defaults.as_mut_ptr(), sig.raw());
         }
         let status = libc::posix_spawnattr_init(attr.as_mut_ptr());
         if status != 0 {
@@ -311,17 +299,13 @@ fn restore_in_child(inherited: &Inherited) {
         libc::sigprocmask(libc::SIG_SETMASK, all.as_ptr(), std::ptr::null_mut());
         // Caught signals reset to default at exec by themselves, ignored
         // ones stay ignored. So only two kinds need a call: what drainit
-        // inherited as ignored (a handled one is not ignored in drainit),
-        // and what drainit ignores for itself but did not inherit so.
-        for (number, &ignored) in inherited.ignored.iter().enumerate().skip(1) {
-            if ignored {
-                libc::signal(number as libc::c_int, libc::SIG_IGN);
-            }
+        // inherited as ignored but may not ignore now, and what drainit
+        // ignores for itself but did not inherit so.
+        for number in inherited.ignored_again_for_the_app() {
+            libc::signal(number, libc::SIG_IGN);
         }
-        for sig in Sig::ignored_by_drainit() {
-            if !inherited.was_ignored(sig) {
-                libc::signal(sig.raw(), libc::SIG_DFL);
-            }
+        for sig in inherited.defaults_for_the_app() {
+            libc::signal(sig.raw(), libc::SIG_DFL);
         }
         // Take the terminal's foreground so Ctrl-C and job control reach the
         // app. SIGTTOU is blocked, so a background caller is not stopped.

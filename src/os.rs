@@ -112,6 +112,33 @@ impl Inherited {
             .unwrap_or(false)
     }
 
+    /// What the app must get back from drainit's own ignores (SIGPIPE,
+    /// SIGTTIN, SIGTTOU): the default, unless drainit was started with it
+    /// ignored too.
+    pub fn defaults_for_the_app(&self) -> impl Iterator<Item = Sig> + '_ {
+        Sig::ignored_by_drainit()
+            .into_iter()
+            .filter(|&sig| !self.was_ignored(sig))
+    }
+
+    /// The signal numbers drainit was started with ignored that drainit
+    /// may not ignore any more (a handled one is only blocked, see
+    /// [`Inherited::reset_ignored_handled`]): exec would not make them
+    /// ignored again for the app, so the app's start must.
+    pub fn ignored_again_for_the_app(&self) -> impl Iterator<Item = libc::c_int> + '_ {
+        let own = Sig::ignored_by_drainit();
+        self.ignored
+            .iter()
+            .enumerate()
+            .filter(move |&(number, &ignored)| {
+                ignored
+                    && !own
+                        .iter()
+                        .any(|sig| usize::try_from(sig.raw()) == Ok(number))
+            })
+            .filter_map(|(number, _)| libc::c_int::try_from(number).ok())
+    }
+
     /// Gives each handled signal drainit inherited as ignored the default
     /// disposition, which while blocked only means "not ignored". SIGCHLD
     /// needs it: ignored, it makes the kernel reap children itself, so
