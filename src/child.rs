@@ -274,7 +274,7 @@ fn fork_and_exec(command: &[OsString], inherited: &Inherited) -> io::Result<i32>
     let restore = *inherited;
     // SAFETY: the hook runs in the forked child before exec. It only calls
     // async-signal-safe functions (sigfillset, sigprocmask, signal,
-    // isatty, tcsetpgrp, getpid, setrlimit), allocates nothing and takes
+    // isatty, tcsetpgrp, getpid), allocates nothing and takes
     // no locks, so it is sound even if the parent had other threads.
     unsafe {
         builder.pre_exec(move || {
@@ -312,11 +312,6 @@ fn restore_in_child(inherited: &Inherited) {
         if libc::isatty(libc::STDIN_FILENO) == 1 {
             libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
         }
-        let limit = libc::rlimit {
-            rlim_cur: inherited.nofile.0,
-            rlim_max: inherited.nofile.1,
-        };
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         libc::sigprocmask(libc::SIG_SETMASK, &inherited.mask, std::ptr::null_mut());
     }
 }

@@ -165,19 +165,16 @@ impl Inherited {
     }
 
     /// Raises drainit's open-file limit to its hard maximum, for the admin
-    /// server's connections. Only once the app runs: a spawned app inherits
-    /// drainit's limit, and must get the one drainit was given. Returns the
-    /// soft limit now in force.
-    pub fn raise_file_limit(&self) -> libc::rlim_t {
+    /// server's connections. Only once the app runs: the app inherits
+    /// drainit's limit on both spawn paths, and must get the one drainit
+    /// was given.
+    pub fn raise_file_limit(&self) {
         let (soft, hard) = self.nofile;
         if soft < hard {
             if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
                 debug!(%error, "could not raise the open-file limit");
-                return soft;
             }
-            return hard;
         }
-        soft
     }
 }
 
