@@ -210,7 +210,9 @@ pub struct Observation {
 }
 
 impl Observation {
-    fn last_arrival(&self) -> Option<Instant> {
+    /// The latest arrival (new connection, inbound byte, or connection
+    /// closed unseen) in this observation's interval, if there was one.
+    pub fn last_arrival(&self) -> Option<Instant> {
         self.last_new_connection
             .max(self.last_inbound)
             .max(self.last_close_unseen)

@@ -69,11 +69,8 @@ impl TrafficWatch {
             }
             None => {}
         }
-        let mut drain = self.history.begin_drain(now, self.delay, self.bounds);
-        if let Some(why) = &self.unavailable {
-            drain.unavailable(why.clone());
-        }
-        self.drain = Some(drain);
+        // An unavailable observer is in the history too (see `give_up`).
+        self.drain = Some(self.history.begin_drain(now, self.delay, self.bounds));
     }
 
     /// The next sample; pending forever while nothing samples.

@@ -242,14 +242,6 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// The latest arrival (new connection, inbound byte, or connection
-    /// closed unseen) in this sample's interval, if there was one.
-    pub fn last_arrival(&self) -> Option<Instant> {
-        self.last_new_connection
-            .max(self.last_inbound)
-            .max(self.last_close_unseen)
-    }
-
     /// What the drain's decision takes from this sample.
     pub fn observation(&self) -> Observation {
         Observation {
@@ -305,7 +297,7 @@ impl Observer {
         let mut listeners = Vec::new();
         let mut supported = Vec::with_capacity(2);
         let mut unsupported = None;
-        for family in self.families.clone() {
+        for &family in &self.families {
             match self
                 .diag
                 .dump(family, StateFlags::LISTEN, 0, &mut listeners)
@@ -321,10 +313,10 @@ impl Observer {
             (true, Some(error)) => return Err(error),
             _ => self.families = supported,
         }
-        let mut own = OwnSockets::of_this_process(self.own_clients.recent(Instant::now()));
+        let mut own = OwnSockets::of_this_process();
         let watched = watched_listeners(&listeners, &own, &self.ports);
         let mut connections = Vec::new();
-        for family in self.families.clone() {
+        for &family in &self.families {
             let ports: Vec<u16> = watched
                 .iter()
                 .filter(|(_, f)| *f == family)

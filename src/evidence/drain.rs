@@ -80,9 +80,7 @@ impl Drain {
             .last_new_connection
             .max(after_start(observation.last_new_connection));
         self.last_inbound = self.last_inbound.max(after_start(observation.last_inbound));
-        if let Some(arrival) = observation.last_arrival() {
-            self.quiet_since = self.quiet_since.max(Some(arrival));
-        }
+        self.quiet_since = self.quiet_since.max(observation.last_arrival());
         self.quiet_since.get_or_insert(observation.at);
         self.observed_until = self.observed_until.max(Some(observation.at));
         self.open_connections = Some(observation.open_connections);
@@ -130,13 +128,12 @@ impl Drain {
             return Decision::End(ceiling);
         }
         let floor = self.started.checked_add(self.bounds.min).unwrap_or(until);
-        let (Some(window), Some(length)) = (window, window.and_then(|w| w.duration())) else {
-            return Decision::Wait {
-                until,
-                earliest: None,
-            };
-        };
-        let (Some(since), Some(observed)) = (self.quiet_since, self.observed_until) else {
+        let (Some(window), Some(length), Some(since), Some(observed)) = (
+            window,
+            window.and_then(|w| w.duration()),
+            self.quiet_since,
+            self.observed_until,
+        ) else {
             return Decision::Wait {
                 until,
                 earliest: None,

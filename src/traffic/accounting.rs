@@ -49,14 +49,11 @@ pub(super) struct OwnSockets {
 
 impl OwnSockets {
     /// drainit's sockets now (`/proc/self/fd/N` links `socket:[INODE]`,
-    /// and the local address of each connected one), plus `noted`. If
-    /// /proc cannot be read, only `noted` and the port selection keep
-    /// drainit's own traffic out.
-    pub(super) fn of_this_process(noted: Vec<SocketAddr>) -> OwnSockets {
-        let mut own = OwnSockets {
-            inodes: Vec::new(),
-            endpoints: noted.into_iter().collect(),
-        };
+    /// and the local address of each connected one); the caller adds the
+    /// noted client addresses. If /proc cannot be read, only those notes
+    /// and the port selection keep drainit's own traffic out.
+    pub(super) fn of_this_process() -> OwnSockets {
+        let mut own = OwnSockets::default();
         let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
             return own;
         };
@@ -399,7 +396,7 @@ mod tests {
         assert_eq!((sample.new_connections, sample.arrivals), (1, 1));
         assert_eq!(sample.open_connections, 0);
         assert_eq!(sample.last_new_connection, Some(sample.at));
-        assert_eq!(sample.last_arrival(), Some(sample.at));
+        assert_eq!(sample.observation().last_arrival(), Some(sample.at));
     }
 
     #[test]
@@ -418,7 +415,7 @@ mod tests {
         let (sample, _) = two_dumps(std::slice::from_ref(&open), &[], &[]);
         assert_eq!(sample.closed_unseen, 1);
         assert_eq!(sample.last_close_unseen, Some(sample.at));
-        assert_eq!(sample.last_arrival(), Some(sample.at));
+        assert_eq!(sample.observation().last_arrival(), Some(sample.at));
         assert_eq!(
             (sample.arrivals, sample.inbound_bytes),
             (0, 0),

@@ -23,11 +23,11 @@ const RECEIVE_BUFFER: usize = 32 * 1024;
 /// TCP states from `include/net/tcp_states.h`.
 pub(super) const TCP_ESTABLISHED: u8 = 1;
 pub(super) const TCP_LISTEN: u8 = 10;
-/// The states with tcp_info after the peer's FIN: CLOSE_WAIT, LAST_ACK,
-/// CLOSING.
 /// The states in which the peer can still send data: ESTABLISHED,
 /// SYN_RECV, FIN_WAIT1, FIN_WAIT2.
 pub(super) const PEER_MAY_SEND: [u8; 4] = [1, 3, 4, 5];
+/// The states with tcp_info after the peer's FIN: CLOSE_WAIT, LAST_ACK,
+/// CLOSING.
 pub(super) const PEER_CLOSED: [u8; 3] = [8, 9, 11];
 
 /// The connection states dumped: all but LISTEN (dumped apart), CLOSE
@@ -148,9 +148,7 @@ fn decode_datagram(
                 return Err(TrafficError::classify(error.to_io(), TrafficError::Refused));
             }
             NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
-                if let Some(record) = SocketRecord::from_response(&response) {
-                    sockets.push(record);
-                }
+                sockets.push(SocketRecord::from_response(&response));
             }
             _ => {}
         }
@@ -172,13 +170,13 @@ pub(super) struct SocketRecord {
 }
 
 impl SocketRecord {
-    pub(super) fn from_response(response: &InetResponse) -> Option<SocketRecord> {
+    pub(super) fn from_response(response: &InetResponse) -> SocketRecord {
         let id = &response.header.socket_id;
         let counters = response.nlas.iter().find_map(|nla| match nla {
             Nla::TcpInfo(raw) => TcpCounters::parse(raw),
             _ => None,
         });
-        Some(SocketRecord {
+        SocketRecord {
             family: response.header.family,
             state: response.header.state,
             local_port: id.source_port,
@@ -186,7 +184,7 @@ impl SocketRecord {
             inode: response.header.inode,
             cookie: u64::from_ne_bytes(id.cookie),
             counters,
-        })
+        }
     }
 }
 
