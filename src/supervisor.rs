@@ -61,8 +61,6 @@ pub trait Mode {
     fn on_signal(&mut self, received: Received, metrics: &Metrics) -> SignalOutcome;
     /// A child was reaped: the app's exit if it was the app.
     fn on_reaped(&mut self, pid: i32, exit: ProcessExit) -> Option<AppExit>;
-    /// A drain started.
-    fn drain_started(&mut self) {}
     /// The propagation delay is over: send the stop signal.
     fn stop(&mut self, metrics: &Metrics);
     /// The drain deadline: kill the app.
@@ -121,7 +119,6 @@ struct Wiring {
     admin: Option<AdminServer>,
     probe: Arc<ProbeControl>,
     machine: Machine,
-    sidecar: bool,
     traffic: TrafficWatch,
 }
 
@@ -169,7 +166,6 @@ pub async fn run<M: Mode>(
         admin,
         probe,
         machine,
-        sidecar: timeline.sidecar,
         traffic,
     };
 
@@ -295,11 +291,10 @@ impl Wiring {
                 warn!(result = ?result, "app ready check failed, /ready answers 503");
             }
             Step::DrainStarted(trigger) => {
-                mode.drain_started();
                 if let Some(drain) = self.machine.state().drain() {
                     self.traffic.drain_started(drain.since);
                 }
-                if self.sidecar {
+                if M::SIDECAR {
                     // A native sidecar gets SIGTERM after the app is gone:
                     // find out now, and from here on within a tenth of a second.
                     self.probe.hurry();
@@ -325,7 +320,7 @@ impl Wiring {
                 mode.kill();
                 self.metrics.forced_kills.inc();
                 let had = app_had.unwrap_or_default();
-                if self.sidecar {
+                if M::SIDECAR {
                     error!(after = %secs(after), "drain deadline hit, the app is still answering; sidecar exits");
                 } else {
                     error!(
