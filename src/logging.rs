@@ -67,11 +67,10 @@ pub fn level_for(verbose: u8) -> LevelFilter {
 /// Installs the subscriber for the whole process; the logging thread
 /// starts with the first line. Call it after the handled signals are
 /// blocked: the thread inherits the signal mask of the thread that logs.
-pub fn init(verbose: u8, format: LogFormat) -> Result<FlushOnDrop, LoggingError> {
+pub fn init(verbose: u8, format: LogFormat) -> Result<(), LoggingError> {
     queue::open().map_err(LoggingError::Stderr)?;
     let subscriber = LogSubscriber::new(level_for(verbose), format, queue::push);
-    tracing::subscriber::set_global_default(subscriber).map_err(LoggingError::Install)?;
-    Ok(FlushOnDrop)
+    tracing::subscriber::set_global_default(subscriber).map_err(LoggingError::Install)
 }
 
 /// Gives the queued lines up to [`EXIT_FLUSH`] to be written when dropped:
