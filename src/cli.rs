@@ -236,7 +236,7 @@ impl CidrList {
     /// dual-stack (`[::]`) listener sees IPv4 callers as `::ffff:a.b.c.d`,
     /// so `10.0.0.0/8` and `::ffff:0:0/96` must both match them.
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        let plain = canonical_ip(ip);
+        let plain = ip.to_canonical();
         let mapped = match plain {
             std::net::IpAddr::V4(v4) => std::net::IpAddr::V6(v4.to_ipv6_mapped()),
             v6 => v6,
@@ -244,17 +244,6 @@ impl CidrList {
         self.0
             .iter()
             .any(|net| net.contains(&plain) || net.contains(&mapped))
-    }
-}
-
-/// Maps IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, as seen on a dual-stack
-/// listener) to plain IPv4, so an IPv4 CIDR matches them.
-pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-        v4 => v4,
     }
 }
 
@@ -607,6 +596,70 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("drainit").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn propagation_delay_parses_auto_or_a_duration() {
+        let table = [
+            ("auto", Some(PropagationDelay::Auto)),
+            ("AUTO", Some(PropagationDelay::Auto)),
+            ("5s", Some(PropagationDelay::Fixed(Duration::from_secs(5)))),
+            (
+                "1m30s",
+                Some(PropagationDelay::Fixed(Duration::from_secs(90))),
+            ),
+            (
+                "500ms",
+                Some(PropagationDelay::Fixed(Duration::from_millis(500))),
+            ),
+            ("0s", Some(PropagationDelay::Fixed(Duration::ZERO))),
+            ("0", Some(PropagationDelay::Fixed(Duration::ZERO))),
+            ("5", None),
+            ("automatic", None),
+            ("", None),
+        ];
+        for (input, expected) in table {
+            assert_eq!(parse_propagation_delay(input).ok(), expected, "{input:?}");
+        }
+        let error = parse_propagation_delay("soon").unwrap_err();
+        assert!(
+            error.contains("`auto`") && error.contains("1m30s"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn auto_bounds_are_checked() {
+        let validated = |args: &[&str]| {
+            Cli::try_parse_validated_from(
+                ["drainit", "--propagation-delay", "auto"]
+                    .into_iter()
+                    .chain(args.iter().copied())
+                    .chain(["--", "true"]),
+            )
+        };
+        assert!(validated(&[]).is_ok());
+        let inverted = validated(&[
+            "--propagation-delay-min",
+            "30s",
+            "--propagation-delay-max",
+            "10s",
+        ])
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(
+            inverted.contains("--propagation-delay-min 30s is above --propagation-delay-max 10s"),
+            "{inverted}"
+        );
+        let zero = validated(&["--quiet-window", "0s"])
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            zero.kind(),
+            clap::error::ErrorKind::ValueValidation,
+            "{zero}"
+        );
     }
 
     #[test]

@@ -131,13 +131,6 @@ impl Sig {
         FAULTS.contains(&self.0)
     }
 
-    /// Whether this signal can be caught and forwarded at all (not KILL,
-    /// STOP, CHLD, PIPE, TTIN or TTOU): what `--drain-on`, `--rewrite` and
-    /// `--stop-signal` may name.
-    pub fn is_forwardable(self) -> bool {
-        self.is_fault() || Sig::forwardable().contains(&self)
-    }
-
     /// Signals drainit ignores for itself (but restores for the child).
     pub fn ignored_by_drainit() -> [Sig; 3] {
         [Sig(libc::SIGPIPE), Sig(libc::SIGTTIN), Sig(libc::SIGTTOU)]

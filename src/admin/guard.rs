@@ -16,7 +16,6 @@ use hyper::Request;
 use tracing::warn;
 
 use super::Context;
-use crate::cli::canonical_ip;
 
 /// Why a `/prestop` caller was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +50,7 @@ impl Refusal {
 /// The rules `/prestop` callers must pass, from the settings.
 pub fn refusal(context: &Context, peer: IpAddr, request: &Request<Incoming>) -> Option<Refusal> {
     if context.prestop_allow_from.is_none() && context.prestop_token.is_none() {
-        return (!canonical_ip(peer).is_loopback()).then_some(Refusal::NotLoopback);
+        return (!peer.to_canonical().is_loopback()).then_some(Refusal::NotLoopback);
     }
     if let Some(allowed) = &context.prestop_allow_from {
         if !allowed.contains(peer) {
@@ -103,7 +102,7 @@ impl RefusalWarnings {
             state.last = Some(now);
             std::mem::take(&mut state.suppressed)
         };
-        let peer = canonical_ip(peer);
+        let peer = peer.to_canonical();
         if suppressed == 0 {
             warn!(%peer, "{}", refusal.log_message());
         } else {
