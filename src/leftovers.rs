@@ -85,14 +85,17 @@ impl Scope {
 
     /// Whether any leftover is still alive (after reaping what exited).
     fn any_alive(&self, metrics: &Metrics) -> bool {
-        while reaper::reap(1024, |_, _| {
-            metrics.zombies_reaped.inc();
-        }) == reaper::Pass::More
-        {}
+        reap_exited(metrics);
+        self.alive(|| self.scan())
+    }
+
+    /// Whether a leftover is alive; `scan` gives what `/proc` shows after
+    /// the last reap (not needed as PID 1, where `kill(-1, 0)` answers).
+    fn alive(&self, scan: impl FnOnce() -> Vec<Seen>) -> bool {
         if self.pid1 {
-            return any_process_but_me();
+            return exists(-1);
         }
-        self.app_group.is_some_and(group_exists) || !self.scan().is_empty()
+        self.app_group.is_some_and(|group| exists(-group)) || !scan().is_empty()
     }
 
     /// Sends `sig` to every leftover, and SIGCONT after a SIGTERM to the
@@ -112,14 +115,23 @@ impl Scope {
         }
     }
 
-    /// Signals the leftovers that appeared since the last call (orphans
-    /// re-parented as their parents die).
-    fn catch_up(&self, sig: Sig, signalled: &mut HashSet<i32>) {
-        for seen in self.scan() {
-            if signalled.insert(seen.pid) {
-                self.signal_one(seen, sig, true);
+    /// One poll of a round: reaps what exited, signals the leftovers that
+    /// appeared since the last poll (orphans re-parented as their parents
+    /// die) and says whether any is still alive, from one `/proc` scan.
+    fn catch_up_and_check(
+        &self,
+        sig: Sig,
+        signalled: &mut HashSet<i32>,
+        metrics: &Metrics,
+    ) -> bool {
+        reap_exited(metrics);
+        let seen = self.scan();
+        for leftover in &seen {
+            if signalled.insert(leftover.pid) {
+                self.signal_one(*leftover, sig, true);
             }
         }
+        self.alive(|| seen)
     }
 
     /// `sig` (when `send`) and, after a SIGTERM, SIGCONT if it is stopped;
@@ -153,28 +165,39 @@ pub async fn stop(
         return;
     }
     info!("app exited; sending SIGTERM to the processes it left behind");
-    let mut signalled = HashSet::new();
-    scope.broadcast(Sig::TERM, &mut signalled);
-    let gone = wait_until_gone(grace, signals, || {
-        scope.catch_up(Sig::TERM, &mut signalled);
-        !scope.any_alive(metrics)
-    })
-    .await;
-    if gone {
+    if round(&scope, Sig::TERM, grace, signals, metrics).await {
         info!("leftover processes exited");
         return;
     }
     warn!(grace = %crate::lifecycle::secs(grace), "leftover processes still running after --leftover-grace; SIGKILL");
-    let mut killed = HashSet::new();
-    scope.broadcast(Sig::KILL, &mut killed);
-    let gone = wait_until_gone(KILLED_WAIT, signals, || {
-        scope.catch_up(Sig::KILL, &mut killed);
-        !scope.any_alive(metrics)
-    })
-    .await;
-    if !gone {
+    if !round(&scope, Sig::KILL, KILLED_WAIT, signals, metrics).await {
         error!("leftover processes survived SIGKILL; exiting anyway");
     }
+}
+
+/// `sig` to every leftover, then up to `limit` for all of them to go, late
+/// ones getting `sig` as they appear; whether none is left.
+async fn round(
+    scope: &Scope,
+    sig: Sig,
+    limit: Duration,
+    signals: &mut SignalStream,
+    metrics: &Metrics,
+) -> bool {
+    let mut signalled = HashSet::new();
+    scope.broadcast(sig, &mut signalled);
+    wait_until_gone(limit, signals, || {
+        !scope.catch_up_and_check(sig, &mut signalled, metrics)
+    })
+    .await
+}
+
+/// Reaps every exited child (the leftovers' zombies among them).
+fn reap_exited(metrics: &Metrics) {
+    while reaper::reap(1024, |_, _| {
+        metrics.zombies_reaped.inc();
+    }) == reaper::Pass::More
+    {}
 }
 
 /// Waits until `gone()` holds, waking on any signal (SIGCHLD above all)
@@ -219,17 +242,11 @@ fn read_stat(pid: i32) -> Option<Seen> {
     })
 }
 
-/// Whether a process group has a live member.
-fn group_exists(pgid: i32) -> bool {
-    // Signal 0 checks existence only. A group of zombies still "exists";
-    // the reap above has collected those that are drainit's children.
-    // SAFETY: kill(2) takes two integers and touches no memory.
-    unsafe { libc::kill(-pgid, 0) == 0 }
-}
-
-/// As PID 1: whether any process besides drainit is alive (`kill(-1, 0)`
-/// counts zombies of other parents too; those die with their parent).
-fn any_process_but_me() -> bool {
-    // SAFETY: kill(2) with signal 0 sends nothing.
-    unsafe { libc::kill(-1, 0) == 0 }
+/// Whether `kill(target, 0)` finds a process: `-pgid` for a group with a
+/// member, `-1` (as PID 1) for any process besides drainit. Zombies count:
+/// the reap before it has collected drainit's own; those of other parents
+/// die with their parent.
+fn exists(target: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 takes two integers and sends nothing.
+    unsafe { libc::kill(target, 0) == 0 }
 }
