@@ -84,8 +84,6 @@ struct Shared {
 
 /// A running admin server.
 pub struct AdminServer {
-    /// The address it listens on.
-    pub local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -121,11 +119,7 @@ pub fn serve(
     });
     let task = tokio::spawn(accept_loop(listener, shared, max_connections, stopped));
     debug!(address = %local_addr, "admin server listening");
-    Ok(AdminServer {
-        local_addr,
-        stop,
-        task,
-    })
+    Ok(AdminServer { stop, task })
 }
 
 async fn accept_loop(

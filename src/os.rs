@@ -210,7 +210,7 @@ pub fn release_unused_stack() {
     const KEEP: usize = 16 * 1024;
     let marker = 0u8;
     let here = std::ptr::addr_of!(marker) as usize;
-    let Some((low, _high)) = main_stack_range() else {
+    let Some(low) = main_stack_low() else {
         return;
     };
     let page = 4096;
@@ -231,14 +231,11 @@ pub fn release_unused_stack() {
     }
 }
 
-/// The `[stack]` mapping of `/proc/self/maps`: the main thread's stack.
-fn main_stack_range() -> Option<(usize, usize)> {
+/// The lowest address of the `[stack]` mapping of `/proc/self/maps` (the
+/// main thread's stack).
+fn main_stack_low() -> Option<usize> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     let line = maps.lines().find(|line| line.ends_with("[stack]"))?;
-    let (range, _) = line.split_once(' ')?;
-    let (low, high) = range.split_once('-')?;
-    Some((
-        usize::from_str_radix(low, 16).ok()?,
-        usize::from_str_radix(high, 16).ok()?,
-    ))
+    let (low, _) = line.split_once('-')?;
+    usize::from_str_radix(low, 16).ok()
 }

@@ -68,15 +68,6 @@ pub fn handled_set() -> SigSet {
     set
 }
 
-/// Blocks exactly the [`handled`] signals in the calling thread (and
-/// unblocks the rest). Call it while drainit has a single thread: threads
-/// started later inherit the mask, and a handled signal left unblocked in
-/// any thread would run its default action there instead of reaching the
-/// signalfd.
-pub fn block_handled() -> nix::Result<()> {
-    handled_set().thread_set_mask()
-}
-
 /// One signal as the signalfd reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
@@ -85,8 +76,6 @@ pub struct Received {
     /// `ssi_code`: ≤ 0 when a process sent it (`SI_USER`, `SI_QUEUE`,
     /// `SI_TKILL`), > 0 when the kernel raised it.
     pub code: i32,
-    /// `ssi_pid`: the sender, in drainit's PID namespace (0 if outside it).
-    pub from_pid: u32,
 }
 
 impl Received {
@@ -97,7 +86,7 @@ impl Received {
 }
 
 /// The handled signals as an async stream. Create it inside the runtime,
-/// after [`block_handled`].
+/// once they are blocked ([`crate::os::early_init`]).
 pub struct SignalStream {
     fd: AsyncFd<SignalFd>,
     queue: VecDeque<Received>,
@@ -176,7 +165,7 @@ fn read_batch(fd: &SignalFd, queue: &mut VecDeque<Received>) -> nix::Result<bool
 }
 
 /// The fields of one `struct signalfd_siginfo` drainit uses: `ssi_signo`
-/// (u32 at 0), `ssi_code` (i32 at 8) and `ssi_pid` (u32 at 12).
+/// (u32 at 0) and `ssi_code` (i32 at 8).
 fn decode(record: &[u8]) -> Option<Received> {
     let field = |at: usize| -> Option<[u8; 4]> { record.get(at..at + 4)?.try_into().ok() };
     let signo = u32::from_ne_bytes(field(0)?);
@@ -184,12 +173,17 @@ fn decode(record: &[u8]) -> Option<Received> {
     Some(Received {
         sig,
         code: i32::from_ne_bytes(field(8)?),
-        from_pid: u32::from_ne_bytes(field(12)?),
     })
 }
 
 #[cfg(test)]
 mod tests {
+    /// Blocks exactly the [`handled`] signals in the calling thread (and
+    /// unblocks the rest), as `os::early_init` does for drainit.
+    fn block_handled() -> nix::Result<()> {
+        super::handled_set().thread_set_mask()
+    }
+
     use super::*;
     use nix::sys::signal::raise;
 
