@@ -111,15 +111,10 @@ impl Process {
     /// Whether the process is stopped (state T or t in `/proc/PID/stat`),
     /// so that a SIGCONT must follow a signal it should act on.
     pub fn is_stopped(&self) -> bool {
-        std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
-            .ok()
-            .and_then(|stat| {
-                let (_, rest) = stat.rsplit_once(')')?;
-                rest.split_whitespace()
-                    .next()
-                    .map(|state| state == "T" || state == "t")
-            })
-            .unwrap_or(false)
+        crate::os::with_proc_stat(self.pid, |mut fields| {
+            fields.next().map(|state| state == "T" || state == "t")
+        })
+        .unwrap_or(false)
     }
 }
 

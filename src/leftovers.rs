@@ -225,20 +225,18 @@ async fn wait_until_gone(
     }
 }
 
-/// Pid, parent, group and stopped-ness from `/proc/PID/stat`; the command
-/// name (field 2) may hold spaces and parentheses, so count from the last `)`.
+/// Pid, parent, group and stopped-ness from `/proc/PID/stat`.
 fn read_stat(pid: i32) -> Option<Seen> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgid = fields.next()?.parse().ok()?;
-    (state != "Z" && state != "X").then_some(Seen {
-        pid,
-        ppid,
-        pgid,
-        stopped: state == "T" || state == "t",
+    os::with_proc_stat(pid, |mut fields| {
+        let state = fields.next()?;
+        let ppid = fields.next()?.parse().ok()?;
+        let pgid = fields.next()?.parse().ok()?;
+        (state != "Z" && state != "X").then_some(Seen {
+            pid,
+            ppid,
+            pgid,
+            stopped: state == "T" || state == "t",
+        })
     })
 }
 

@@ -17,6 +17,7 @@
 //! time the kernel and the loader need to reach the constructor.
 
 use std::mem::MaybeUninit;
+use std::str::SplitWhitespace;
 use std::sync::OnceLock;
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -176,6 +177,23 @@ impl Inherited {
             }
         }
     }
+}
+
+/// Reads `/proc/PID/stat` and hands `fields` its fields from the third
+/// (the state) on. The command name (field 2) may hold spaces and
+/// parentheses, so they are counted from the last `)`.
+pub fn with_proc_stat<T>(
+    pid: i32,
+    fields: impl FnOnce(SplitWhitespace<'_>) -> Option<T>,
+) -> Option<T> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    fields(stat_fields(&stat)?)
+}
+
+/// The fields of a `/proc/PID/stat` line from the third (the state) on.
+pub fn stat_fields(stat: &str) -> Option<SplitWhitespace<'_>> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace())
 }
 
 /// Makes drainit a child subreaper when it is not PID 1, so orphans of

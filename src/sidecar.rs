@@ -20,6 +20,7 @@ use crate::child::Process;
 use crate::cli::{Settings, SidecarArgs};
 use crate::lifecycle::AppExit;
 use crate::metrics::Metrics;
+use crate::os;
 use crate::reaper::ProcessExit;
 use crate::signal_stream::{Received, SignalStream};
 use crate::signals::{self, Sig};
@@ -119,15 +120,13 @@ fn names_match(proc_dir: &Path, name: &str) -> bool {
 
 /// Field 22 of `/proc/PID/stat`, the start time in clock ticks after boot.
 fn start_ticks(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    start_time(&stat)
+    os::with_proc_stat(pid, start_time)
 }
 
-/// Field 22 of a `/proc/PID/stat` line. The command name (field 2) may
-/// hold spaces and parentheses, so count from the last `)`.
-fn start_time(stat: &str) -> Option<u64> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19)?.parse().ok()
+/// Field 22 of `/proc/PID/stat`, from its fields that start at the third
+/// ([`os::stat_fields`]).
+fn start_time(mut fields: std::str::SplitWhitespace<'_>) -> Option<u64> {
+    fields.nth(19)?.parse().ok()
 }
 
 /// When the machine booted (`btime` in `/proc/stat`).
@@ -229,8 +228,8 @@ mod tests {
     fn start_time_counts_from_the_last_parenthesis() {
         let stat =
             "42 (a (weird) name) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1234 56";
-        assert_eq!(start_time(stat), Some(987654));
-        assert_eq!(start_time("garbage"), None);
+        assert_eq!(os::stat_fields(stat).and_then(start_time), Some(987654));
+        assert_eq!(os::stat_fields("garbage").and_then(start_time), None);
     }
 
     #[test]
