@@ -159,12 +159,13 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// A checker for `check`, with no lookup yet.
-    pub fn new(check: ReadyCheck) -> Checker {
+    /// A checker for `check`, with no lookup yet, noting its connections
+    /// in `own_clients`.
+    pub fn new(check: ReadyCheck, own_clients: OwnClients) -> Checker {
         Checker {
             check,
             lookup: None,
-            own_clients: OwnClients::default(),
+            own_clients,
         }
     }
 
@@ -281,6 +282,14 @@ impl ProbeControl {
     }
 }
 
+/// A check every `period`; a late tick delays the next ones instead of
+/// bunching them.
+fn check_ticker(period: Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
 /// Runs `check` every `interval` (sooner when `control` asks) and reports
 /// each result to the lifecycle, until the lifecycle stops listening.
 pub async fn run(
@@ -290,11 +299,9 @@ pub async fn run(
     events: mpsc::Sender<Event>,
     control: Arc<ProbeControl>,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = check_ticker(interval);
     let mut hurried = false;
-    let mut checker = Checker::new(check);
-    checker.own_clients = control.own_clients.clone();
+    let mut checker = Checker::new(check, control.own_clients.clone());
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -302,8 +309,7 @@ pub async fn run(
         }
         if !hurried && control.hurried.load(Ordering::Relaxed) {
             hurried = true;
-            ticker = tokio::time::interval(interval.min(HURRIED_INTERVAL));
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker = check_ticker(interval.min(HURRIED_INTERVAL));
             ticker.reset();
         }
         let result = checker.check(timeout).await;
@@ -382,7 +388,7 @@ mod tests {
             }
         });
         let check: ReadyCheck = format!("http://{addr}/healthz").parse().expect("url");
-        let mut checker = Checker::new(check);
+        let mut checker = Checker::new(check, OwnClients::default());
         let limit = Duration::from_secs(5);
         assert_eq!(checker.check(limit).await, CheckResult::Ready);
         assert_eq!(checker.check(limit).await, CheckResult::NotReady);
