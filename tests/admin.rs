@@ -15,18 +15,7 @@ fn start(name: &str, flags: &[&str]) -> (Proc, SocketAddr) {
     let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .expect("addr");
-    let listen = admin.to_string();
-    let mut args = vec![
-        "--admin-listen",
-        listen.as_str(),
-        "--propagation-delay",
-        "30s",
-        "--grace-period",
-        "60s",
-    ];
-    args.extend_from_slice(flags);
-    args.extend_from_slice(&["--", "sleep", "300"]);
-    let proc = Proc::drainit(&dir, &args, &[]);
+    let proc = Proc::drainit_in_front_of_sleep(&dir, &admin.to_string(), flags);
     assert!(
         wait_status(admin, "/ready", 200, Duration::from_secs(10)),
         "never ready\n{}",

@@ -17,18 +17,7 @@ const SOON: Duration = Duration::from_secs(10);
 
 /// drainit in front of a long sleep, admin on `listen`.
 fn start(name: &str, listen: &str, flags: &[&str]) -> Proc {
-    let dir = scratch(name);
-    let mut args = vec![
-        "--admin-listen",
-        listen,
-        "--propagation-delay",
-        "30s",
-        "--grace-period",
-        "60s",
-    ];
-    args.extend_from_slice(flags);
-    args.extend_from_slice(&["--", "sleep", "300"]);
-    Proc::drainit(&dir, &args, &[])
+    Proc::drainit_in_front_of_sleep(&scratch(name), listen, flags)
 }
 
 fn loopback_admin() -> SocketAddr {

@@ -106,6 +106,22 @@ impl Proc {
         Proc::start(dir, drainit(), args, envs)
     }
 
+    /// drainit in front of a long sleep, admin on `listen`, with a drain
+    /// (30 s delay, 60 s grace) that outlasts any admin test.
+    pub fn drainit_in_front_of_sleep(dir: &Path, listen: &str, flags: &[&str]) -> Proc {
+        let mut args = vec![
+            "--admin-listen",
+            listen,
+            "--propagation-delay",
+            "30s",
+            "--grace-period",
+            "60s",
+        ];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "sleep", "300"]);
+        Proc::drainit(dir, &args, &[])
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
