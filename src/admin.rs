@@ -32,9 +32,9 @@ use tracing::{debug, warn};
 
 use self::connections::{AcceptBackoff, Connections, InFlight, Slot};
 use self::guard::{refusal, RefusalWarnings};
-use crate::cli::CidrList;
 use crate::lifecycle::{Event, Phase, Status, Trigger};
 use crate::metrics::Metrics;
+use crate::settings::CidrList;
 use crate::status;
 
 /// How long a client may take to send its request head (and how long a

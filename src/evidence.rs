@@ -60,6 +60,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use self::drain::{Decision, DelayEnd, Drain, DrainReport, EndReason};
+pub use crate::settings::{AutoBounds, PropagationDelay};
 
 /// `ln(10⁶)`: a quiet window of this many mean inter-arrival times is
 /// shown by a Poisson stream with probability 10⁻⁶.
@@ -79,56 +80,6 @@ pub const QUIET_WINDOW_FLOOR: Duration = Duration::from_millis(500);
 /// traffic that stopped before it, reads as little or none: the delay then
 /// runs longer, never shorter.
 pub const RATE_HISTORY: Duration = Duration::from_secs(10);
-
-/// Proposed default of `--propagation-delay-min`: no balancer has let go
-/// of the pod within the first second (endpoints controller, then
-/// kube-proxy), so silence before it is a pause, not a reroute.
-pub const DEFAULT_DELAY_MIN: Duration = Duration::from_secs(1);
-
-/// Proposed default of `--propagation-delay-max`: fits the default 30 s
-/// grace period with the 2 s kill margin and 8 s for the app to stop.
-/// Raise it (with the grace period) behind an NLB.
-pub const DEFAULT_DELAY_MAX: Duration = Duration::from_secs(20);
-
-/// `--propagation-delay`: a fixed time, or `auto`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PropagationDelay {
-    /// Wait exactly this long (the default, `5s`).
-    Fixed(Duration),
-    /// End when the traffic has stopped, between the floor and the ceiling.
-    Auto,
-}
-
-impl fmt::Display for PropagationDelay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PropagationDelay::Fixed(d) => write!(f, "{}", humantime::format_duration(*d)),
-            PropagationDelay::Auto => f.write_str("auto"),
-        }
-    }
-}
-
-/// The bounds of `auto` (`--propagation-delay-min`, `-max`,
-/// `--quiet-window`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AutoBounds {
-    /// The floor: the delay never ends before it.
-    pub min: Duration,
-    /// The ceiling: the delay always ends by it (the budget check uses it).
-    pub max: Duration,
-    /// Replaces the window computed from the rate.
-    pub quiet_window: Option<Duration>,
-}
-
-impl Default for AutoBounds {
-    fn default() -> Self {
-        AutoBounds {
-            min: DEFAULT_DELAY_MIN,
-            max: DEFAULT_DELAY_MAX,
-            quiet_window: None,
-        }
-    }
-}
 
 /// What one observation of the watched ports showed since the previous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,15 +313,6 @@ mod tests {
     use super::*;
 
     const SECOND: Duration = Duration::from_secs(1);
-
-    #[test]
-    fn propagation_delay_displays_as_given() {
-        assert_eq!(
-            PropagationDelay::Fixed(Duration::from_secs(90)).to_string(),
-            "1m 30s"
-        );
-        assert_eq!(PropagationDelay::Auto.to_string(), "auto");
-    }
 
     #[test]
     fn the_window_follows_the_formula_and_its_floors() {

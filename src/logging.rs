@@ -27,7 +27,7 @@ use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-use crate::cli::LogFormat;
+use crate::settings::LogFormat;
 
 pub use queue::dropped_lines;
 

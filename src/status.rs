@@ -7,9 +7,10 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::cli::{AdminListen, Settings, SignalTarget};
+use crate::cli::Settings;
 use crate::lifecycle::{AppExit, CheckResult, Status};
 use crate::reaper::ProcessExit;
+use crate::settings::{AdminListen, SignalTarget, TrafficPorts};
 
 /// The settings as `/status` shows them; the token's value is never shown.
 pub fn settings_json(settings: &Settings, mode: &str) -> Value {
@@ -21,8 +22,8 @@ pub fn settings_json(settings: &Settings, mode: &str) -> Value {
         "propagation_delay_max": duration(settings.propagation_delay_max),
         "quiet_window": settings.quiet_window.map(duration),
         "traffic_ports": match &settings.traffic_ports {
-            crate::traffic::TrafficPorts::AllListening => "all".to_string(),
-            crate::traffic::TrafficPorts::Only(ports) => ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            TrafficPorts::AllListening => "all".to_string(),
+            TrafficPorts::Only(ports) => ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         },
         "unready_delay": duration(settings.unready_delay),
         "grace_period": duration(settings.grace_period),

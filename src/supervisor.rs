@@ -22,15 +22,15 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::admin::{self, AdminServer, PrestopReturns};
-use crate::cli::{AdminListen, Settings};
+use crate::cli::Settings;
 use crate::error::Error;
-use crate::evidence::PropagationDelay;
 use crate::lifecycle::{secs, AppExit, CheckResult, Event, Machine, Step, Timeline, Trigger};
 use crate::metrics::Metrics;
 use crate::observation::TrafficWatch;
 use crate::os::{self, Inherited};
 use crate::probe::{self, ProbeControl};
 use crate::reaper::{self, Pass, ProcessExit};
+use crate::settings::{AdminListen, PropagationDelay};
 use crate::signal_stream::{Received, SignalStream};
 use crate::status;
 

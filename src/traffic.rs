@@ -46,7 +46,6 @@ mod sock_diag;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -54,11 +53,12 @@ use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6};
 use netlink_packet_sock_diag::inet::StateFlags;
 use tokio::time::Instant;
 
-use self::accounting::{account, insert_sorted, watched_listeners, OwnSockets, Tracked};
+use self::accounting::{account, watched_listeners, OwnSockets, Tracked};
 use self::sock_diag::{canonical, connection_states, SockDiag};
 use crate::evidence::Observation;
 
 pub use self::sampler::Sampler;
+pub use crate::settings::TrafficPorts;
 
 /// How often the sampler dumps the sockets during a drain: 100 ms. Fine
 /// enough that the quiet window's floor
@@ -79,49 +79,6 @@ pub const RUNNING_INTERVAL: Duration = Duration::from_secs(1);
 /// lasts 60 s on Linux, so the app side of a closed check connection is
 /// gone by then.
 const OWN_CLIENT_MEMORY: Duration = Duration::from_secs(120);
-
-/// Which ports carry the app's traffic (`--traffic-ports`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum TrafficPorts {
-    /// Every listening TCP port of the network namespace, except those
-    /// drainit listens on itself (its admin port).
-    #[default]
-    AllListening,
-    /// Only these ports.
-    Only(Vec<u16>),
-}
-
-/// A `--traffic-ports` value that is neither `all` nor a list of ports.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "invalid port list '{input}': expected `all` or comma-separated ports 1-65535, e.g. 8080,8443"
-)]
-pub struct TrafficPortsError {
-    /// What was given.
-    pub input: String,
-}
-
-impl FromStr for TrafficPorts {
-    type Err = TrafficPortsError;
-
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let invalid = || TrafficPortsError {
-            input: input.to_string(),
-        };
-        if input.trim().eq_ignore_ascii_case("all") {
-            return Ok(TrafficPorts::AllListening);
-        }
-        let mut ports = Vec::new();
-        for part in input.split(',') {
-            let port: u16 = part.trim().parse().map_err(|_| invalid())?;
-            if port == 0 {
-                return Err(invalid());
-            }
-            insert_sorted(&mut ports, port);
-        }
-        Ok(TrafficPorts::Only(ports))
-    }
-}
 
 /// Why the sockets could not be observed.
 #[derive(Debug, thiserror::Error)]
@@ -360,33 +317,6 @@ impl Observer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn traffic_ports_parse_all_or_a_list() {
-        let table: &[(&str, Option<TrafficPorts>)] = &[
-            ("all", Some(TrafficPorts::AllListening)),
-            ("ALL", Some(TrafficPorts::AllListening)),
-            ("8080", Some(TrafficPorts::Only(vec![8080]))),
-            (
-                "8443, 8080,8080",
-                Some(TrafficPorts::Only(vec![8080, 8443])),
-            ),
-            ("0", None),
-            ("65536", None),
-            ("8080,", None),
-            ("http", None),
-            ("", None),
-        ];
-        for (input, expected) in table {
-            assert_eq!(input.parse::<TrafficPorts>().ok(), *expected, "{input:?}");
-        }
-        let error = "x"
-            .parse::<TrafficPorts>()
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("8080,8443"), "{error}");
-    }
 
     #[test]
     fn errnos_are_sorted_into_permanent_and_transient() {

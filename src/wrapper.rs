@@ -14,12 +14,13 @@ use tracing::{debug, error, info, warn};
 
 use crate::admin::PrestopReturns;
 use crate::child::{self, App};
-use crate::cli::{Settings, SignalTarget};
+use crate::cli::Settings;
 use crate::leftovers;
 use crate::lifecycle::AppExit;
 use crate::metrics::Metrics;
 use crate::os::Inherited;
 use crate::reaper::ProcessExit;
+use crate::settings::SignalTarget;
 use crate::signal_stream::{Received, SignalStream};
 use crate::signals::{self, Rewrite, Sig};
 use crate::supervisor::{Mode, SignalOutcome};

@@ -289,8 +289,9 @@ impl fmt::Display for DrainReport {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{TrafficHistory, DEFAULT_DELAY_MAX, DEFAULT_DELAY_MIN};
+    use super::super::TrafficHistory;
     use super::*;
+    use crate::settings::delay::{DEFAULT_DELAY_MAX, DEFAULT_DELAY_MIN};
 
     const SECOND: Duration = Duration::from_secs(1);
     const DRAIN_STEP: Duration = Duration::from_millis(100);
