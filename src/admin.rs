@@ -36,6 +36,7 @@ use crate::lifecycle::{Event, Phase, Status, Trigger};
 use crate::metrics::Metrics;
 use crate::settings::CidrList;
 use crate::status;
+use crate::status::Snapshot;
 
 /// How long a client may take to send its request head (and how long a
 /// keep-alive connection may sit idle).
@@ -60,7 +61,7 @@ pub enum PrestopReturns {
 /// Everything a request handler needs.
 pub struct Context {
     /// The lifecycle's published state.
-    pub status: watch::Receiver<Status>,
+    pub status: watch::Receiver<Snapshot>,
     /// Where `/prestop` sends its drain trigger.
     pub events: mpsc::Sender<Event>,
     /// The registry behind `/metrics`.
@@ -262,7 +263,8 @@ async fn route(shared: &Shared, peer: IpAddr, request: Request<Incoming>) -> Ans
 }
 
 fn ready(context: &Context) -> Answer {
-    let status = context.status.borrow();
+    let snapshot = context.status.borrow();
+    let status = &snapshot.machine;
     let code = if status.ready() {
         StatusCode::OK
     } else {
@@ -272,7 +274,7 @@ fn ready(context: &Context) -> Answer {
 }
 
 fn live(context: &Context) -> Answer {
-    let phase = context.status.borrow().phase();
+    let phase = context.status.borrow().machine.phase();
     text(StatusCode::OK, format!("alive ({phase})\n"))
 }
 
@@ -287,9 +289,9 @@ async fn prestop(shared: &Shared, peer: IpAddr, request: &Request<Incoming>) -> 
     // Always sent: the lifecycle starts a drain or joins the one under way.
     // A send error means the lifecycle ended: the answer below says how.
     let _ = context.events.send(Event::Drain(Trigger::Prestop)).await;
-    let done = |s: &Status| prestop_outcome(s, returns).is_some();
+    let done = |s: &Snapshot| prestop_outcome(&s.machine, returns).is_some();
     let _ = status.wait_for(done).await;
-    let answer = prestop_outcome(&status.borrow(), returns).unwrap_or("drainit is exiting");
+    let answer = prestop_outcome(&status.borrow().machine, returns).unwrap_or("drainit is exiting");
     text(StatusCode::OK, format!("{answer}\n"))
 }
 
@@ -315,7 +317,7 @@ fn status_json(context: &Context) -> Answer {
 }
 
 fn metrics(context: &Context) -> Answer {
-    let body = context.metrics.render(&context.status.borrow());
+    let body = context.metrics.render(&context.status.borrow().machine);
     let mut response = text(StatusCode::OK, body);
     response.headers_mut().insert(
         CONTENT_TYPE,

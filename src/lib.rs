@@ -41,8 +41,6 @@ pub(crate) mod child;
 #[cfg(feature = "runtime")]
 pub(crate) mod error;
 #[cfg(feature = "runtime")]
-pub mod evidence;
-#[cfg(feature = "runtime")]
 pub(crate) mod leftovers;
 #[cfg(feature = "runtime")]
 pub(crate) mod lifecycle;
@@ -50,8 +48,6 @@ pub(crate) mod lifecycle;
 pub(crate) mod logging;
 #[cfg(feature = "runtime")]
 pub(crate) mod metrics;
-#[cfg(feature = "runtime")]
-pub(crate) mod observation;
 #[cfg(feature = "runtime")]
 pub mod os;
 #[cfg(feature = "runtime")]

@@ -22,7 +22,6 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::evidence::DrainReport;
 use crate::reaper::ProcessExit;
 use crate::signals::Sig;
 
@@ -317,9 +316,6 @@ pub struct Status {
     pub transitions: Vec<Transition>,
     /// The app's pid (wrapper mode).
     pub child_pid: Option<i32>,
-    /// What the drain's traffic showed, once the stop signal went out
-    /// (set by the event loop, which owns the observation).
-    pub traffic: Option<DrainReport>,
 }
 
 impl Status {
@@ -436,7 +432,6 @@ impl Machine {
             app_check: self.app_check,
             transitions: self.transitions.clone(),
             child_pid: self.child_pid,
-            traffic: None,
         }
     }
 

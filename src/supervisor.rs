@@ -26,13 +26,14 @@ use crate::cli::Settings;
 use crate::error::Error;
 use crate::lifecycle::{secs, AppExit, CheckResult, Event, Machine, Step, Timeline, Trigger};
 use crate::metrics::Metrics;
-use crate::observation::TrafficWatch;
 use crate::os::{self, Inherited};
 use crate::probe::{self, ProbeControl};
 use crate::reaper::{self, Pass, ProcessExit};
 use crate::settings::{AdminListen, PropagationDelay};
 use crate::signal_stream::{Received, SignalStream};
 use crate::status;
+use crate::status::Snapshot;
+use crate::traffic::TrafficWatch;
 
 /// Reaps per pass before the loop yields to the admin server and timers.
 const REAPS_PER_PASS: usize = 256;
@@ -115,7 +116,7 @@ struct Wiring {
     signals: SignalStream,
     metrics: Arc<Metrics>,
     events: mpsc::Receiver<Event>,
-    status: watch::Sender<crate::lifecycle::Status>,
+    status: watch::Sender<Snapshot>,
     admin: Option<AdminServer>,
     probe: Arc<ProbeControl>,
     machine: Machine,
@@ -138,7 +139,10 @@ pub async fn run<M: Mode>(
     inherited.prepare_drainit();
     let metrics = Arc::new(Metrics::new());
     let machine = Machine::new(timeline, Instant::now());
-    let (status, status_rx) = watch::channel(machine.status());
+    let (status, status_rx) = watch::channel(Snapshot {
+        machine: machine.status(),
+        traffic: None,
+    });
     let (events_tx, events) = mpsc::channel(64);
     let admin = match listener {
         Some(listener) => {
@@ -347,9 +351,10 @@ impl Wiring {
     }
 
     fn publish(&self) {
-        let mut status = self.machine.status();
-        status.traffic = self.traffic.report().cloned();
-        self.status.send_replace(status);
+        self.status.send_replace(Snapshot {
+            machine: self.machine.status(),
+            traffic: self.traffic.report().cloned(),
+        });
     }
 
     /// Lets in-flight `/prestop` answers finish, bounded, and closes the rest.

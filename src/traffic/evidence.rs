@@ -1,8 +1,8 @@
-//! Drain on evidence: when `--propagation-delay auto` ends, and what
+//! Drain on evidence (pure, no I/O): when `--propagation-delay auto` ends, and what
 //! every drain reports about the traffic it saw. Pure logic: times and
 //! observations come in as arguments, nothing here reads a clock.
 //!
-//! **Arrivals.** An observation ([`Observation`], one per socket dump)
+//! **Arrivals.** An observation ([`Evidence`], one per socket dump)
 //! counts the arrivals since the previous one, connection by connection
 //! (`traffic::Sample::arrivals`): a connection that received Δb bytes in
 //! Δs data segments brought max(1, Δs − ⌊Δb / MSS⌋) requests (a request
@@ -38,18 +38,14 @@
 //! (`--propagation-delay-max`) at the latest. Quiet is only ever proven by
 //! an observation: time that no dump has covered yet is not quiet.
 //!
-//! **Wiring.** The event loop owns a `traffic::Sampler` and a
-//! [`TrafficHistory`]. In auto mode the sampler starts with the app (its
-//! netlink socket is close-on-exec, and the app's spawn is safe with other
-//! threads) at `traffic::RUNNING_INTERVAL`, and every sample goes to
-//! [`TrafficHistory::observe`]; a fixed delay may start it when the drain
-//! begins. At the drain's start: `sampler.set_interval(DRAIN_INTERVAL)`
-//! and [`TrafficHistory::begin_drain`]; from then on every sample goes to
-//! [`Drain::observe`] and then [`Drain::decide`], and a timer at
-//! [`Decision::Wait`]'s `until` calls `decide` too. On [`Decision::End`]
-//! the stop signal goes out and [`Drain::report`] is logged. A permanent
-//! `traffic::TrafficError` (one warning) goes to `unavailable` on the
-//! history or the drain: `auto` then waits for the ceiling.
+//! **Wiring.** [`TrafficWatch`](super::TrafficWatch) feeds this module
+//! for the event loop: every sample's [`Evidence`] goes to
+//! [`TrafficHistory::observe`] before the drain and to
+//! [`DrainEvidence::observe`] after [`TrafficHistory::begin_drain`]; each
+//! sample then asks [`DrainEvidence::decide`], and the stop signal goes out
+//! on [`Decision::End`] with [`DrainEvidence::report`]. A permanent traffic
+//! error goes to `unavailable` on the history or the drain: `auto` then
+//! waits for the ceiling.
 
 mod drain;
 
@@ -59,8 +55,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use self::drain::{Decision, DelayEnd, Drain, DrainReport, EndReason};
-pub use crate::settings::{AutoBounds, PropagationDelay};
+pub use self::drain::{Decision, DelayEnd, DrainEvidence, DrainReport, EndReason};
+use crate::settings::{AutoBounds, PropagationDelay};
 
 /// `ln(10⁶)`: a quiet window of this many mean inter-arrival times is
 /// shown by a Poisson stream with probability 10⁻⁶.
@@ -83,7 +79,7 @@ pub const RATE_HISTORY: Duration = Duration::from_secs(10);
 
 /// What one observation of the watched ports showed since the previous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Observation {
+pub struct Evidence {
     /// When it was taken.
     pub at: Instant,
     /// Arrivals since the previous observation (0 in the first).
@@ -99,7 +95,7 @@ pub struct Observation {
     pub open_connections: u32,
 }
 
-impl Observation {
+impl Evidence {
     /// The latest arrival (new connection, inbound byte, or connection
     /// closed unseen) in this observation's interval, if there was one.
     pub fn last_arrival(&self) -> Option<Instant> {
@@ -137,7 +133,7 @@ pub struct TrafficHistory {
 
 impl TrafficHistory {
     /// Takes in one observation (in order).
-    pub fn observe(&mut self, observation: &Observation) {
+    pub fn observe(&mut self, observation: &Evidence) {
         if let Some(latest) = self.latest {
             let length = observation.at.saturating_duration_since(latest);
             self.intervals
@@ -203,13 +199,18 @@ impl TrafficHistory {
     }
 
     /// The drain begins at `at`: freezes the rate and starts judging.
-    pub fn begin_drain(&self, at: Instant, delay: PropagationDelay, bounds: AutoBounds) -> Drain {
+    pub fn begin_drain(
+        &self,
+        at: Instant,
+        delay: PropagationDelay,
+        bounds: AutoBounds,
+    ) -> DrainEvidence {
         let rate = self.rate();
         let window = match delay {
             PropagationDelay::Fixed(_) => None,
             PropagationDelay::Auto => Some(quiet_window(rate, bounds.quiet_window)),
         };
-        Drain {
+        DrainEvidence {
             started: at,
             delay,
             bounds,

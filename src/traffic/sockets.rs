@@ -1,8 +1,9 @@
-//! Traffic observation: what the app's listening TCP ports receive, read
-//! from the kernel through netlink `sock_diag` (inet_diag), unprivileged.
+//! The traffic I/O: what the app's listening TCP ports receive, read
+//! from the kernel through netlink `sock_diag` (inet_diag), unprivileged;
+//! one [`Sample`] per dump, counted by the [`PortCounter`].
 //!
 //! The pod's containers share one network namespace, so drainit sees the
-//! app's sockets whichever container it runs in. Each [`Observer::sample`]
+//! app's sockets whichever container it runs in. Each [`PortCounter::sample`]
 //! dumps the namespace's TCP sockets (IPv4 and IPv6) with their `tcp_info`
 //! and compares them with the previous dump, keyed by the kernel's socket
 //! cookie (unique for the socket's life, kept into TIME_WAIT):
@@ -31,17 +32,13 @@
 //! A dump is a synchronous kernel round trip of a few milliseconds (most
 //! of it the walk over the kernel's connection hash table, which all
 //! namespaces share), tens of milliseconds on a loaded node
-//! (`scripts/bench-traffic.sh`), so [`Sampler`] runs the observer on a
+//! (`scripts/bench-traffic.sh`), so [`Sampler`](super::Sampler) runs the counter on a
 //! thread of its own and hands samples to the event loop over a channel:
 //! the loop never waits on the kernel.
 //!
 //! Not seen: connections opened and closed (client first) between two
 //! dumps, and anything that is not TCP. The app's own health checks from
 //! the kubelet or a balancer straight to its port count as traffic.
-
-mod accounting;
-mod sampler;
-mod sock_diag;
 
 use std::collections::HashMap;
 use std::io;
@@ -53,16 +50,14 @@ use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6};
 use netlink_packet_sock_diag::inet::StateFlags;
 use tokio::time::Instant;
 
-use self::accounting::{account, watched_listeners, OwnSockets, Tracked};
-use self::sock_diag::{canonical, connection_states, SockDiag};
-use crate::evidence::Observation;
-
-pub use self::sampler::Sampler;
-pub use crate::settings::TrafficPorts;
+use super::accounting::{account, watched_listeners, OwnSockets, Tracked};
+use super::sock_diag::{canonical, connection_states, SockDiag};
+use super::Evidence;
+use crate::settings::TrafficPorts;
 
 /// How often the sampler dumps the sockets during a drain: 100 ms. Fine
 /// enough that the quiet window's floor
-/// ([`crate::evidence::QUIET_WINDOW_FLOOR`]) spans several samples and the
+/// (`evidence::QUIET_WINDOW_FLOOR`) spans several samples and the
 /// delay ends within 0.1 s of being provably quiet; a dump costs a few
 /// milliseconds of kernel time (BENCHMARKS.md, "Traffic observation"), a
 /// few percent of one core for the seconds a drain lasts.
@@ -116,7 +111,10 @@ impl TrafficError {
     }
 
     /// Sorts an errno from `socket(2)` or from the dump.
-    fn classify(error: io::Error, otherwise: fn(io::Error) -> TrafficError) -> TrafficError {
+    pub(super) fn classify(
+        error: io::Error,
+        otherwise: fn(io::Error) -> TrafficError,
+    ) -> TrafficError {
         match error.raw_os_error() {
             // seccomp profiles answer EPERM (Docker's default) or ENOSYS.
             Some(libc::EPERM | libc::EACCES | libc::ENOSYS) => TrafficError::Denied(error),
@@ -177,7 +175,7 @@ pub struct Sample {
     pub inbound_segments: u64,
     /// Arrivals since the previous dump: requests estimated from each
     /// connection's bytes and segments, and new connections that carried
-    /// none (see [`crate::evidence`] for how they are used).
+    /// none (see the `evidence` module for how they are used).
     pub arrivals: u64,
     /// ESTABLISHED connections on those ports now.
     pub open_connections: u32,
@@ -200,8 +198,8 @@ pub struct Sample {
 
 impl Sample {
     /// What the drain's decision takes from this sample.
-    pub fn observation(&self) -> Observation {
-        Observation {
+    pub fn evidence(&self) -> Evidence {
+        Evidence {
             at: self.at,
             arrivals: self.arrivals,
             last_new_connection: self.last_new_connection,
@@ -213,7 +211,7 @@ impl Sample {
 }
 
 /// Watches the listening ports' sockets through one netlink socket.
-pub struct Observer {
+pub struct PortCounter {
     diag: SockDiag,
     ports: TrafficPorts,
     own_clients: OwnClients,
@@ -225,14 +223,14 @@ pub struct Observer {
     families: Vec<u8>,
 }
 
-impl Observer {
+impl PortCounter {
     /// Opens the netlink socket. Fails with [`TrafficError::Denied`] or
     /// [`TrafficError::Unsupported`] where sock_diag cannot be had; the
-    /// first [`sample`](Observer::sample) finds out whether the TCP dump
+    /// first [`sample`](PortCounter::sample) finds out whether the TCP dump
     /// itself is allowed.
-    pub fn open(ports: TrafficPorts, own_clients: OwnClients) -> Result<Observer, TrafficError> {
+    pub fn open(ports: TrafficPorts, own_clients: OwnClients) -> Result<PortCounter, TrafficError> {
         let diag = SockDiag::open()?;
-        Ok(Observer {
+        Ok(PortCounter {
             diag,
             ports,
             own_clients,

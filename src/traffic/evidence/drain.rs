@@ -7,20 +7,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{AutoBounds, Observation, PropagationDelay, QuietWindow, Rate, Seconds};
+use super::{AutoBounds, Evidence, PropagationDelay, QuietWindow, Rate, Seconds};
 
 /// What the drain machine does next about the delay.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decision {
-    /// Not yet. Ask again after the next observation, and at `until` (a
-    /// timer): the only moment the answer changes without one.
-    Wait {
-        /// The ceiling (auto) or the end of the fixed delay.
-        until: Instant,
-        /// When the delay would end if nothing more arrives (for logs and
-        /// /status); `None` while no window can be trusted.
-        earliest: Option<Instant>,
-    },
+    /// Not yet: ask again after the next sample.
+    Wait,
     /// The delay is over: send the stop signal.
     End(DelayEnd),
 }
@@ -56,7 +49,7 @@ pub enum EndReason {
 /// One drain's evidence from its start: decides the end of the delay
 /// (auto) and measures the traffic (always).
 #[derive(Debug, Clone)]
-pub struct Drain {
+pub struct DrainEvidence {
     pub(super) started: Instant,
     pub(super) delay: PropagationDelay,
     pub(super) bounds: AutoBounds,
@@ -72,9 +65,9 @@ pub struct Drain {
     pub(super) ended: Option<DelayEnd>,
 }
 
-impl Drain {
+impl DrainEvidence {
     /// Takes in one observation (in order).
-    pub fn observe(&mut self, observation: &Observation) {
+    pub fn observe(&mut self, observation: &Evidence) {
         let after_start = |t: Option<Instant>| t.filter(|t| *t >= self.started);
         self.last_new_connection = self
             .last_new_connection
@@ -101,10 +94,7 @@ impl Drain {
         let end = |reason| DelayEnd { after, reason };
         let decision = match self.delay {
             PropagationDelay::Fixed(delay) => match self.started.checked_add(delay) {
-                Some(until) if now < until => Decision::Wait {
-                    until,
-                    earliest: Some(until),
-                },
+                Some(until) if now < until => Decision::Wait,
                 _ => Decision::End(end(EndReason::Fixed)),
             },
             PropagationDelay::Auto => self.decide_auto(now, after),
@@ -134,10 +124,7 @@ impl Drain {
             self.quiet_since,
             self.observed_until,
         ) else {
-            return Decision::Wait {
-                until,
-                earliest: None,
-            };
+            return Decision::Wait;
         };
         let quiet_for = observed.saturating_duration_since(since);
         if observed >= floor && quiet_for >= length {
@@ -146,8 +133,7 @@ impl Drain {
                 reason: EndReason::Quiet { quiet_for, window },
             });
         }
-        let earliest = since.checked_add(length).map(|t| t.max(floor).min(until));
-        Decision::Wait { until, earliest }
+        Decision::Wait
     }
 
     /// The drain's traffic report, taken when the stop signal goes out.
@@ -291,7 +277,7 @@ impl fmt::Display for DrainReport {
 mod tests {
     use super::super::TrafficHistory;
     use super::*;
-    use crate::settings::delay::{DEFAULT_DELAY_MAX, DEFAULT_DELAY_MIN};
+    use crate::settings::delay::DEFAULT_DELAY_MAX;
 
     const SECOND: Duration = Duration::from_secs(1);
     const DRAIN_STEP: Duration = Duration::from_millis(100);
@@ -347,7 +333,7 @@ mod tests {
                 .filter(|t| *t > previous && *t <= now)
                 .collect();
             let last = inside.iter().copied().reduce(f64::max).map(at);
-            Observation {
+            Evidence {
                 at: at(now),
                 arrivals: inside.len() as u64,
                 last_new_connection: None,
@@ -543,14 +529,7 @@ mod tests {
         history.unavailable("sock_diag is denied here");
         let start = Instant::now();
         let mut drain = history.begin_drain(start, PropagationDelay::Auto, AutoBounds::default());
-        let until = start + DEFAULT_DELAY_MAX;
-        assert_eq!(
-            drain.decide(start),
-            Decision::Wait {
-                until,
-                earliest: None
-            }
-        );
+        assert_eq!(drain.decide(start), Decision::Wait);
         tokio::time::advance(DEFAULT_DELAY_MAX).await;
         let Decision::End(end) = drain.decide(Instant::now()) else {
             panic!("the ceiling must end it");
@@ -572,7 +551,7 @@ mod tests {
         let start = Instant::now();
         let mut history = TrafficHistory::default();
         for k in 0..=60u64 {
-            history.observe(&Observation {
+            history.observe(&Evidence {
                 at: start + Duration::from_secs(k),
                 arrivals: 200,
                 last_new_connection: None,
@@ -586,14 +565,8 @@ mod tests {
             history.begin_drain(drain_start, PropagationDelay::Auto, AutoBounds::default());
         // No observation since the drain began: 5 s later, still waiting.
         let later = drain_start + Duration::from_secs(5);
-        assert_eq!(
-            drain.decide(later),
-            Decision::Wait {
-                until: drain_start + DEFAULT_DELAY_MAX,
-                earliest: Some(drain_start + DEFAULT_DELAY_MIN),
-            }
-        );
-        drain.observe(&Observation {
+        assert_eq!(drain.decide(later), Decision::Wait);
+        drain.observe(&Evidence {
             at: later,
             arrivals: 0,
             last_new_connection: None,
@@ -616,7 +589,7 @@ mod tests {
         let second = Duration::from_secs(1);
         let mut history = TrafficHistory::default();
         for k in 0..=60u32 {
-            history.observe(&Observation {
+            history.observe(&Evidence {
                 at: start + second * k,
                 arrivals: 200,
                 last_new_connection: None,
@@ -628,7 +601,7 @@ mod tests {
         let drain_start = start + second * 60;
         let mut drain =
             history.begin_drain(drain_start, PropagationDelay::Auto, AutoBounds::default());
-        let observation = |at: Instant, close: Option<Instant>| Observation {
+        let observation = |at: Instant, close: Option<Instant>| Evidence {
             at,
             arrivals: 0,
             last_new_connection: None,
@@ -641,9 +614,7 @@ mod tests {
         drain.observe(&observation(closed, Some(closed)));
         let almost = closed + Duration::from_millis(900);
         drain.observe(&observation(almost, None));
-        assert!(
-            matches!(drain.decide(almost), Decision::Wait { earliest: Some(t), .. } if t == closed + second)
-        );
+        assert!(matches!(drain.decide(almost), Decision::Wait));
         let after = closed + second;
         drain.observe(&observation(after, None));
         assert!(matches!(
