@@ -32,3 +32,8 @@ pub fn parse_positive_duration(input: &str) -> Result<Duration, String> {
         duration => Ok(duration),
     }
 }
+
+/// Seconds with one decimal, as in the log lines (`5.0s`).
+pub fn secs(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
+}

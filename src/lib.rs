@@ -53,6 +53,8 @@ pub mod os;
 #[cfg(feature = "runtime")]
 pub(crate) mod probe;
 #[cfg(feature = "runtime")]
+pub(crate) mod process_exit;
+#[cfg(feature = "runtime")]
 pub(crate) mod reaper;
 #[cfg(feature = "runtime")]
 pub(crate) mod sidecar;

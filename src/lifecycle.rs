@@ -22,7 +22,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::reaper::ProcessExit;
+use crate::durations::secs;
+use crate::process_exit::ProcessExit;
 use crate::signals::Sig;
 
 /// Where drainit is in the pod's life (the name of a [`State`]).
@@ -635,11 +636,6 @@ impl Machine {
         }
         self.state = state;
     }
-}
-
-/// Seconds with one decimal, as in the log lines (`5.0s`).
-pub fn secs(duration: Duration) -> String {
-    format!("{:.1}s", duration.as_secs_f64())
 }
 
 #[cfg(test)]

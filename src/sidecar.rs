@@ -21,7 +21,7 @@ use crate::cli::{Settings, SidecarArgs};
 use crate::lifecycle::AppExit;
 use crate::metrics::Metrics;
 use crate::os;
-use crate::reaper::ProcessExit;
+use crate::process_exit::ProcessExit;
 use crate::signal_stream::{Received, SignalStream};
 use crate::signals::{self, Sig};
 use crate::supervisor::{Mode, SignalOutcome};

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::cli::Settings;
 use crate::lifecycle::{AppExit, CheckResult, Status};
-use crate::reaper::ProcessExit;
+use crate::process_exit::ProcessExit;
 use crate::settings::{AdminListen, SignalTarget, TrafficPorts};
 use crate::traffic::DrainReport;
 

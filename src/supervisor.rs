@@ -23,12 +23,14 @@ use tracing::{debug, error, info, warn};
 
 use crate::admin::{self, AdminServer, PrestopReturns};
 use crate::cli::Settings;
+use crate::durations::secs;
 use crate::error::Error;
-use crate::lifecycle::{secs, AppExit, CheckResult, Event, Machine, Step, Timeline, Trigger};
+use crate::lifecycle::{AppExit, CheckResult, Event, Machine, Step, Timeline, Trigger};
 use crate::metrics::Metrics;
 use crate::os::{self, Inherited};
 use crate::probe::{self, ProbeControl};
-use crate::reaper::{self, Pass, ProcessExit};
+use crate::process_exit::ProcessExit;
+use crate::reaper::{self, Pass};
 use crate::settings::{AdminListen, PropagationDelay};
 use crate::signal_stream::{Received, SignalStream};
 use crate::status;

@@ -19,7 +19,7 @@ use crate::leftovers;
 use crate::lifecycle::AppExit;
 use crate::metrics::Metrics;
 use crate::os::Inherited;
-use crate::reaper::ProcessExit;
+use crate::process_exit::ProcessExit;
 use crate::settings::SignalTarget;
 use crate::signal_stream::{Received, SignalStream};
 use crate::signals::{self, Rewrite, Sig};
@@ -179,6 +179,9 @@ impl Mode for Wrapper {
     }
 
     async fn wind_down(&mut self, signals: &mut SignalStream, metrics: &Metrics) {
-        leftovers::stop(self.pgid, self.leftover_grace, signals, metrics).await;
+        let reaped = || {
+            metrics.zombies_reaped.inc();
+        };
+        leftovers::stop(self.pgid, self.leftover_grace, signals, &reaped).await;
     }
 }

@@ -20,6 +20,7 @@ use super::sockets::{
     OwnClients, PortCounter, Sample, TrafficError, DRAIN_INTERVAL, RUNNING_INTERVAL,
 };
 use crate::cli::Settings;
+use crate::durations::secs;
 use crate::settings::{AutoBounds, PropagationDelay, TrafficPorts};
 
 /// The traffic evidence of one drainit run.
@@ -151,7 +152,7 @@ impl TrafficWatch {
         }
         if self.delay == PropagationDelay::Auto {
             warn!(
-                ceiling = %crate::lifecycle::secs(self.bounds.max),
+                ceiling = %secs(self.bounds.max),
                 "cannot observe the app's traffic ({why}); --propagation-delay auto waits for --propagation-delay-max"
             );
         } else {
