@@ -214,7 +214,7 @@ impl Cli {
         T: Into<OsString> + Clone,
     {
         let cli = Cli::try_parse_from(args)?;
-        cli.settings.validate().map_err(|problem| {
+        cli.validate().map_err(|problem| {
             Cli::command().error(clap::error::ErrorKind::ArgumentConflict, problem)
         })?;
         Ok(cli)

@@ -119,9 +119,6 @@ mod runtime {
             let result = runtime.block_on(async move {
                 match cli.mode {
                     Some(Mode::Sidecar(args)) => {
-                        if cli.settings.ready_check.is_none() {
-                            return Err(Error::SidecarNeedsReadyCheck);
-                        }
                         let sidecar = Sidecar::new(&cli.settings, &args);
                         supervisor::run(cli.settings, inherited, sidecar).await
                     }

@@ -156,9 +156,20 @@ pub struct Timeline {
     pub kill_margin: Duration,
     /// Whether `--ready-check` is set (else Running begins at start).
     pub has_ready_check: bool,
-    /// Sidecar mode: the app's disappearance (check refused) ends the
-    /// machine, and so does the deadline (a sidecar cannot see an exit).
-    pub sidecar: bool,
+    /// How the machine learns that the app is gone.
+    pub app_exit: AppExitSeen,
+}
+
+/// How the drain machine learns that the app is gone: the one rule in
+/// which the machine of the two modes differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppExitSeen {
+    /// Its exit is reaped ([`Event::AppExited`]): the app is drainit's
+    /// child (wrapper mode). The deadline kills it and waits for the exit.
+    Reaped,
+    /// Its exit cannot be seen (sidecar mode): its check refused during a
+    /// drain counts as its exit, and so does the drain deadline.
+    Inferred,
 }
 
 /// The least time the budget check accepts for the app to stop in.
@@ -487,8 +498,8 @@ impl Machine {
                 after,
                 app_had: stop_sent.map(|sent| now.saturating_duration_since(sent)),
             });
-            if self.timeline.sidecar {
-                // A sidecar cannot wait for an exit it may never see.
+            if self.timeline.app_exit == AppExitSeen::Inferred {
+                // No waiting for an exit that may never be seen.
                 self.finish(AppExit::Gone, now, steps);
                 return;
             }
@@ -546,9 +557,10 @@ impl Machine {
     fn on_check(&mut self, result: CheckResult, now: Instant, steps: &mut Vec<Step>) {
         let previous = self.app_check.replace(result);
         let phase = self.state.phase();
-        if self.timeline.sidecar && phase >= Phase::Draining && result == CheckResult::Refused {
-            // A sidecar cannot see the app exit; its address refusing
-            // connections during a drain is how it learns the app is gone.
+        let inferred = self.timeline.app_exit == AppExitSeen::Inferred;
+        if inferred && phase >= Phase::Draining && result == CheckResult::Refused {
+            // The app's exit cannot be seen; its address refusing
+            // connections during a drain is how the machine learns it is gone.
             self.finish(AppExit::Gone, now, steps);
             return;
         }

@@ -21,7 +21,7 @@ pub use self::exit_remap::ExitRemap;
 pub use self::ready_check::{ParseReadyCheckError, ReadyCheck};
 pub use self::signal_flags::SigList;
 pub use self::traffic_ports::{TrafficPorts, TrafficPortsError};
-use crate::cli::Settings;
+use crate::cli::{Cli, Mode, Settings};
 
 /// A combination of flags that cannot work together.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +56,21 @@ pub enum SettingsError {
         /// Its other target.
         second: u8,
     },
+    /// `drainit sidecar` without `--ready-check`.
+    #[error("sidecar mode needs --ready-check URL (e.g. http://127.0.0.1:8080/healthz) to follow the app")]
+    SidecarNeedsReadyCheck,
+}
+
+impl Cli {
+    /// Checks the settings ([`Settings::validate`]) and what the mode needs
+    /// of them.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.settings.validate()?;
+        if matches!(self.mode, Some(Mode::Sidecar(_))) && self.settings.ready_check.is_none() {
+            return Err(SettingsError::SidecarNeedsReadyCheck);
+        }
+        Ok(())
+    }
 }
 
 impl Settings {
