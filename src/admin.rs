@@ -10,9 +10,7 @@ mod connections;
 mod guard;
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +23,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -198,7 +197,7 @@ async fn serve_connection<C>(
     peer: SocketAddr,
     mut stopped: watch::Receiver<bool>,
 ) where
-    C: Future<Output = hyper::Result<()>> + GracefulConnection,
+    C: GracefulConnection<Error = hyper::Error>,
 {
     tokio::pin!(connection);
     let mut closing = false;
@@ -219,24 +218,6 @@ async fn serve_connection<C>(
                 closing = true;
             }
         }
-    }
-}
-
-/// A connection that can be asked to finish its answer and close.
-trait GracefulConnection {
-    fn graceful_shutdown(self: Pin<&mut Self>);
-}
-
-impl<I, S> GracefulConnection for http1::Connection<I, S>
-where
-    S: hyper::service::HttpService<Incoming>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S::ResBody: hyper::body::Body + 'static,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        http1::Connection::graceful_shutdown(self);
     }
 }
 

@@ -12,6 +12,8 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 const DURATION_FORM: &str = "a duration from 0s to at most 24h, such as 500ms, 5s or 1m30s";
 
+/// Parses a duration flag: `0`, or humantime (`500ms`, `1m30s`), at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(input: &str) -> Result<Duration, String> {
     let trimmed = input.trim();
     let duration = if trimmed == "0" {

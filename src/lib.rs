@@ -26,6 +26,11 @@
 //!   own so that stderr can never block or kill PID 1;
 //! - [`error`](mod@error): drainit's own failures.
 
+// PID 1 never sleeps a thread (the one event loop must not block) and
+// never prints (stderr may be closed; logging owns it): clippy.toml and
+// [lints] in Cargo.toml.
+#![deny(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
+
 // The vocabulary: settings, signal names, durations. No mechanism, no
 // runtime dependency; all that `drainit-check` builds.
 pub mod cli;

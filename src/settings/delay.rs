@@ -5,16 +5,6 @@ use std::time::Duration;
 
 use crate::durations::parse_duration;
 
-/// Proposed default of `--propagation-delay-min`: no balancer has let go
-/// of the pod within the first second (endpoints controller, then
-/// kube-proxy), so silence before it is a pause, not a reroute.
-pub const DEFAULT_DELAY_MIN: Duration = Duration::from_secs(1);
-
-/// Proposed default of `--propagation-delay-max`: fits the default 30 s
-/// grace period with the 2 s kill margin and 8 s for the app to stop.
-/// Raise it (with the grace period) behind an NLB.
-pub const DEFAULT_DELAY_MAX: Duration = Duration::from_secs(20);
-
 /// `--propagation-delay`: a fixed time, or `auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PropagationDelay {
@@ -34,7 +24,12 @@ impl fmt::Display for PropagationDelay {
 }
 
 /// The bounds of `auto` (`--propagation-delay-min`, `-max`,
-/// `--quiet-window`).
+/// `--quiet-window`). Their defaults are stated once, on the flags in
+/// `cli.rs`: a 1 s floor, since no balancer has let go of the pod within
+/// the first second (endpoints controller, then kube-proxy), so silence
+/// before it is a pause, not a reroute; a 20 s ceiling, which fits the
+/// default 30 s grace period with the 2 s kill margin and 8 s for the app
+/// to stop (raise it, with the grace period, behind an NLB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AutoBounds {
     /// The floor: the delay never ends before it.
@@ -43,16 +38,6 @@ pub struct AutoBounds {
     pub max: Duration,
     /// Replaces the window computed from the rate.
     pub quiet_window: Option<Duration>,
-}
-
-impl Default for AutoBounds {
-    fn default() -> Self {
-        AutoBounds {
-            min: DEFAULT_DELAY_MIN,
-            max: DEFAULT_DELAY_MAX,
-            quiet_window: None,
-        }
-    }
 }
 
 /// The parser of `--propagation-delay`.

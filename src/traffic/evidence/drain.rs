@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{AutoBounds, Evidence, PropagationDelay, QuietWindow, Rate, Seconds};
+use super::{AutoBounds, Evidence, PropagationDelay, QuietWindow, Rate};
+use crate::durations::secs;
 
 /// What the drain machine does next about the delay.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -226,22 +227,22 @@ impl DrainReport {
 impl fmt::Display for DelayEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.reason {
-            EndReason::Fixed => write!(f, "fixed delay of {}", Seconds(self.after)),
+            EndReason::Fixed => write!(f, "fixed delay of {}", secs(self.after)),
             EndReason::Quiet { quiet_for, window } => write!(
                 f,
                 "quiet for {} after {}; {window}",
-                Seconds(*quiet_for),
-                Seconds(self.after)
+                secs(*quiet_for),
+                secs(self.after)
             ),
             EndReason::Ceiling {
                 window: Some(window),
             } => {
-                write!(f, "ceiling after {}; {window}", Seconds(self.after))
+                write!(f, "ceiling after {}; {window}", secs(self.after))
             }
             EndReason::Ceiling { window: None } => write!(
                 f,
                 "ceiling after {}; traffic not observable",
-                Seconds(self.after)
+                secs(self.after)
             ),
         }
     }
@@ -258,7 +259,7 @@ impl fmt::Display for DrainReport {
             return Ok(());
         }
         let moment =
-            |t: Option<Duration>| t.map_or("none".to_string(), |t| format!("at {}", Seconds(t)));
+            |t: Option<Duration>| t.map_or("none".to_string(), |t| format!("at {}", secs(t)));
         write!(
             f,
             "last new connection {}, last inbound byte {} into the drain; {} connections open",
@@ -277,7 +278,16 @@ impl fmt::Display for DrainReport {
 mod tests {
     use super::super::TrafficHistory;
     use super::*;
-    use crate::settings::delay::DEFAULT_DELAY_MAX;
+
+    /// `auto`'s bounds as drainit's flags default them (a 1 s floor, a
+    /// 20 s ceiling), read from the flags so they are stated once.
+    fn default_bounds() -> AutoBounds {
+        use clap::Parser as _;
+        crate::cli::Cli::try_parse_from(["drainit", "app"])
+            .expect("the defaults parse")
+            .settings
+            .auto_bounds()
+    }
 
     const SECOND: Duration = Duration::from_secs(1);
     const DRAIN_STEP: Duration = Duration::from_millis(100);
@@ -371,8 +381,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn auto_ends_when_the_traffic_has_really_stopped() {
         let auto = PropagationDelay::Auto;
-        let bounds = AutoBounds::default(); // 1 s floor, 20 s ceiling
-                                            // (what, traffic, expected end in seconds, ends quiet?)
+        let bounds = default_bounds(); // 1 s floor, 20 s ceiling
+                                       // (what, traffic, expected end in seconds, ends quiet?)
         let table: &[(&str, Vec<Traffic>, f64, bool)] = &[
             (
                 "200/s that stops 3 s into the drain: window 1 s (the observation interval)",
@@ -459,7 +469,7 @@ mod tests {
     async fn the_quiet_window_can_be_given() {
         let bounds = AutoBounds {
             quiet_window: Some(Duration::from_secs(3)),
-            ..AutoBounds::default()
+            ..default_bounds()
         };
         let (end, _) = run(
             &[traffic(-60.0, 2.0, 200.0)],
@@ -470,20 +480,20 @@ mod tests {
         assert_eq!(seconds(&end), 5.0, "{end}");
         assert_eq!(
             end.to_string(),
-            "quiet for 3.0 s after 5.0 s; window 3.0 s (--quiet-window)"
+            "quiet for 3.0s after 5.0s; window 3.0s (--quiet-window)"
         );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_fixed_delay_is_measured_but_not_shortened() {
         let fixed = PropagationDelay::Fixed(Duration::from_secs(8));
-        let (end, report) = run(&[traffic(-60.0, 2.5, 200.0)], fixed, AutoBounds::default()).await;
+        let (end, report) = run(&[traffic(-60.0, 2.5, 200.0)], fixed, default_bounds()).await;
         assert_eq!((seconds(&end), end.reason), (8.0, EndReason::Fixed));
         let stopped = report.traffic_stopped_after().expect("observed");
         assert!((stopped.as_secs_f64() - 2.5).abs() < 0.01, "{stopped:?}");
         assert_eq!(report.open_connections, Some(3));
         assert!(
-            report.to_string().contains("last inbound byte at 2.5 s"),
+            report.to_string().contains("last inbound byte at 2.5s"),
             "{report}"
         );
         let json = report.to_json();
@@ -505,21 +515,21 @@ mod tests {
         let (end, report) = run(
             &[traffic(-60.0, 3.0, 200.0)],
             PropagationDelay::Auto,
-            AutoBounds::default(),
+            default_bounds(),
         )
         .await;
         assert_eq!(
             end.to_string(),
-            "quiet for 1.0 s after 4.0 s; window 1.0 s from 200.0 arrivals/s before the drain"
+            "quiet for 1.0s after 4.0s; window 1.0s from 200.0 arrivals/s before the drain"
         );
         assert!(
             report.rate_before.is_some_and(|r| (r - 200.0).abs() < 1.0),
             "{report:?}"
         );
-        let (end, _) = run(&[], PropagationDelay::Auto, AutoBounds::default()).await;
+        let (end, _) = run(&[], PropagationDelay::Auto, default_bounds()).await;
         assert_eq!(
             end.to_string(),
-            "ceiling after 20.0 s; no traffic in the 11.0 s before the drain: silence proves nothing"
+            "ceiling after 20.0s; no traffic in the 11.0s before the drain: silence proves nothing"
         );
     }
 
@@ -528,15 +538,15 @@ mod tests {
         let mut history = TrafficHistory::default();
         history.unavailable("sock_diag is denied here");
         let start = Instant::now();
-        let mut drain = history.begin_drain(start, PropagationDelay::Auto, AutoBounds::default());
+        let mut drain = history.begin_drain(start, PropagationDelay::Auto, default_bounds());
         assert_eq!(drain.decide(start), Decision::Wait);
-        tokio::time::advance(DEFAULT_DELAY_MAX).await;
+        tokio::time::advance(default_bounds().max).await;
         let Decision::End(end) = drain.decide(Instant::now()) else {
             panic!("the ceiling must end it");
         };
         assert_eq!(
             end.to_string(),
-            "ceiling after 20.0 s; traffic not observable"
+            "ceiling after 20.0s; traffic not observable"
         );
         let report = drain.report();
         assert_eq!(report.traffic_stopped_after(), None);
@@ -561,8 +571,7 @@ mod tests {
             });
         }
         let drain_start = start + Duration::from_secs(60);
-        let mut drain =
-            history.begin_drain(drain_start, PropagationDelay::Auto, AutoBounds::default());
+        let mut drain = history.begin_drain(drain_start, PropagationDelay::Auto, default_bounds());
         // No observation since the drain began: 5 s later, still waiting.
         let later = drain_start + Duration::from_secs(5);
         assert_eq!(drain.decide(later), Decision::Wait);
@@ -599,8 +608,7 @@ mod tests {
             });
         }
         let drain_start = start + second * 60;
-        let mut drain =
-            history.begin_drain(drain_start, PropagationDelay::Auto, AutoBounds::default());
+        let mut drain = history.begin_drain(drain_start, PropagationDelay::Auto, default_bounds());
         let observation = |at: Instant, close: Option<Instant>| Evidence {
             at,
             arrivals: 0,
