@@ -1,30 +1,39 @@
 //! drainit: a container init (PID 1) that drains traffic before it stops the app.
 //!
-//! Modules, one concern each:
-//! - [`cli`]: every flag, its environment variable and its parser;
-//! - [`signals`]: signal names, `--rewrite`, which signals are forwarded;
-//! - [`signal_stream`]: the handled signals, blocked and read from a
-//!   `signalfd` (no handler, no self-pipe);
-//! - [`os`]: drainit's own process state: what it inherited, what it
-//!   changes about itself (taken before `main`, from a constructor);
-//! - [`child`]: starting the app with the inherited signal state, and the
-//!   pidfd handle every signal to it goes through;
-//! - [`reaper`]: the only caller of `waitpid`, decoding raw wait statuses;
-//! - [`lifecycle`]: the drain machine, one `State` enum moving
+//! Modules, one concern each; arrows point down only (entry → modes →
+//! machine, plumbing, admin, probe, traffic → vocabulary):
+//!
+//! The vocabulary, with no runtime dependency (all `drainit-check` builds,
+//! feature `runtime` off):
+//! - [`cli`]: the clap struct, every flag and its environment variable;
+//! - [`settings`]: each flag's value type beside its parser, the checks
+//!   across flags and the values derived from them;
+//! - [`durations`]: the duration parser with its bound, and the log's
+//!   duration format (`5.0s`);
+//! - [`signals`]: signal names, `--rewrite`, which signals are forwarded.
+//!
+//! The runtime (feature `runtime`, on by default):
+//! - entry: `run` and `init_logging` below; `supervisor`: the one set-up
+//!   path and the one event loop of both modes, and the `Supervised`
+//!   trait that holds everything the modes do differently;
+//! - modes: `wrapper` (the app as drainit's child), `sidecar` (the app
+//!   in another container);
+//! - the drain machine: `lifecycle`, one `State` enum moving
 //!   `Starting → Running → Draining → Stopping → Exited`, without I/O;
-//! - [`supervisor`]: the one set-up path and the one event loop of both modes;
-//! - [`wrapper`]: wrapper mode, the app as drainit's child;
-//! - [`leftovers`]: what the app left behind, stopped before drainit exits;
-//! - [`sidecar`]: sidecar mode, without an app of its own;
-//! - [`probe`]: `--ready-check` against the app;
-//! - [`traffic`]: the app's TCP traffic, from netlink `sock_diag`; [`evidence`]
-//!   decides from it when `--propagation-delay auto` ends; [`observation`]
-//!   feeds one to the other for the event loop;
-//! - [`admin`]: the hyper admin server; [`status`] and [`metrics`] render
-//!   its `/status` and `/metrics` answers;
-//! - [`logging`]: drainit's own log lines, written by a thread of their
-//!   own so that stderr can never block or kill PID 1;
-//! - [`error`](mod@error): drainit's own failures.
+//! - init plumbing: `signal_stream` (the handled signals, blocked and read
+//!   from a `signalfd`), [`os`] (drainit's own process state, taken before
+//!   `main`), `child` (starting the app, the pidfd every signal to it goes
+//!   through), `reaper` (the only caller of `waitpid`), `process_exit`
+//!   (a decoded wait status), `leftovers` (what the app left behind);
+//! - `probe`: `--ready-check` against the app;
+//! - [`traffic`]: one front door for the app's TCP traffic: the
+//!   `sock_diag` I/O, the pure evidence that ends `--propagation-delay
+//!   auto` and reports every drain, and the event loop's adapter;
+//! - the HTTP face: `admin` (the hyper server), `status` (the snapshot the
+//!   loop publishes, and `/status`), `metrics` (`/metrics`);
+//! - `logging`: drainit's own log lines, written by a thread of their own
+//!   so that stderr can never block or kill PID 1; `error`: drainit's own
+//!   failures.
 
 // PID 1 never sleeps a thread (the one event loop must not block) and
 // never prints (stderr may be closed; logging owns it): clippy.toml and

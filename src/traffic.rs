@@ -21,10 +21,8 @@ pub use self::evidence::{
     Decision, DelayEnd, DrainEvidence, DrainReport, EndReason, Evidence, TrafficHistory,
 };
 pub use self::sampler::Sampler;
-pub use self::sockets::{
-    OwnClients, PortCounter, Sample, TrafficError, DRAIN_INTERVAL, RUNNING_INTERVAL,
-};
-pub use self::watch::TrafficWatch;
+pub use self::sockets::{OwnClients, PortCounter, Sample, TrafficError, DRAIN_INTERVAL};
+pub(crate) use self::watch::TrafficWatch;
 
 // For the I/O modules' `super::TrafficPorts`.
 use crate::settings::TrafficPorts;

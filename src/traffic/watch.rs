@@ -1,5 +1,6 @@
-//! The event loop's adapter ([`TrafficWatch`]) to the drain evidence: when the app's ports are
-//! sampled, what each sample changes, and the report each drain gives.
+//! The event loop's adapter ([`TrafficWatch`]) to the drain evidence:
+//! when the app's ports are sampled, what each sample changes, and the
+//! report each drain gives.
 //!
 //! With `--propagation-delay auto` the ports are sampled from the app's
 //! start ([`RUNNING_INTERVAL`]), since the quiet window comes
@@ -103,10 +104,10 @@ impl TrafficWatch {
                         "traffic sample"
                     );
                 }
-                let observation = sample.evidence();
+                let evidence = sample.evidence();
                 match &mut self.drain {
-                    Some(drain) => drain.observe(&observation),
-                    None => self.history.observe(&observation),
+                    Some(drain) => drain.observe(&evidence),
+                    None => self.history.observe(&evidence),
                 }
             }
             Err(error) if error.is_permanent() => self.give_up(error.to_string()),
