@@ -56,7 +56,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use self::drain::{Decision, DelayEnd, DrainEvidence, DrainReport, EndReason};
-use crate::durations::secs;
 use crate::settings::{AutoBounds, PropagationDelay};
 
 /// `ln(10⁶)`: a quiet window of this many mean inter-arrival times is
@@ -279,20 +278,32 @@ pub fn quiet_window(rate: Option<Rate>, given: Option<Duration>) -> QuietWindow 
     }
 }
 
+/// Seconds with one decimal and a space, as the drain's traffic report
+/// says them (`5.0 s`): the report is prose that tools read (the rollout
+/// rig's parser, the README's sample), unlike the log's structured fields,
+/// which `durations::secs` writes as `5.0s`.
+struct Seconds(Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1} s", self.0.as_secs_f64())
+    }
+}
+
 impl fmt::Display for QuietWindow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            QuietWindow::Given(window) => write!(f, "window {} (--quiet-window)", secs(*window)),
+            QuietWindow::Given(window) => write!(f, "window {} (--quiet-window)", Seconds(*window)),
             QuietWindow::FromRate { window, rate } => write!(
                 f,
                 "window {} from {:.1} arrivals/s before the drain",
-                secs(*window),
+                Seconds(*window),
                 rate.per_second
             ),
             QuietWindow::Unbounded { rate: Some(rate) } => write!(
                 f,
                 "no traffic in the {} before the drain: silence proves nothing",
-                secs(rate.observed)
+                Seconds(rate.observed)
             ),
             QuietWindow::Unbounded { rate: None } => {
                 f.write_str("no traffic observed before the drain")

@@ -7,8 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{AutoBounds, Evidence, PropagationDelay, QuietWindow, Rate};
-use crate::durations::secs;
+use super::{AutoBounds, Evidence, PropagationDelay, QuietWindow, Rate, Seconds};
 
 /// What the drain machine does next about the delay.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -227,22 +226,22 @@ impl DrainReport {
 impl fmt::Display for DelayEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.reason {
-            EndReason::Fixed => write!(f, "fixed delay of {}", secs(self.after)),
+            EndReason::Fixed => write!(f, "fixed delay of {}", Seconds(self.after)),
             EndReason::Quiet { quiet_for, window } => write!(
                 f,
                 "quiet for {} after {}; {window}",
-                secs(*quiet_for),
-                secs(self.after)
+                Seconds(*quiet_for),
+                Seconds(self.after)
             ),
             EndReason::Ceiling {
                 window: Some(window),
             } => {
-                write!(f, "ceiling after {}; {window}", secs(self.after))
+                write!(f, "ceiling after {}; {window}", Seconds(self.after))
             }
             EndReason::Ceiling { window: None } => write!(
                 f,
                 "ceiling after {}; traffic not observable",
-                secs(self.after)
+                Seconds(self.after)
             ),
         }
     }
@@ -259,7 +258,7 @@ impl fmt::Display for DrainReport {
             return Ok(());
         }
         let moment =
-            |t: Option<Duration>| t.map_or("none".to_string(), |t| format!("at {}", secs(t)));
+            |t: Option<Duration>| t.map_or("none".to_string(), |t| format!("at {}", Seconds(t)));
         write!(
             f,
             "last new connection {}, last inbound byte {} into the drain; {} connections open",
@@ -480,7 +479,7 @@ mod tests {
         assert_eq!(seconds(&end), 5.0, "{end}");
         assert_eq!(
             end.to_string(),
-            "quiet for 3.0s after 5.0s; window 3.0s (--quiet-window)"
+            "quiet for 3.0 s after 5.0 s; window 3.0 s (--quiet-window)"
         );
     }
 
@@ -493,7 +492,7 @@ mod tests {
         assert!((stopped.as_secs_f64() - 2.5).abs() < 0.01, "{stopped:?}");
         assert_eq!(report.open_connections, Some(3));
         assert!(
-            report.to_string().contains("last inbound byte at 2.5s"),
+            report.to_string().contains("last inbound byte at 2.5 s"),
             "{report}"
         );
         let json = report.to_json();
@@ -520,7 +519,7 @@ mod tests {
         .await;
         assert_eq!(
             end.to_string(),
-            "quiet for 1.0s after 4.0s; window 1.0s from 200.0 arrivals/s before the drain"
+            "quiet for 1.0 s after 4.0 s; window 1.0 s from 200.0 arrivals/s before the drain"
         );
         assert!(
             report.rate_before.is_some_and(|r| (r - 200.0).abs() < 1.0),
@@ -529,7 +528,7 @@ mod tests {
         let (end, _) = run(&[], PropagationDelay::Auto, default_bounds()).await;
         assert_eq!(
             end.to_string(),
-            "ceiling after 20.0s; no traffic in the 11.0s before the drain: silence proves nothing"
+            "ceiling after 20.0 s; no traffic in the 11.0 s before the drain: silence proves nothing"
         );
     }
 
@@ -546,7 +545,7 @@ mod tests {
         };
         assert_eq!(
             end.to_string(),
-            "ceiling after 20.0s; traffic not observable"
+            "ceiling after 20.0 s; traffic not observable"
         );
         let report = drain.report();
         assert_eq!(report.traffic_stopped_after(), None);
