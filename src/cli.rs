@@ -233,40 +233,9 @@ impl Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::durations::MAX_DURATION;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("drainit").chain(args.iter().copied()))
-    }
-
-    #[test]
-    fn propagation_delay_parses_auto_or_a_duration() {
-        let table = [
-            ("auto", Some(PropagationDelay::Auto)),
-            ("AUTO", Some(PropagationDelay::Auto)),
-            ("5s", Some(PropagationDelay::Fixed(Duration::from_secs(5)))),
-            (
-                "1m30s",
-                Some(PropagationDelay::Fixed(Duration::from_secs(90))),
-            ),
-            (
-                "500ms",
-                Some(PropagationDelay::Fixed(Duration::from_millis(500))),
-            ),
-            ("0s", Some(PropagationDelay::Fixed(Duration::ZERO))),
-            ("0", Some(PropagationDelay::Fixed(Duration::ZERO))),
-            ("5", None),
-            ("automatic", None),
-            ("", None),
-        ];
-        for (input, expected) in table {
-            assert_eq!(parse_propagation_delay(input).ok(), expected, "{input:?}");
-        }
-        let error = parse_propagation_delay("soon").unwrap_err();
-        assert!(
-            error.contains("`auto`") && error.contains("1m30s"),
-            "{error}"
-        );
     }
 
     #[test]
@@ -419,16 +388,6 @@ mod tests {
     }
 
     #[test]
-    fn cidr_lists_match_mapped_addresses() {
-        let list = parse_cidr_list("10.1.2.3/32, 192.168.0.0/16").expect("valid");
-        assert!(list.contains("10.1.2.3".parse().expect("ip")));
-        assert!(list.contains("::ffff:192.168.4.4".parse().expect("ip")));
-        assert!(!list.contains("10.1.2.4".parse().expect("ip")));
-        let single = parse_cidr_list("127.0.0.1").expect("a bare IP is a /32");
-        assert!(single.contains("127.0.0.1".parse().expect("ip")));
-    }
-
-    #[test]
     fn switches_take_the_usual_spellings() {
         let table: &[(&str, Option<bool>)] = &[
             ("1", Some(true)),
@@ -465,16 +424,6 @@ mod tests {
         ];
         for (input, expected) in table {
             assert_eq!(parse_verbosity(input).ok(), *expected, "{input:?}");
-        }
-    }
-
-    #[test]
-    fn durations_are_bounded() {
-        assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for too_long in ["24h 1s", "18446744073709551615s", "1000y"] {
-            let error = parse_duration(too_long).expect_err(too_long);
-            assert!(error.contains("at most 24h"), "{too_long}: {error}");
         }
     }
 
@@ -522,17 +471,5 @@ mod tests {
                 (got, _) => panic!("{args:?}: {got:?}, expected {expected:?}"),
             }
         }
-    }
-    #[test]
-    fn cidr_lists_match_both_forms_of_an_address() {
-        let mapped = parse_cidr_list("::ffff:0:0/96").expect("valid");
-        assert!(mapped.contains("10.1.2.3".parse().expect("ip")));
-        assert!(mapped.contains("::ffff:10.1.2.3".parse().expect("ip")));
-        assert!(!mapped.contains("fd00::1".parse().expect("ip")));
-        let everything = parse_cidr_list("::/0").expect("valid");
-        assert!(everything.contains("127.0.0.1".parse().expect("ip")));
-        let v4 = parse_cidr_list("10.0.0.0/8").expect("valid");
-        assert!(v4.contains("::ffff:10.9.9.9".parse().expect("ip")));
-        assert!(!v4.contains("fd00::a00:1".parse().expect("ip")));
     }
 }

@@ -39,3 +39,18 @@ pub fn parse_positive_duration(input: &str) -> Result<Duration, String> {
 pub fn secs(duration: Duration) -> String {
     format!("{:.1}s", duration.as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for too_long in ["24h 1s", "18446744073709551615s", "1000y"] {
+            let error = parse_duration(too_long).expect_err(too_long);
+            assert!(error.contains("at most 24h"), "{too_long}: {error}");
+        }
+    }
+}

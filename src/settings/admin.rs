@@ -79,3 +79,31 @@ pub fn parse_token(input: &str) -> Result<String, String> {
     }
     Ok(input.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_lists_match_mapped_addresses() {
+        let list = parse_cidr_list("10.1.2.3/32, 192.168.0.0/16").expect("valid");
+        assert!(list.contains("10.1.2.3".parse().expect("ip")));
+        assert!(list.contains("::ffff:192.168.4.4".parse().expect("ip")));
+        assert!(!list.contains("10.1.2.4".parse().expect("ip")));
+        let single = parse_cidr_list("127.0.0.1").expect("a bare IP is a /32");
+        assert!(single.contains("127.0.0.1".parse().expect("ip")));
+    }
+
+    #[test]
+    fn cidr_lists_match_both_forms_of_an_address() {
+        let mapped = parse_cidr_list("::ffff:0:0/96").expect("valid");
+        assert!(mapped.contains("10.1.2.3".parse().expect("ip")));
+        assert!(mapped.contains("::ffff:10.1.2.3".parse().expect("ip")));
+        assert!(!mapped.contains("fd00::1".parse().expect("ip")));
+        let everything = parse_cidr_list("::/0").expect("valid");
+        assert!(everything.contains("127.0.0.1".parse().expect("ip")));
+        let v4 = parse_cidr_list("10.0.0.0/8").expect("valid");
+        assert!(v4.contains("::ffff:10.9.9.9".parse().expect("ip")));
+        assert!(!v4.contains("fd00::a00:1".parse().expect("ip")));
+    }
+}

@@ -62,4 +62,34 @@ mod tests {
         );
         assert_eq!(PropagationDelay::Auto.to_string(), "auto");
     }
+
+    #[test]
+    fn propagation_delay_parses_auto_or_a_duration() {
+        let table = [
+            ("auto", Some(PropagationDelay::Auto)),
+            ("AUTO", Some(PropagationDelay::Auto)),
+            ("5s", Some(PropagationDelay::Fixed(Duration::from_secs(5)))),
+            (
+                "1m30s",
+                Some(PropagationDelay::Fixed(Duration::from_secs(90))),
+            ),
+            (
+                "500ms",
+                Some(PropagationDelay::Fixed(Duration::from_millis(500))),
+            ),
+            ("0s", Some(PropagationDelay::Fixed(Duration::ZERO))),
+            ("0", Some(PropagationDelay::Fixed(Duration::ZERO))),
+            ("5", None),
+            ("automatic", None),
+            ("", None),
+        ];
+        for (input, expected) in table {
+            assert_eq!(parse_propagation_delay(input).ok(), expected, "{input:?}");
+        }
+        let error = parse_propagation_delay("soon").unwrap_err();
+        assert!(
+            error.contains("`auto`") && error.contains("1m30s"),
+            "{error}"
+        );
+    }
 }
