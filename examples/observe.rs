@@ -46,7 +46,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use drainit::traffic::{Observer, OwnClients, TrafficPorts};
+use drainit::settings::TrafficPorts;
+use drainit::traffic::{OwnClients, PortCounter};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -108,7 +109,7 @@ fn sample(args: &[String]) -> Result<ExitCode, String> {
 
     let started = Instant::now();
     let rss_before = rss_kb();
-    let mut observer = match Observer::open(ports, own_clients.clone()) {
+    let mut observer = match PortCounter::open(ports, own_clients.clone()) {
         Ok(observer) => observer,
         Err(error) => return Ok(report_error(&error)),
     };

@@ -10,9 +10,7 @@ mod connections;
 mod guard;
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +23,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -32,10 +31,11 @@ use tracing::{debug, warn};
 
 use self::connections::{AcceptBackoff, Connections, InFlight, Slot};
 use self::guard::{refusal, RefusalWarnings};
-use crate::cli::CidrList;
 use crate::lifecycle::{Event, Phase, Status, Trigger};
 use crate::metrics::Metrics;
+use crate::settings::CidrList;
 use crate::status;
+use crate::status::Snapshot;
 
 /// How long a client may take to send its request head (and how long a
 /// keep-alive connection may sit idle).
@@ -60,7 +60,7 @@ pub enum PrestopReturns {
 /// Everything a request handler needs.
 pub struct Context {
     /// The lifecycle's published state.
-    pub status: watch::Receiver<Status>,
+    pub status: watch::Receiver<Snapshot>,
     /// Where `/prestop` sends its drain trigger.
     pub events: mpsc::Sender<Event>,
     /// The registry behind `/metrics`.
@@ -197,7 +197,7 @@ async fn serve_connection<C>(
     peer: SocketAddr,
     mut stopped: watch::Receiver<bool>,
 ) where
-    C: Future<Output = hyper::Result<()>> + GracefulConnection,
+    C: GracefulConnection<Error = hyper::Error>,
 {
     tokio::pin!(connection);
     let mut closing = false;
@@ -218,24 +218,6 @@ async fn serve_connection<C>(
                 closing = true;
             }
         }
-    }
-}
-
-/// A connection that can be asked to finish its answer and close.
-trait GracefulConnection {
-    fn graceful_shutdown(self: Pin<&mut Self>);
-}
-
-impl<I, S> GracefulConnection for http1::Connection<I, S>
-where
-    S: hyper::service::HttpService<Incoming>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S::ResBody: hyper::body::Body + 'static,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        http1::Connection::graceful_shutdown(self);
     }
 }
 
@@ -262,7 +244,8 @@ async fn route(shared: &Shared, peer: IpAddr, request: Request<Incoming>) -> Ans
 }
 
 fn ready(context: &Context) -> Answer {
-    let status = context.status.borrow();
+    let snapshot = context.status.borrow();
+    let status = &snapshot.machine;
     let code = if status.ready() {
         StatusCode::OK
     } else {
@@ -272,7 +255,7 @@ fn ready(context: &Context) -> Answer {
 }
 
 fn live(context: &Context) -> Answer {
-    let phase = context.status.borrow().phase();
+    let phase = context.status.borrow().machine.phase();
     text(StatusCode::OK, format!("alive ({phase})\n"))
 }
 
@@ -287,9 +270,9 @@ async fn prestop(shared: &Shared, peer: IpAddr, request: &Request<Incoming>) -> 
     // Always sent: the lifecycle starts a drain or joins the one under way.
     // A send error means the lifecycle ended: the answer below says how.
     let _ = context.events.send(Event::Drain(Trigger::Prestop)).await;
-    let done = |s: &Status| prestop_outcome(s, returns).is_some();
+    let done = |s: &Snapshot| prestop_outcome(&s.machine, returns).is_some();
     let _ = status.wait_for(done).await;
-    let answer = prestop_outcome(&status.borrow(), returns).unwrap_or("drainit is exiting");
+    let answer = prestop_outcome(&status.borrow().machine, returns).unwrap_or("drainit is exiting");
     text(StatusCode::OK, format!("{answer}\n"))
 }
 
@@ -315,7 +298,7 @@ fn status_json(context: &Context) -> Answer {
 }
 
 fn metrics(context: &Context) -> Answer {
-    let body = context.metrics.render(&context.status.borrow());
+    let body = context.metrics.render(&context.status.borrow().machine);
     let mut response = text(StatusCode::OK, body);
     response.headers_mut().insert(
         CONTENT_TYPE,

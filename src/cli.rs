@@ -1,21 +1,30 @@
-//! The command line: every flag, its environment variable and its parser.
+//! The command line: every flag and its environment variable (the clap
+//! struct), and the parse that validates it.
 //!
 //! Flag names are part of the product (they end up in pod specs), so they
-//! are spelled once, here. Every parser error names the accepted form;
-//! clap prefixes it with the flag and exits with status 2.
+//! are spelled once, here; each value's type and parser live in
+//! [`crate::settings`]. Every parser error names the accepted form; clap
+//! prefixes it with the flag and exits with status 2.
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use ipnet::IpNet;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::evidence::{AutoBounds, PropagationDelay};
-use crate::probe::{ParseReadyCheckError, ReadyCheck};
-use crate::signals::{self, Rewrite, Sig};
-use crate::traffic::TrafficPorts;
+use crate::durations::{parse_duration, parse_positive_duration};
+use crate::settings::admin::{parse_admin_listen, parse_cidr_list, parse_token};
+use crate::settings::choices::{parse_switch, parse_verbosity};
+use crate::settings::delay::parse_propagation_delay;
+use crate::settings::exit_remap::parse_remap_exit;
+use crate::settings::ready_check::parse_ready_check;
+use crate::settings::signal_flags::{parse_rewrite, parse_sig_list, parse_stop_signal};
+use crate::settings::traffic_ports::parse_traffic_ports;
+use crate::settings::{
+    AdminListen, CidrList, ExitRemap, LogFormat, PropagationDelay, ReadyCheck, SigList,
+    SignalTarget, TrafficPorts,
+};
+use crate::signals::{Rewrite, Sig};
 
 /// drainit: a container init (PID 1) that drains traffic before it stops the app.
 ///
@@ -73,33 +82,6 @@ pub struct SidecarArgs {
     /// With shareProcessNamespace: the app's process name (as in /proc/PID/comm), to send it the stop signal.
     #[arg(long, env = "DRAINIT_APP_PROCESS", value_name = "NAME")]
     pub app_process: Option<String>,
-}
-
-/// Where forwarded signals go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SignalTarget {
-    /// The direct child only.
-    Child,
-    /// The child's whole process group.
-    Group,
-}
-
-/// How drainit's own log lines are written (always to stderr).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One human-readable line per event.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// The admin server's address, or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminListen {
-    /// No admin server (plain init).
-    Off,
-    /// Listen here.
-    At(SocketAddr),
 }
 
 /// Every setting, shared by both modes.
@@ -223,323 +205,6 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
-/// A list of signals; a newtype so clap treats it as one value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SigList(pub Vec<Sig>);
-
-/// A list of networks; a newtype so clap treats it as one value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CidrList(pub Vec<IpNet>);
-
-impl CidrList {
-    /// Whether `ip` lies in one of the networks, in either of its forms: a
-    /// dual-stack (`[::]`) listener sees IPv4 callers as `::ffff:a.b.c.d`,
-    /// so `10.0.0.0/8` and `::ffff:0:0/96` must both match them.
-    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        let plain = ip.to_canonical();
-        let mapped = match plain {
-            std::net::IpAddr::V4(v4) => std::net::IpAddr::V6(v4.to_ipv6_mapped()),
-            v6 => v6,
-        };
-        self.0
-            .iter()
-            .any(|net| net.contains(&plain) || net.contains(&mapped))
-    }
-}
-
-/// The longest duration any flag accepts. Far beyond any real grace
-/// period (Kubernetes pods rarely get more than an hour), and small enough
-/// that `Instant + duration` can never overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
-
-const DURATION_FORM: &str = "a duration from 0s to at most 24h, such as 500ms, 5s or 1m30s";
-
-fn parse_duration(input: &str) -> Result<Duration, String> {
-    let trimmed = input.trim();
-    let duration = if trimmed == "0" {
-        Duration::ZERO
-    } else {
-        humantime::parse_duration(trimmed).map_err(|e| format!("expected {DURATION_FORM} ({e})"))?
-    };
-    if duration > MAX_DURATION {
-        return Err(format!("must be at most 24h: expected {DURATION_FORM}"));
-    }
-    Ok(duration)
-}
-
-fn parse_propagation_delay(input: &str) -> Result<PropagationDelay, String> {
-    if input.trim().eq_ignore_ascii_case("auto") {
-        return Ok(PropagationDelay::Auto);
-    }
-    parse_duration(input)
-        .map(PropagationDelay::Fixed)
-        .map_err(|e| format!("{e}, or `auto`"))
-}
-
-fn parse_traffic_ports(input: &str) -> Result<TrafficPorts, String> {
-    input
-        .parse()
-        .map_err(|e: crate::traffic::TrafficPortsError| e.to_string())
-}
-
-fn parse_positive_duration(input: &str) -> Result<Duration, String> {
-    match parse_duration(input)? {
-        Duration::ZERO => Err(format!("expected a duration above zero, {DURATION_FORM}")),
-        duration => Ok(duration),
-    }
-}
-
-fn parse_sig(input: &str) -> Result<Sig, String> {
-    input
-        .parse()
-        .map_err(|e: signals::ParseSigError| e.to_string())
-}
-
-/// SIGSTOP cannot be caught: it freezes the app instead of asking it to
-/// stop, and a frozen app only ends at the deadline's SIGKILL. SIGKILL is
-/// accepted: it ends the app at once after the propagation delay, which is
-/// what an app without a graceful stop needs.
-fn parse_stop_signal(input: &str) -> Result<Sig, String> {
-    let sig = parse_sig(input)?;
-    if sig.raw() == libc::SIGSTOP {
-        return Err(format!(
-            "{sig} cannot be caught: it freezes the app instead of stopping it; use TERM, QUIT, INT or the app's own stop signal"
-        ));
-    }
-    Ok(sig)
-}
-
-/// Whether drainit takes `sig` from its signal stream (and so can act on it).
-fn is_handled(sig: Sig) -> bool {
-    Sig::forwardable().contains(&sig)
-}
-
-fn parse_sig_list(input: &str) -> Result<SigList, String> {
-    let list = signals::parse_list(input)
-        .map_err(|e| format!("{e} (a comma-separated list, e.g. TERM,INT)"))?;
-    if let Some(sig) = list.iter().find(|sig| !is_handled(**sig)) {
-        return Err(format!(
-            "{sig} never reaches drainit as a drain trigger (it cannot be caught, is a fault, or drainit uses it itself); use TERM, INT, QUIT, HUP, USR1, USR2 or a real-time signal"
-        ));
-    }
-    Ok(SigList(list))
-}
-
-fn parse_rewrite(input: &str) -> Result<Rewrite, String> {
-    let rule: Rewrite = input.parse()?;
-    if !is_handled(rule.from) {
-        return Err(format!(
-            "{} is never forwarded, so it cannot be rewritten (it cannot be caught, is a fault, or drainit uses it itself)",
-            rule.from
-        ));
-    }
-    if rule.to.is_some_and(|to| to.raw() == libc::SIGSTOP) {
-        return Err(format!(
-            "{} into SIGSTOP would freeze the app instead of passing a signal on",
-            rule.from
-        ));
-    }
-    Ok(rule)
-}
-
-fn parse_ready_check(input: &str) -> Result<ReadyCheck, String> {
-    input
-        .parse()
-        .map_err(|e: ParseReadyCheckError| e.to_string())
-}
-
-/// The spellings of an on/off switch in an environment variable.
-const SWITCH_FORMS: &str = "expected 1, yes, true, on (enable) or 0, no, false, off (disable)";
-
-fn parse_switch(input: &str) -> Result<bool, String> {
-    match input.trim().to_ascii_lowercase().as_str() {
-        "1" | "yes" | "true" | "on" => Ok(true),
-        "0" | "no" | "false" | "off" => Ok(false),
-        _ => Err(SWITCH_FORMS.to_string()),
-    }
-}
-
-/// `-v` counts up through this parser too (clap hands it "1", "2", ...),
-/// so any small number is accepted; the names are for DRAINIT_VERBOSE.
-fn parse_verbosity(input: &str) -> Result<u8, String> {
-    let trimmed = input.trim().to_ascii_lowercase();
-    match trimmed.as_str() {
-        "info" => Ok(0),
-        "debug" => Ok(1),
-        "trace" => Ok(2),
-        number => number.parse::<u8>().map_err(|_| {
-            "expected -v, -vv, or DRAINIT_VERBOSE=0, 1, 2 (or info, debug, trace)".to_string()
-        }),
-    }
-}
-
-fn parse_token(input: &str) -> Result<String, String> {
-    if input.is_empty() {
-        return Err(
-            "must not be empty (is a Secret key missing?): an empty header would match it".into(),
-        );
-    }
-    if input.trim() != input {
-        return Err(
-            "has blanks at its start or end, which an HTTP header value cannot carry: it could never match"
-                .into(),
-        );
-    }
-    if input.chars().any(char::is_control) {
-        return Err("has control characters, which an HTTP header value cannot carry".into());
-    }
-    Ok(input.to_string())
-}
-
-/// One `--remap-exit FROM:TO` rule: drainit exits TO where it would have exited FROM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitRemap {
-    /// The exit code drainit would have used (the app's, or 128+N).
-    pub from: u8,
-    /// The exit code it uses instead.
-    pub to: u8,
-}
-
-const REMAP_FORM: &str = "expected FROM:TO with exit codes 0..=255, e.g. 143:0";
-
-impl std::str::FromStr for ExitRemap {
-    type Err = String;
-
-    fn from_str(input: &str) -> Result<ExitRemap, String> {
-        let (from, to) = input
-            .trim()
-            .split_once(':')
-            .ok_or_else(|| REMAP_FORM.to_string())?;
-        let code = |part: &str| {
-            part.trim()
-                .parse::<u8>()
-                .map_err(|_| REMAP_FORM.to_string())
-        };
-        Ok(ExitRemap {
-            from: code(from)?,
-            to: code(to)?,
-        })
-    }
-}
-
-fn parse_remap_exit(input: &str) -> Result<ExitRemap, String> {
-    input.parse()
-}
-
-/// A combination of flags that cannot work together.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SettingsError {
-    /// `/ready` would still answer 200 when the app is told to stop.
-    #[error(
-        "--unready-delay {unready} must be shorter than --propagation-delay {propagation}: /ready would still answer 200 when the app is told to stop"
-    )]
-    UnreadyDelayTooLong {
-        /// `--unready-delay`, formatted.
-        unready: String,
-        /// `--propagation-delay`, formatted.
-        propagation: String,
-    },
-    /// The floor of `auto` above its ceiling.
-    #[error("--propagation-delay-min {min} is above --propagation-delay-max {max}")]
-    FloorAboveCeiling {
-        /// `--propagation-delay-min`, formatted.
-        min: String,
-        /// `--propagation-delay-max`, formatted.
-        max: String,
-    },
-    /// The same exit code is remapped to two different codes.
-    #[error(
-        "--remap-exit maps {from} twice (to {first} and to {second}): keep one rule per exit code"
-    )]
-    AmbiguousRemap {
-        /// The code listed twice.
-        from: u8,
-        /// Its first target.
-        first: u8,
-        /// Its other target.
-        second: u8,
-    },
-}
-
-impl Settings {
-    /// Checks the combinations of flags no single parser can see.
-    pub fn validate(&self) -> Result<(), SettingsError> {
-        // Refused rather than clamped: the user asked for /ready to stay up
-        // for a time that never comes, and a pod that fails to start shows
-        // the mistake at deploy time, while a clamp warning is easily missed.
-        let format = |d: Duration| humantime::format_duration(d).to_string();
-        if !self.unready_delay.is_zero() && self.unready_delay >= self.shortest_delay() {
-            return Err(SettingsError::UnreadyDelayTooLong {
-                unready: format(self.unready_delay),
-                propagation: match self.propagation_delay {
-                    PropagationDelay::Fixed(delay) => format(delay),
-                    PropagationDelay::Auto => {
-                        format!(
-                            "auto (--propagation-delay-min {})",
-                            format(self.propagation_delay_min)
-                        )
-                    }
-                },
-            });
-        }
-        if self.propagation_delay_min > self.propagation_delay_max {
-            return Err(SettingsError::FloorAboveCeiling {
-                min: format(self.propagation_delay_min),
-                max: format(self.propagation_delay_max),
-            });
-        }
-        for (i, rule) in self.remap_exit.iter().enumerate() {
-            let other = self.remap_exit[..i]
-                .iter()
-                .find(|earlier| earlier.from == rule.from && earlier.to != rule.to);
-            if let Some(earlier) = other {
-                return Err(SettingsError::AmbiguousRemap {
-                    from: rule.from,
-                    first: earlier.to,
-                    second: rule.to,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The bounds of `--propagation-delay auto`.
-    pub fn auto_bounds(&self) -> AutoBounds {
-        AutoBounds {
-            min: self.propagation_delay_min,
-            max: self.propagation_delay_max,
-            quiet_window: self.quiet_window,
-        }
-    }
-
-    /// The longest the app may keep serving after a drain starts: the
-    /// fixed delay, or the ceiling of `auto`. The budget is checked with it.
-    pub fn longest_delay(&self) -> Duration {
-        match self.propagation_delay {
-            PropagationDelay::Fixed(delay) => delay,
-            PropagationDelay::Auto => self.propagation_delay_max,
-        }
-    }
-
-    /// The soonest the stop signal can go out: the fixed delay, or the
-    /// floor of `auto`.
-    pub fn shortest_delay(&self) -> Duration {
-        match self.propagation_delay {
-            PropagationDelay::Fixed(delay) => delay,
-            PropagationDelay::Auto => self.propagation_delay_min,
-        }
-    }
-
-    /// drainit's exit code after `--remap-exit`: the first rule for `code`
-    /// wins; codes without a rule pass unchanged.
-    pub fn remap_exit(&self, code: u8) -> u8 {
-        self.remap_exit
-            .iter()
-            .find(|rule| rule.from == code)
-            .map_or(code, |rule| rule.to)
-    }
-}
-
 impl Cli {
     /// Parses `args` (the program name first) and validates the settings;
     /// a validation failure is a clap usage error (exit 2).
@@ -549,7 +214,7 @@ impl Cli {
         T: Into<OsString> + Clone,
     {
         let cli = Cli::try_parse_from(args)?;
-        cli.settings.validate().map_err(|problem| {
+        cli.validate().map_err(|problem| {
             Cli::command().error(clap::error::ErrorKind::ArgumentConflict, problem)
         })?;
         Ok(cli)
@@ -565,67 +230,12 @@ impl Cli {
     }
 }
 
-fn parse_admin_listen(input: &str) -> Result<AdminListen, String> {
-    if input.trim().eq_ignore_ascii_case("off") {
-        return Ok(AdminListen::Off);
-    }
-    input
-        .trim()
-        .parse::<SocketAddr>()
-        .map(AdminListen::At)
-        .map_err(|_| "expected IP:PORT such as 0.0.0.0:9095, [::]:9095, or off".to_string())
-}
-
-fn parse_cidr_list(input: &str) -> Result<CidrList, String> {
-    input
-        .split(',')
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            part.parse::<IpNet>()
-                .or_else(|_| part.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("'{part}' is not a network: expected CIDRs such as 10.0.0.7/32,192.168.0.0/16 or fd00::/8"))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(CidrList)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("drainit").chain(args.iter().copied()))
-    }
-
-    #[test]
-    fn propagation_delay_parses_auto_or_a_duration() {
-        let table = [
-            ("auto", Some(PropagationDelay::Auto)),
-            ("AUTO", Some(PropagationDelay::Auto)),
-            ("5s", Some(PropagationDelay::Fixed(Duration::from_secs(5)))),
-            (
-                "1m30s",
-                Some(PropagationDelay::Fixed(Duration::from_secs(90))),
-            ),
-            (
-                "500ms",
-                Some(PropagationDelay::Fixed(Duration::from_millis(500))),
-            ),
-            ("0s", Some(PropagationDelay::Fixed(Duration::ZERO))),
-            ("0", Some(PropagationDelay::Fixed(Duration::ZERO))),
-            ("5", None),
-            ("automatic", None),
-            ("", None),
-        ];
-        for (input, expected) in table {
-            assert_eq!(parse_propagation_delay(input).ok(), expected, "{input:?}");
-        }
-        let error = parse_propagation_delay("soon").unwrap_err();
-        assert!(
-            error.contains("`auto`") && error.contains("1m30s"),
-            "{error}"
-        );
     }
 
     #[test]
@@ -778,16 +388,6 @@ mod tests {
     }
 
     #[test]
-    fn cidr_lists_match_mapped_addresses() {
-        let list = parse_cidr_list("10.1.2.3/32, 192.168.0.0/16").expect("valid");
-        assert!(list.contains("10.1.2.3".parse().expect("ip")));
-        assert!(list.contains("::ffff:192.168.4.4".parse().expect("ip")));
-        assert!(!list.contains("10.1.2.4".parse().expect("ip")));
-        let single = parse_cidr_list("127.0.0.1").expect("a bare IP is a /32");
-        assert!(single.contains("127.0.0.1".parse().expect("ip")));
-    }
-
-    #[test]
     fn switches_take_the_usual_spellings() {
         let table: &[(&str, Option<bool>)] = &[
             ("1", Some(true)),
@@ -824,16 +424,6 @@ mod tests {
         ];
         for (input, expected) in table {
             assert_eq!(parse_verbosity(input).ok(), *expected, "{input:?}");
-        }
-    }
-
-    #[test]
-    fn durations_are_bounded() {
-        assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for too_long in ["24h 1s", "18446744073709551615s", "1000y"] {
-            let error = parse_duration(too_long).expect_err(too_long);
-            assert!(error.contains("at most 24h"), "{too_long}: {error}");
         }
     }
 
@@ -881,17 +471,5 @@ mod tests {
                 (got, _) => panic!("{args:?}: {got:?}, expected {expected:?}"),
             }
         }
-    }
-    #[test]
-    fn cidr_lists_match_both_forms_of_an_address() {
-        let mapped = parse_cidr_list("::ffff:0:0/96").expect("valid");
-        assert!(mapped.contains("10.1.2.3".parse().expect("ip")));
-        assert!(mapped.contains("::ffff:10.1.2.3".parse().expect("ip")));
-        assert!(!mapped.contains("fd00::1".parse().expect("ip")));
-        let everything = parse_cidr_list("::/0").expect("valid");
-        assert!(everything.contains("127.0.0.1".parse().expect("ip")));
-        let v4 = parse_cidr_list("10.0.0.0/8").expect("valid");
-        assert!(v4.contains("::ffff:10.9.9.9".parse().expect("ip")));
-        assert!(!v4.contains("fd00::a00:1".parse().expect("ip")));
     }
 }

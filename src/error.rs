@@ -22,9 +22,6 @@ pub enum Error {
     /// `--strict` and a budget that does not fit.
     #[error("{0} (--strict)")]
     Budget(String),
-    /// `drainit sidecar` without `--ready-check`.
-    #[error("sidecar mode needs --ready-check URL (e.g. http://127.0.0.1:8080/healthz) to follow the app")]
-    SidecarNeedsReadyCheck,
     /// The async runtime could not be built.
     #[error("failed to start the runtime: {0}")]
     Runtime(std::io::Error),
@@ -34,7 +31,7 @@ impl Error {
     /// drainit's exit code for this failure: 2 for bad settings, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Budget(_) | Error::SidecarNeedsReadyCheck => 2,
+            Error::Budget(_) => 2,
             _ => 1,
         }
     }

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::child::{self, Process};
-use crate::metrics::Metrics;
+use crate::durations::secs;
 use crate::os;
 use crate::reaper;
 use crate::signal_stream::SignalStream;
@@ -84,8 +84,8 @@ impl Scope {
     }
 
     /// Whether any leftover is still alive (after reaping what exited).
-    fn any_alive(&self, metrics: &Metrics) -> bool {
-        reap_exited(metrics);
+    fn any_alive(&self, reaped: &dyn Fn()) -> bool {
+        reap_exited(reaped);
         self.alive(|| self.scan())
     }
 
@@ -122,9 +122,9 @@ impl Scope {
         &self,
         sig: Sig,
         signalled: &mut HashSet<i32>,
-        metrics: &Metrics,
+        reaped: &dyn Fn(),
     ) -> bool {
-        reap_exited(metrics);
+        reap_exited(reaped);
         let seen = self.scan();
         for leftover in &seen {
             if signalled.insert(leftover.pid) {
@@ -154,23 +154,25 @@ impl Scope {
 }
 
 /// Stops the app's leftovers; returns once none is left (or SIGKILL failed).
+/// `reaped` is called for every zombie reaped on the way (`/metrics`
+/// counts them).
 pub async fn stop(
     app_group: Option<i32>,
     grace: Duration,
     signals: &mut SignalStream,
-    metrics: &Metrics,
+    reaped: &dyn Fn(),
 ) {
     let scope = Scope::new(app_group);
-    if !scope.any_alive(metrics) {
+    if !scope.any_alive(reaped) {
         return;
     }
     info!("app exited; sending SIGTERM to the processes it left behind");
-    if round(&scope, Sig::TERM, grace, signals, metrics).await {
+    if round(&scope, Sig::TERM, grace, signals, reaped).await {
         info!("leftover processes exited");
         return;
     }
-    warn!(grace = %crate::lifecycle::secs(grace), "leftover processes still running after --leftover-grace; SIGKILL");
-    if !round(&scope, Sig::KILL, KILLED_WAIT, signals, metrics).await {
+    warn!(grace = %secs(grace), "leftover processes still running after --leftover-grace; SIGKILL");
+    if !round(&scope, Sig::KILL, KILLED_WAIT, signals, reaped).await {
         error!("leftover processes survived SIGKILL; exiting anyway");
     }
 }
@@ -182,20 +184,20 @@ async fn round(
     sig: Sig,
     limit: Duration,
     signals: &mut SignalStream,
-    metrics: &Metrics,
+    reaped: &dyn Fn(),
 ) -> bool {
     let mut signalled = HashSet::new();
     scope.broadcast(sig, &mut signalled);
     wait_until_gone(limit, signals, || {
-        !scope.catch_up_and_check(sig, &mut signalled, metrics)
+        !scope.catch_up_and_check(sig, &mut signalled, reaped)
     })
     .await
 }
 
 /// Reaps every exited child (the leftovers' zombies among them).
-fn reap_exited(metrics: &Metrics) {
+fn reap_exited(reaped: &dyn Fn()) {
     while reaper::reap(1024, |_, _| {
-        metrics.zombies_reaped.inc();
+        reaped();
     }) == reaper::Pass::More
     {}
 }

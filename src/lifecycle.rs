@@ -22,8 +22,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::evidence::DrainReport;
-use crate::reaper::ProcessExit;
+use crate::durations::secs;
+use crate::process_exit::ProcessExit;
 use crate::signals::Sig;
 
 /// Where drainit is in the pod's life (the name of a [`State`]).
@@ -156,9 +156,20 @@ pub struct Timeline {
     pub kill_margin: Duration,
     /// Whether `--ready-check` is set (else Running begins at start).
     pub has_ready_check: bool,
-    /// Sidecar mode: the app's disappearance (check refused) ends the
-    /// machine, and so does the deadline (a sidecar cannot see an exit).
-    pub sidecar: bool,
+    /// How the machine learns that the app is gone.
+    pub app_exit: AppExitSeen,
+}
+
+/// How the drain machine learns that the app is gone: the one rule in
+/// which the machine of the two modes differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppExitSeen {
+    /// Its exit is reaped ([`Event::AppExited`]): the app is drainit's
+    /// child (wrapper mode). The deadline kills it and waits for the exit.
+    Reaped,
+    /// Its exit cannot be seen (sidecar mode): its check refused during a
+    /// drain counts as its exit, and so does the drain deadline.
+    Inferred,
 }
 
 /// The least time the budget check accepts for the app to stop in.
@@ -317,9 +328,6 @@ pub struct Status {
     pub transitions: Vec<Transition>,
     /// The app's pid (wrapper mode).
     pub child_pid: Option<i32>,
-    /// What the drain's traffic showed, once the stop signal went out
-    /// (set by the event loop, which owns the observation).
-    pub traffic: Option<DrainReport>,
 }
 
 impl Status {
@@ -436,7 +444,6 @@ impl Machine {
             app_check: self.app_check,
             transitions: self.transitions.clone(),
             child_pid: self.child_pid,
-            traffic: None,
         }
     }
 
@@ -491,8 +498,8 @@ impl Machine {
                 after,
                 app_had: stop_sent.map(|sent| now.saturating_duration_since(sent)),
             });
-            if self.timeline.sidecar {
-                // A sidecar cannot wait for an exit it may never see.
+            if self.timeline.app_exit == AppExitSeen::Inferred {
+                // No waiting for an exit that may never be seen.
                 self.finish(AppExit::Gone, now, steps);
                 return;
             }
@@ -550,9 +557,10 @@ impl Machine {
     fn on_check(&mut self, result: CheckResult, now: Instant, steps: &mut Vec<Step>) {
         let previous = self.app_check.replace(result);
         let phase = self.state.phase();
-        if self.timeline.sidecar && phase >= Phase::Draining && result == CheckResult::Refused {
-            // A sidecar cannot see the app exit; its address refusing
-            // connections during a drain is how it learns the app is gone.
+        let inferred = self.timeline.app_exit == AppExitSeen::Inferred;
+        if inferred && phase >= Phase::Draining && result == CheckResult::Refused {
+            // The app's exit cannot be seen; its address refusing
+            // connections during a drain is how the machine learns it is gone.
             self.finish(AppExit::Gone, now, steps);
             return;
         }
@@ -640,11 +648,6 @@ impl Machine {
         }
         self.state = state;
     }
-}
-
-/// Seconds with one decimal, as in the log lines (`5.0s`).
-pub fn secs(duration: Duration) -> String {
-    format!("{:.1}s", duration.as_secs_f64())
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-use crate::cli::LogFormat;
+use crate::settings::LogFormat;
 
 pub use queue::dropped_lines;
 
@@ -73,7 +73,7 @@ pub fn init(verbose: u8, format: LogFormat) -> Result<(), LoggingError> {
     tracing::subscriber::set_global_default(subscriber).map_err(LoggingError::Install)
 }
 
-/// Gives the queued lines up to [`EXIT_FLUSH`] to be written when dropped:
+/// Gives the queued lines up to `EXIT_FLUSH` to be written when dropped:
 /// hold it in `main` so the last lines (the exit code, an exec failure)
 /// normally appear, while a stderr nobody reads delays the exit no more.
 #[must_use = "the last log lines are flushed when this is dropped"]

@@ -1,6 +1,8 @@
 //! The `drainit` binary: capture the inherited signal state, take the
 //! handled signals (both before `main`), parse, log, run.
 
+#![deny(clippy::disallowed_methods, clippy::print_stdout, clippy::print_stderr)]
+
 use std::process::ExitCode;
 
 use clap::CommandFactory;

@@ -17,9 +17,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
-use crate::evidence::{DrainReport, EndReason};
 use crate::lifecycle::{Phase, Status, Trigger};
 use crate::signals::Sig;
+use crate::traffic::{DrainReport, EndReason};
 
 type Labels = [(&'static str, String); 1];
 

@@ -6,7 +6,7 @@
 //! ignores SIGTTIN/SIGTTOU, raises its open-file limit for the admin
 //! server, becomes a child subreaper when it is not PID 1 and leaves the
 //! directory it was started in. The app must see none of that: it gets the
-//! captured [`Inherited`] state back in [`crate::child`].
+//! captured [`Inherited`] state back in `child`.
 //!
 //! The capture and the blocking happen in [`early_init`], which the binary
 //! runs from an `.init_array` constructor, before Rust's runtime and
@@ -124,7 +124,7 @@ impl Inherited {
 
     /// The signal numbers drainit was started with ignored that drainit
     /// may not ignore any more (a handled one is only blocked, see
-    /// [`Inherited::reset_ignored_handled`]): exec would not make them
+    /// `Inherited::reset_ignored_handled`): exec would not make them
     /// ignored again for the app, so the app's start must.
     pub fn ignored_again_for_the_app(&self) -> impl Iterator<Item = libc::c_int> + '_ {
         let own = Sig::ignored_by_drainit();

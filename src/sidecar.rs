@@ -13,18 +13,20 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::admin::PrestopReturns;
 use crate::child::Process;
 use crate::cli::{Settings, SidecarArgs};
-use crate::lifecycle::AppExit;
+use crate::durations::secs;
+use crate::lifecycle::{AppExit, AppExitSeen};
 use crate::metrics::Metrics;
 use crate::os;
-use crate::reaper::ProcessExit;
+use crate::probe::ProbeControl;
+use crate::process_exit::ProcessExit;
 use crate::signal_stream::{Received, SignalStream};
 use crate::signals::{self, Sig};
-use crate::supervisor::{Mode, SignalOutcome};
+use crate::supervisor::{SignalOutcome, Supervised};
 
 /// How the sidecar finds the app's pid when the pod shares its process namespace.
 #[derive(Debug, Clone)]
@@ -168,9 +170,9 @@ impl Sidecar {
     }
 }
 
-impl Mode for Sidecar {
+impl Supervised for Sidecar {
     const NAME: &'static str = "sidecar";
-    const SIDECAR: bool = true;
+    const APP_EXIT: AppExitSeen = AppExitSeen::Inferred;
     const PRESTOP_RETURNS: PrestopReturns = PrestopReturns::DelayOver;
 
     fn start(&mut self) -> Result<Option<i32>, u8> {
@@ -209,10 +211,17 @@ impl Mode for Sidecar {
         self.stopped = Some(app);
     }
 
-    fn kill(&mut self) {
+    fn drain_started(&mut self, probe: &ProbeControl) {
+        // A native sidecar gets SIGTERM after the app is gone: find out
+        // now, and from here on within a tenth of a second.
+        probe.hurry();
+    }
+
+    fn kill(&mut self, after: Duration, _app_had: Duration) {
         if let Some(app) = self.stopped.take().or_else(|| self.app.find()) {
             let _ = app.signal(Sig::KILL);
         }
+        error!(after = %secs(after), "drain deadline hit, the app is still answering; sidecar exits");
     }
 
     async fn wind_down(&mut self, _signals: &mut SignalStream, _metrics: &Metrics) {

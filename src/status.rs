@@ -1,4 +1,6 @@
-//! `/status`: the lifecycle and the settings in force, as JSON.
+//! What the admin server answers from: the [`Snapshot`] the event loop
+//! publishes (the drain machine's state and the drain's traffic report, one
+//! value), and `/status`, that snapshot and the settings in force as JSON.
 //!
 //! Built with `serde_json::json!`, so no serde derives land in the binary.
 
@@ -7,9 +9,11 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::cli::{AdminListen, Settings, SignalTarget};
+use crate::cli::Settings;
 use crate::lifecycle::{AppExit, CheckResult, Status};
-use crate::reaper::ProcessExit;
+use crate::process_exit::ProcessExit;
+use crate::settings::{AdminListen, SignalTarget, TrafficPorts};
+use crate::traffic::DrainReport;
 
 /// The settings as `/status` shows them; the token's value is never shown.
 pub fn settings_json(settings: &Settings, mode: &str) -> Value {
@@ -21,8 +25,8 @@ pub fn settings_json(settings: &Settings, mode: &str) -> Value {
         "propagation_delay_max": duration(settings.propagation_delay_max),
         "quiet_window": settings.quiet_window.map(duration),
         "traffic_ports": match &settings.traffic_ports {
-            crate::traffic::TrafficPorts::AllListening => "all".to_string(),
-            crate::traffic::TrafficPorts::Only(ports) => ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            TrafficPorts::AllListening => "all".to_string(),
+            TrafficPorts::Only(ports) => ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         },
         "unready_delay": duration(settings.unready_delay),
         "grace_period": duration(settings.grace_period),
@@ -52,8 +56,19 @@ pub fn settings_json(settings: &Settings, mode: &str) -> Value {
     })
 }
 
-/// Renders the current status with the settings.
-pub fn render(status: &Status, settings: &Value) -> String {
+/// The event loop's one published value, on a watch channel for the
+/// admin server; nothing in the loop reads it back.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The drain machine's state.
+    pub machine: Status,
+    /// What the drain's traffic showed, once the stop signal went out.
+    pub traffic: Option<DrainReport>,
+}
+
+/// Renders the current snapshot with the settings.
+pub fn render(snapshot: &Snapshot, settings: &Value) -> String {
+    let status = &snapshot.machine;
     let now = Instant::now();
     let ago = |t: Instant| now.saturating_duration_since(t).as_secs_f64();
     let transitions: Vec<Value> = status
@@ -68,7 +83,7 @@ pub fn render(status: &Status, settings: &Value) -> String {
             "seconds": ago(drain.since),
             "stop_signal_sent_after_seconds": state.stop_sent().map(|t| t.saturating_duration_since(drain.since).as_secs_f64()),
             "deadline_hit": state.deadline_hit(),
-            "traffic": status.traffic.as_ref().map(|report| report.to_json()),
+            "traffic": snapshot.traffic.as_ref().map(|report| report.to_json()),
         })
     });
     let exit = state.exit().map(|exit| {

@@ -4,7 +4,7 @@
 //! Set-up does everything that can fail before the app exists (budget
 //! check, admin bind, signalfd, admin server), then starts the app. From
 //! there on a single loop owns the signal stream, the reaper, the drain
-//! [`Machine`] and the app handle (inside the [`Mode`]): a signal, an
+//! [`Machine`] and the app handle (inside the [`Supervised`] mode): a signal, an
 //! admin or probe event, or the machine's next timer wakes it; it acts on
 //! what the machine says, publishes a snapshot, and logs last. Because the
 //! same loop reaps and signals, nothing can signal the app after the
@@ -16,23 +16,29 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::admin::{self, AdminServer, PrestopReturns};
-use crate::cli::{AdminListen, Settings};
+use crate::cli::Settings;
+use crate::durations::secs;
 use crate::error::Error;
-use crate::evidence::PropagationDelay;
-use crate::lifecycle::{secs, AppExit, CheckResult, Event, Machine, Step, Timeline, Trigger};
+use crate::lifecycle::{
+    AppExit, AppExitSeen, CheckResult, Event, Machine, Step, Timeline, Trigger,
+};
 use crate::metrics::Metrics;
-use crate::observation::TrafficWatch;
 use crate::os::{self, Inherited};
 use crate::probe::{self, ProbeControl};
-use crate::reaper::{self, Pass, ProcessExit};
+use crate::process_exit::ProcessExit;
+use crate::reaper::{self, Pass};
+use crate::settings::{AdminListen, PropagationDelay};
 use crate::signal_stream::{Received, SignalStream};
 use crate::status;
+use crate::status::Snapshot;
+use crate::traffic::TrafficWatch;
 
 /// Reaps per pass before the loop yields to the admin server and timers.
 const REAPS_PER_PASS: usize = 256;
@@ -45,12 +51,14 @@ pub enum SignalOutcome {
     Exit(u8),
 }
 
-/// What differs between the wrapper and the sidecar mode.
-pub trait Mode {
+/// Everything that differs between the wrapper and the sidecar mode: what
+/// the one event loop supervises (the app as its child, or the app beside
+/// it). The loop and the drain machine do not branch on the mode.
+pub trait Supervised {
     /// `wrapper` or `sidecar`, for `/status`.
     const NAME: &'static str;
-    /// Sidecar mode: no child of its own; the app's check tells it is gone.
-    const SIDECAR: bool;
+    /// How the drain machine learns that the app is gone.
+    const APP_EXIT: AppExitSeen;
     /// When `/prestop` answers.
     const PRESTOP_RETURNS: PrestopReturns;
 
@@ -61,10 +69,13 @@ pub trait Mode {
     fn on_signal(&mut self, received: Received, metrics: &Metrics) -> SignalOutcome;
     /// A child was reaped: the app's exit if it was the app.
     fn on_reaped(&mut self, pid: i32, exit: ProcessExit) -> Option<AppExit>;
+    /// The drain started (the loop has told the traffic evidence).
+    fn drain_started(&mut self, _probe: &ProbeControl) {}
     /// The propagation delay is over: send the stop signal.
     fn stop(&mut self, metrics: &Metrics);
-    /// The drain deadline: kill the app.
-    fn kill(&mut self);
+    /// The drain deadline, `after` the drain's start and `app_had` after
+    /// the stop signal: kill the app, then say so.
+    fn kill(&mut self, after: Duration, app_had: Duration);
     /// After the app is gone, before drainit exits.
     fn wind_down(
         &mut self,
@@ -74,7 +85,7 @@ pub trait Mode {
 }
 
 /// The timeline the machine follows, from the settings.
-pub fn timeline(settings: &Settings, sidecar: bool) -> Timeline {
+pub fn timeline(settings: &Settings, app_exit: AppExitSeen) -> Timeline {
     Timeline {
         propagation_delay: settings.longest_delay(),
         auto: settings.propagation_delay == PropagationDelay::Auto,
@@ -82,7 +93,7 @@ pub fn timeline(settings: &Settings, sidecar: bool) -> Timeline {
         grace_period: settings.grace_period,
         kill_margin: settings.kill_margin,
         has_ready_check: settings.ready_check.is_some(),
-        sidecar,
+        app_exit,
     }
 }
 
@@ -115,7 +126,7 @@ struct Wiring {
     signals: SignalStream,
     metrics: Arc<Metrics>,
     events: mpsc::Receiver<Event>,
-    status: watch::Sender<crate::lifecycle::Status>,
+    status: watch::Sender<Snapshot>,
     admin: Option<AdminServer>,
     probe: Arc<ProbeControl>,
     machine: Machine,
@@ -123,12 +134,12 @@ struct Wiring {
 }
 
 /// Runs drainit in `mode` until the app is gone; returns drainit's exit code.
-pub async fn run<M: Mode>(
+pub async fn run<M: Supervised>(
     settings: Settings,
     inherited: Inherited,
     mut mode: M,
 ) -> Result<u8, Error> {
-    let timeline = timeline(&settings, M::SIDECAR);
+    let timeline = timeline(&settings, M::APP_EXIT);
     check_budget(&settings, &timeline)?;
     if let Err(error) = os::become_subreaper() {
         warn!(%error, "could not become a child subreaper; orphans will not be reaped");
@@ -138,7 +149,10 @@ pub async fn run<M: Mode>(
     inherited.prepare_drainit();
     let metrics = Arc::new(Metrics::new());
     let machine = Machine::new(timeline, Instant::now());
-    let (status, status_rx) = watch::channel(machine.status());
+    let (status, status_rx) = watch::channel(Snapshot {
+        machine: machine.status(),
+        traffic: None,
+    });
     let (events_tx, events) = mpsc::channel(64);
     let admin = match listener {
         Some(listener) => {
@@ -215,7 +229,7 @@ pub async fn run<M: Mode>(
 
 impl Wiring {
     /// The loop: until the machine is done (`Ok`) or the mode exits early (`Err`).
-    async fn supervise<M: Mode>(
+    async fn supervise<M: Supervised>(
         &mut self,
         settings: &Settings,
         mode: &mut M,
@@ -259,7 +273,7 @@ impl Wiring {
 
     /// Reaps every exited child, yielding between passes; the app's exit
     /// goes to the machine in the same turn.
-    async fn reap<M: Mode>(&mut self, mode: &mut M) -> Vec<Step> {
+    async fn reap<M: Supervised>(&mut self, mode: &mut M) -> Vec<Step> {
         let mut app_exit = None;
         loop {
             let pass = reaper::reap(REAPS_PER_PASS, |pid, exit| {
@@ -281,7 +295,7 @@ impl Wiring {
     }
 
     /// Acts on one step, then logs it.
-    fn perform<M: Mode>(&mut self, step: Step, mode: &mut M) {
+    fn perform<M: Supervised>(&mut self, step: Step, mode: &mut M) {
         match step {
             Step::CheckPassed => debug!("app ready check passed"),
             Step::CheckChanged(CheckResult::Ready) => {
@@ -294,11 +308,7 @@ impl Wiring {
                 if let Some(drain) = self.machine.state().drain() {
                     self.traffic.drain_started(drain.since);
                 }
-                if M::SIDECAR {
-                    // A native sidecar gets SIGTERM after the app is gone:
-                    // find out now, and from here on within a tenth of a second.
-                    self.probe.hurry();
-                }
+                mode.drain_started(&self.probe);
                 self.metrics.record_drain(trigger);
                 info!(trigger = %trigger, "drain started");
             }
@@ -317,19 +327,8 @@ impl Wiring {
                 }
             }
             Step::Kill { after, app_had } => {
-                mode.kill();
+                mode.kill(after, app_had.unwrap_or_default());
                 self.metrics.forced_kills.inc();
-                let had = app_had.unwrap_or_default();
-                if M::SIDECAR {
-                    error!(after = %secs(after), "drain deadline hit, the app is still answering; sidecar exits");
-                } else {
-                    error!(
-                        after = %secs(after),
-                        app_had = %secs(had),
-                        "drain deadline hit, SIGKILL: the app did not exit within {} of the stop signal",
-                        secs(had)
-                    );
-                }
             }
             Step::Finished {
                 exit,
@@ -347,9 +346,10 @@ impl Wiring {
     }
 
     fn publish(&self) {
-        let mut status = self.machine.status();
-        status.traffic = self.traffic.report().cloned();
-        self.status.send_replace(status);
+        self.status.send_replace(Snapshot {
+            machine: self.machine.status(),
+            traffic: self.traffic.report().cloned(),
+        });
     }
 
     /// Lets in-flight `/prestop` answers finish, bounded, and closes the rest.

@@ -14,15 +14,17 @@ use tracing::{debug, error, info, warn};
 
 use crate::admin::PrestopReturns;
 use crate::child::{self, App};
-use crate::cli::{Settings, SignalTarget};
+use crate::cli::Settings;
+use crate::durations::secs;
 use crate::leftovers;
-use crate::lifecycle::AppExit;
+use crate::lifecycle::{AppExit, AppExitSeen};
 use crate::metrics::Metrics;
 use crate::os::Inherited;
-use crate::reaper::ProcessExit;
+use crate::process_exit::ProcessExit;
+use crate::settings::SignalTarget;
 use crate::signal_stream::{Received, SignalStream};
 use crate::signals::{self, Rewrite, Sig};
-use crate::supervisor::{Mode, SignalOutcome};
+use crate::supervisor::{SignalOutcome, Supervised};
 
 /// The app under drainit, from spawn to reap.
 pub struct Wrapper {
@@ -81,11 +83,28 @@ impl Wrapper {
         };
         Ok(to)
     }
+
+    /// SIGKILL to the app and to the process group it was started in.
+    fn kill_app(&self) {
+        let Some(app) = &self.app else { return };
+        // The app itself, wherever its group is now (it may have called
+        // setpgid or setsid), then the group it was started in.
+        if let Err(error) = app.process.signal(Sig::KILL) {
+            if error != Errno::ESRCH {
+                warn!(%error, "failed to SIGKILL pid {}", app.process.pid());
+            }
+        }
+        if let Err(error) = child::kill(-app.pgid, Sig::KILL) {
+            if error != Errno::ESRCH {
+                warn!(%error, "failed to SIGKILL process group {}", app.pgid);
+            }
+        }
+    }
 }
 
-impl Mode for Wrapper {
+impl Supervised for Wrapper {
     const NAME: &'static str = "wrapper";
-    const SIDECAR: bool = false;
+    const APP_EXIT: AppExitSeen = AppExitSeen::Reaped;
     const PRESTOP_RETURNS: PrestopReturns = PrestopReturns::AppExited;
 
     fn start(&mut self) -> Result<Option<i32>, u8> {
@@ -161,23 +180,20 @@ impl Mode for Wrapper {
         }
     }
 
-    fn kill(&mut self) {
-        let Some(app) = &self.app else { return };
-        // The app itself, wherever its group is now (it may have called
-        // setpgid or setsid), then the group it was started in.
-        if let Err(error) = app.process.signal(Sig::KILL) {
-            if error != Errno::ESRCH {
-                warn!(%error, "failed to SIGKILL pid {}", app.process.pid());
-            }
-        }
-        if let Err(error) = child::kill(-app.pgid, Sig::KILL) {
-            if error != Errno::ESRCH {
-                warn!(%error, "failed to SIGKILL process group {}", app.pgid);
-            }
-        }
+    fn kill(&mut self, after: Duration, app_had: Duration) {
+        self.kill_app();
+        error!(
+            after = %secs(after),
+            app_had = %secs(app_had),
+            "drain deadline hit, SIGKILL: the app did not exit within {} of the stop signal",
+            secs(app_had)
+        );
     }
 
     async fn wind_down(&mut self, signals: &mut SignalStream, metrics: &Metrics) {
-        leftovers::stop(self.pgid, self.leftover_grace, signals, metrics).await;
+        let reaped = || {
+            metrics.zombies_reaped.inc();
+        };
+        leftovers::stop(self.pgid, self.leftover_grace, signals, &reaped).await;
     }
 }

@@ -17,8 +17,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{scratch, wait_for, Proc};
-use drainit::evidence::{AutoBounds, Decision, EndReason, PropagationDelay, TrafficHistory};
-use drainit::traffic::{Observer, OwnClients, Sample, Sampler, TrafficError, TrafficPorts};
+use drainit::settings::{AutoBounds, PropagationDelay, TrafficPorts};
+use drainit::traffic::{
+    Decision, EndReason, OwnClients, PortCounter, Sample, Sampler, TrafficError, TrafficHistory,
+};
 use pid1_support::{arg, fixture};
 
 /// Generous bound for anything that should happen "soon" on a loaded machine.
@@ -57,7 +59,7 @@ impl Totals {
 
 /// Samples every 50 ms until `done(totals)` holds; panics with the
 /// totals after `SOON`.
-fn sample_until(observer: &mut Observer, what: &str, done: impl Fn(&Totals) -> bool) -> Totals {
+fn sample_until(observer: &mut PortCounter, what: &str, done: impl Fn(&Totals) -> bool) -> Totals {
     let mut totals = Totals::default();
     let deadline = Instant::now() + SOON;
     loop {
@@ -73,8 +75,8 @@ fn sample_until(observer: &mut Observer, what: &str, done: impl Fn(&Totals) -> b
     }
 }
 
-fn observer_for(port: u16, own: OwnClients) -> Observer {
-    Observer::open(TrafficPorts::Only(vec![port]), own).expect("sock_diag works here")
+fn observer_for(port: u16, own: OwnClients) -> PortCounter {
+    PortCounter::open(TrafficPorts::Only(vec![port]), own).expect("sock_diag works here")
 }
 
 /// Starts `observe clients` (a foreign process) against `target`.
@@ -371,7 +373,7 @@ fn a_drain_ends_on_quiet_once_real_clients_stop() {
         while arrivals < 30 {
             let sample = next_sample(&mut sampler).await;
             arrivals += sample.arrivals;
-            history.observe(&sample.observation());
+            history.observe(&sample.evidence());
         }
         let rate = history.rate().expect("a rate after 30 arrivals");
         assert!(rate.per_second > 1.0, "{rate:?}");
@@ -382,10 +384,10 @@ fn a_drain_ends_on_quiet_once_real_clients_stop() {
         let sending_until = tokio::time::Instant::now() + Duration::from_secs(2);
         while tokio::time::Instant::now() < sending_until {
             let sample = next_sample(&mut sampler).await;
-            drain.observe(&sample.observation());
+            drain.observe(&sample.evidence());
             let decision = drain.decide(tokio::time::Instant::now());
             assert!(
-                matches!(decision, Decision::Wait { .. }),
+                matches!(decision, Decision::Wait),
                 "ended while traffic flowed: {decision:?}"
             );
         }
@@ -393,7 +395,7 @@ fn a_drain_ends_on_quiet_once_real_clients_stop() {
         let stopped = tokio::time::Instant::now();
         let end = loop {
             let sample = next_sample(&mut sampler).await;
-            drain.observe(&sample.observation());
+            drain.observe(&sample.evidence());
             if let Decision::End(end) = drain.decide(tokio::time::Instant::now()) {
                 break end;
             }

@@ -9,7 +9,8 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use drainit::cli::{AdminListen, Mode};
+use drainit::cli::Mode;
+use drainit::settings::AdminListen;
 use drainit::signals::Sig;
 use drainit_check::drainit_flags::{DrainitSettings, Reading, HOST_IP_PLACEHOLDER};
 use drainit_check::input::{self, Kind, Object};

@@ -24,7 +24,7 @@ fn timeline() -> Timeline {
         grace_period: GRACE,
         kill_margin: MARGIN,
         has_ready_check: false,
-        sidecar: false,
+        app_exit: AppExitSeen::Reaped,
     }
 }
 
@@ -259,7 +259,7 @@ fn trigger_orders() {
         (
             "a sidecar's deadline ends the machine",
             Timeline {
-                sidecar: true,
+                app_exit: AppExitSeen::Inferred,
                 has_ready_check: true,
                 ..timeline()
             },
@@ -295,7 +295,7 @@ fn trigger_orders() {
         (
             "a sidecar learns the app is gone when its check is refused",
             Timeline {
-                sidecar: true,
+                app_exit: AppExitSeen::Inferred,
                 has_ready_check: true,
                 ..timeline()
             },
@@ -479,7 +479,7 @@ fn huge_durations_never_overflow() {
         grace_period: huge,
         kill_margin: Duration::ZERO,
         has_ready_check: false,
-        sidecar: false,
+        app_exit: AppExitSeen::Reaped,
     };
     let start = Instant::now();
     let mut machine = Machine::new(timeline, start);

@@ -396,7 +396,7 @@ mod tests {
         assert_eq!((sample.new_connections, sample.arrivals), (1, 1));
         assert_eq!(sample.open_connections, 0);
         assert_eq!(sample.last_new_connection, Some(sample.at));
-        assert_eq!(sample.observation().last_arrival(), Some(sample.at));
+        assert_eq!(sample.evidence().last_arrival(), Some(sample.at));
     }
 
     #[test]
@@ -415,7 +415,7 @@ mod tests {
         let (sample, _) = two_dumps(std::slice::from_ref(&open), &[], &[]);
         assert_eq!(sample.closed_unseen, 1);
         assert_eq!(sample.last_close_unseen, Some(sample.at));
-        assert_eq!(sample.observation().last_arrival(), Some(sample.at));
+        assert_eq!(sample.evidence().last_arrival(), Some(sample.at));
         assert_eq!(
             (sample.arrivals, sample.inbound_bytes),
             (0, 0),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{Observer, Sample, TrafficError};
+use super::{PortCounter, Sample, TrafficError};
 
 /// The observer on a thread of its own, handing samples to the event
 /// loop over a channel, so that no dump ever runs on the event loop.
@@ -37,7 +37,7 @@ impl Sampler {
     /// `Sampler` is dropped. A loop that falls behind by 64 samples makes
     /// the thread wait, never drop a sample (each one counts arrivals
     /// since the one before).
-    pub fn spawn(mut observer: Observer, interval: Duration) -> io::Result<Sampler> {
+    pub fn spawn(mut observer: PortCounter, interval: Duration) -> io::Result<Sampler> {
         let (sender, samples) = mpsc::channel(64);
         let control = Arc::new(SamplerControl {
             interval_micros: AtomicU64::new(micros(interval)),

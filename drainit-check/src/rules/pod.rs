@@ -2,7 +2,7 @@
 //! timing budget, PID 1 and the probes; the preStop hook's rules are in
 //! [`super::hooks`], called from here.
 
-use drainit::cli::{AdminListen, SignalTarget};
+use drainit::settings::{AdminListen, SignalTarget};
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 

@@ -7,20 +7,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{AutoBounds, Observation, PropagationDelay, QuietWindow, Rate, Seconds};
+use super::{AutoBounds, Evidence, PropagationDelay, QuietWindow, Rate, Seconds};
 
 /// What the drain machine does next about the delay.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decision {
-    /// Not yet. Ask again after the next observation, and at `until` (a
-    /// timer): the only moment the answer changes without one.
-    Wait {
-        /// The ceiling (auto) or the end of the fixed delay.
-        until: Instant,
-        /// When the delay would end if nothing more arrives (for logs and
-        /// /status); `None` while no window can be trusted.
-        earliest: Option<Instant>,
-    },
+    /// Not yet: ask again after the next sample.
+    Wait,
     /// The delay is over: send the stop signal.
     End(DelayEnd),
 }
@@ -56,7 +49,7 @@ pub enum EndReason {
 /// One drain's evidence from its start: decides the end of the delay
 /// (auto) and measures the traffic (always).
 #[derive(Debug, Clone)]
-pub struct Drain {
+pub struct DrainEvidence {
     pub(super) started: Instant,
     pub(super) delay: PropagationDelay,
     pub(super) bounds: AutoBounds,
@@ -72,9 +65,9 @@ pub struct Drain {
     pub(super) ended: Option<DelayEnd>,
 }
 
-impl Drain {
+impl DrainEvidence {
     /// Takes in one observation (in order).
-    pub fn observe(&mut self, observation: &Observation) {
+    pub fn observe(&mut self, observation: &Evidence) {
         let after_start = |t: Option<Instant>| t.filter(|t| *t >= self.started);
         self.last_new_connection = self
             .last_new_connection
@@ -101,10 +94,7 @@ impl Drain {
         let end = |reason| DelayEnd { after, reason };
         let decision = match self.delay {
             PropagationDelay::Fixed(delay) => match self.started.checked_add(delay) {
-                Some(until) if now < until => Decision::Wait {
-                    until,
-                    earliest: Some(until),
-                },
+                Some(until) if now < until => Decision::Wait,
                 _ => Decision::End(end(EndReason::Fixed)),
             },
             PropagationDelay::Auto => self.decide_auto(now, after),
@@ -134,10 +124,7 @@ impl Drain {
             self.quiet_since,
             self.observed_until,
         ) else {
-            return Decision::Wait {
-                until,
-                earliest: None,
-            };
+            return Decision::Wait;
         };
         let quiet_for = observed.saturating_duration_since(since);
         if observed >= floor && quiet_for >= length {
@@ -146,8 +133,7 @@ impl Drain {
                 reason: EndReason::Quiet { quiet_for, window },
             });
         }
-        let earliest = since.checked_add(length).map(|t| t.max(floor).min(until));
-        Decision::Wait { until, earliest }
+        Decision::Wait
     }
 
     /// The drain's traffic report, taken when the stop signal goes out.
@@ -289,8 +275,18 @@ impl fmt::Display for DrainReport {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{TrafficHistory, DEFAULT_DELAY_MAX, DEFAULT_DELAY_MIN};
+    use super::super::TrafficHistory;
     use super::*;
+
+    /// `auto`'s bounds as drainit's flags default them (a 1 s floor, a
+    /// 20 s ceiling), read from the flags so they are stated once.
+    fn default_bounds() -> AutoBounds {
+        use clap::Parser as _;
+        crate::cli::Cli::try_parse_from(["drainit", "app"])
+            .expect("the defaults parse")
+            .settings
+            .auto_bounds()
+    }
 
     const SECOND: Duration = Duration::from_secs(1);
     const DRAIN_STEP: Duration = Duration::from_millis(100);
@@ -346,7 +342,7 @@ mod tests {
                 .filter(|t| *t > previous && *t <= now)
                 .collect();
             let last = inside.iter().copied().reduce(f64::max).map(at);
-            Observation {
+            Evidence {
                 at: at(now),
                 arrivals: inside.len() as u64,
                 last_new_connection: None,
@@ -384,8 +380,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn auto_ends_when_the_traffic_has_really_stopped() {
         let auto = PropagationDelay::Auto;
-        let bounds = AutoBounds::default(); // 1 s floor, 20 s ceiling
-                                            // (what, traffic, expected end in seconds, ends quiet?)
+        let bounds = default_bounds(); // 1 s floor, 20 s ceiling
+                                       // (what, traffic, expected end in seconds, ends quiet?)
         let table: &[(&str, Vec<Traffic>, f64, bool)] = &[
             (
                 "200/s that stops 3 s into the drain: window 1 s (the observation interval)",
@@ -472,7 +468,7 @@ mod tests {
     async fn the_quiet_window_can_be_given() {
         let bounds = AutoBounds {
             quiet_window: Some(Duration::from_secs(3)),
-            ..AutoBounds::default()
+            ..default_bounds()
         };
         let (end, _) = run(
             &[traffic(-60.0, 2.0, 200.0)],
@@ -490,7 +486,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_fixed_delay_is_measured_but_not_shortened() {
         let fixed = PropagationDelay::Fixed(Duration::from_secs(8));
-        let (end, report) = run(&[traffic(-60.0, 2.5, 200.0)], fixed, AutoBounds::default()).await;
+        let (end, report) = run(&[traffic(-60.0, 2.5, 200.0)], fixed, default_bounds()).await;
         assert_eq!((seconds(&end), end.reason), (8.0, EndReason::Fixed));
         let stopped = report.traffic_stopped_after().expect("observed");
         assert!((stopped.as_secs_f64() - 2.5).abs() < 0.01, "{stopped:?}");
@@ -518,7 +514,7 @@ mod tests {
         let (end, report) = run(
             &[traffic(-60.0, 3.0, 200.0)],
             PropagationDelay::Auto,
-            AutoBounds::default(),
+            default_bounds(),
         )
         .await;
         assert_eq!(
@@ -529,7 +525,7 @@ mod tests {
             report.rate_before.is_some_and(|r| (r - 200.0).abs() < 1.0),
             "{report:?}"
         );
-        let (end, _) = run(&[], PropagationDelay::Auto, AutoBounds::default()).await;
+        let (end, _) = run(&[], PropagationDelay::Auto, default_bounds()).await;
         assert_eq!(
             end.to_string(),
             "ceiling after 20.0 s; no traffic in the 11.0 s before the drain: silence proves nothing"
@@ -541,16 +537,9 @@ mod tests {
         let mut history = TrafficHistory::default();
         history.unavailable("sock_diag is denied here");
         let start = Instant::now();
-        let mut drain = history.begin_drain(start, PropagationDelay::Auto, AutoBounds::default());
-        let until = start + DEFAULT_DELAY_MAX;
-        assert_eq!(
-            drain.decide(start),
-            Decision::Wait {
-                until,
-                earliest: None
-            }
-        );
-        tokio::time::advance(DEFAULT_DELAY_MAX).await;
+        let mut drain = history.begin_drain(start, PropagationDelay::Auto, default_bounds());
+        assert_eq!(drain.decide(start), Decision::Wait);
+        tokio::time::advance(default_bounds().max).await;
         let Decision::End(end) = drain.decide(Instant::now()) else {
             panic!("the ceiling must end it");
         };
@@ -571,7 +560,7 @@ mod tests {
         let start = Instant::now();
         let mut history = TrafficHistory::default();
         for k in 0..=60u64 {
-            history.observe(&Observation {
+            history.observe(&Evidence {
                 at: start + Duration::from_secs(k),
                 arrivals: 200,
                 last_new_connection: None,
@@ -581,18 +570,11 @@ mod tests {
             });
         }
         let drain_start = start + Duration::from_secs(60);
-        let mut drain =
-            history.begin_drain(drain_start, PropagationDelay::Auto, AutoBounds::default());
+        let mut drain = history.begin_drain(drain_start, PropagationDelay::Auto, default_bounds());
         // No observation since the drain began: 5 s later, still waiting.
         let later = drain_start + Duration::from_secs(5);
-        assert_eq!(
-            drain.decide(later),
-            Decision::Wait {
-                until: drain_start + DEFAULT_DELAY_MAX,
-                earliest: Some(drain_start + DEFAULT_DELAY_MIN),
-            }
-        );
-        drain.observe(&Observation {
+        assert_eq!(drain.decide(later), Decision::Wait);
+        drain.observe(&Evidence {
             at: later,
             arrivals: 0,
             last_new_connection: None,
@@ -615,7 +597,7 @@ mod tests {
         let second = Duration::from_secs(1);
         let mut history = TrafficHistory::default();
         for k in 0..=60u32 {
-            history.observe(&Observation {
+            history.observe(&Evidence {
                 at: start + second * k,
                 arrivals: 200,
                 last_new_connection: None,
@@ -625,9 +607,8 @@ mod tests {
             });
         }
         let drain_start = start + second * 60;
-        let mut drain =
-            history.begin_drain(drain_start, PropagationDelay::Auto, AutoBounds::default());
-        let observation = |at: Instant, close: Option<Instant>| Observation {
+        let mut drain = history.begin_drain(drain_start, PropagationDelay::Auto, default_bounds());
+        let observation = |at: Instant, close: Option<Instant>| Evidence {
             at,
             arrivals: 0,
             last_new_connection: None,
@@ -640,9 +621,7 @@ mod tests {
         drain.observe(&observation(closed, Some(closed)));
         let almost = closed + Duration::from_millis(900);
         drain.observe(&observation(almost, None));
-        assert!(
-            matches!(drain.decide(almost), Decision::Wait { earliest: Some(t), .. } if t == closed + second)
-        );
+        assert!(matches!(drain.decide(almost), Decision::Wait));
         let after = closed + second;
         drain.observe(&observation(after, None));
         assert!(matches!(

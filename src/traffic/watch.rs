@@ -1,8 +1,9 @@
-//! The event loop's side of the drain evidence: when the app's ports are
-//! sampled, what each sample changes, and the report each drain gives.
+//! The event loop's adapter ([`TrafficWatch`]) to the drain evidence:
+//! when the app's ports are sampled, what each sample changes, and the
+//! report each drain gives.
 //!
 //! With `--propagation-delay auto` the ports are sampled from the app's
-//! start ([`traffic::RUNNING_INTERVAL`]), since the quiet window comes
+//! start ([`RUNNING_INTERVAL`]), since the quiet window comes
 //! from the arrival rate before the drain; with a fixed delay only from the
 //! drain's start, so that a fixed-delay pod pays nothing until then and
 //! still learns when its traffic really stopped. The dumps run on the
@@ -14,12 +15,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::cli::Settings;
-use crate::evidence::{AutoBounds, Decision, Drain, DrainReport, PropagationDelay, TrafficHistory};
-use crate::traffic::{
-    Observer, OwnClients, Sample, Sampler, TrafficError, TrafficPorts, DRAIN_INTERVAL,
-    RUNNING_INTERVAL,
+use super::evidence::{Decision, DrainEvidence, DrainReport, TrafficHistory};
+use super::sampler::Sampler;
+use super::sockets::{
+    OwnClients, PortCounter, Sample, TrafficError, DRAIN_INTERVAL, RUNNING_INTERVAL,
 };
+use crate::cli::Settings;
+use crate::durations::secs;
+use crate::settings::{AutoBounds, PropagationDelay, TrafficPorts};
 
 /// The traffic evidence of one drainit run.
 pub struct TrafficWatch {
@@ -29,7 +32,7 @@ pub struct TrafficWatch {
     own_clients: OwnClients,
     sampler: Option<Sampler>,
     history: TrafficHistory,
-    drain: Option<Drain>,
+    drain: Option<DrainEvidence>,
     /// The report taken when the stop signal went out.
     report: Option<DrainReport>,
     /// Why observing is impossible, once known (said once).
@@ -101,10 +104,10 @@ impl TrafficWatch {
                         "traffic sample"
                     );
                 }
-                let observation = sample.observation();
+                let evidence = sample.evidence();
                 match &mut self.drain {
-                    Some(drain) => drain.observe(&observation),
-                    None => self.history.observe(&observation),
+                    Some(drain) => drain.observe(&evidence),
+                    None => self.history.observe(&evidence),
                 }
             }
             Err(error) if error.is_permanent() => self.give_up(error.to_string()),
@@ -134,7 +137,7 @@ impl TrafficWatch {
     }
 
     fn start(&mut self, interval: Duration) {
-        let observer = match Observer::open(self.ports.clone(), self.own_clients.clone()) {
+        let observer = match PortCounter::open(self.ports.clone(), self.own_clients.clone()) {
             Ok(observer) => observer,
             Err(error) => return self.give_up(error.to_string()),
         };
@@ -150,7 +153,7 @@ impl TrafficWatch {
         }
         if self.delay == PropagationDelay::Auto {
             warn!(
-                ceiling = %crate::lifecycle::secs(self.bounds.max),
+                ceiling = %secs(self.bounds.max),
                 "cannot observe the app's traffic ({why}); --propagation-delay auto waits for --propagation-delay-max"
             );
         } else {

@@ -1,8 +1,8 @@
-//! Drain on evidence: when `--propagation-delay auto` ends, and what
+//! Drain on evidence (pure, no I/O): when `--propagation-delay auto` ends, and what
 //! every drain reports about the traffic it saw. Pure logic: times and
 //! observations come in as arguments, nothing here reads a clock.
 //!
-//! **Arrivals.** An observation ([`Observation`], one per socket dump)
+//! **Arrivals.** An observation ([`Evidence`], one per socket dump)
 //! counts the arrivals since the previous one, connection by connection
 //! (`traffic::Sample::arrivals`): a connection that received Δb bytes in
 //! Δs data segments brought max(1, Δs − ⌊Δb / MSS⌋) requests (a request
@@ -38,18 +38,14 @@
 //! (`--propagation-delay-max`) at the latest. Quiet is only ever proven by
 //! an observation: time that no dump has covered yet is not quiet.
 //!
-//! **Wiring.** The event loop owns a `traffic::Sampler` and a
-//! [`TrafficHistory`]. In auto mode the sampler starts with the app (its
-//! netlink socket is close-on-exec, and the app's spawn is safe with other
-//! threads) at `traffic::RUNNING_INTERVAL`, and every sample goes to
-//! [`TrafficHistory::observe`]; a fixed delay may start it when the drain
-//! begins. At the drain's start: `sampler.set_interval(DRAIN_INTERVAL)`
-//! and [`TrafficHistory::begin_drain`]; from then on every sample goes to
-//! [`Drain::observe`] and then [`Drain::decide`], and a timer at
-//! [`Decision::Wait`]'s `until` calls `decide` too. On [`Decision::End`]
-//! the stop signal goes out and [`Drain::report`] is logged. A permanent
-//! `traffic::TrafficError` (one warning) goes to `unavailable` on the
-//! history or the drain: `auto` then waits for the ceiling.
+//! **Wiring.** [`TrafficWatch`](super::TrafficWatch) feeds this module
+//! for the event loop: every sample's [`Evidence`] goes to
+//! [`TrafficHistory::observe`] before the drain and to
+//! [`DrainEvidence::observe`] after [`TrafficHistory::begin_drain`]; each
+//! sample then asks [`DrainEvidence::decide`], and the stop signal goes out
+//! on [`Decision::End`] with [`DrainEvidence::report`]. A permanent traffic
+//! error goes to `unavailable` on the history or the drain: `auto` then
+//! waits for the ceiling.
 
 mod drain;
 
@@ -59,7 +55,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use self::drain::{Decision, DelayEnd, Drain, DrainReport, EndReason};
+pub use self::drain::{Decision, DelayEnd, DrainEvidence, DrainReport, EndReason};
+use crate::settings::{AutoBounds, PropagationDelay};
 
 /// `ln(10⁶)`: a quiet window of this many mean inter-arrival times is
 /// shown by a Poisson stream with probability 10⁻⁶.
@@ -80,59 +77,9 @@ pub const QUIET_WINDOW_FLOOR: Duration = Duration::from_millis(500);
 /// runs longer, never shorter.
 pub const RATE_HISTORY: Duration = Duration::from_secs(10);
 
-/// Proposed default of `--propagation-delay-min`: no balancer has let go
-/// of the pod within the first second (endpoints controller, then
-/// kube-proxy), so silence before it is a pause, not a reroute.
-pub const DEFAULT_DELAY_MIN: Duration = Duration::from_secs(1);
-
-/// Proposed default of `--propagation-delay-max`: fits the default 30 s
-/// grace period with the 2 s kill margin and 8 s for the app to stop.
-/// Raise it (with the grace period) behind an NLB.
-pub const DEFAULT_DELAY_MAX: Duration = Duration::from_secs(20);
-
-/// `--propagation-delay`: a fixed time, or `auto`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PropagationDelay {
-    /// Wait exactly this long (the default, `5s`).
-    Fixed(Duration),
-    /// End when the traffic has stopped, between the floor and the ceiling.
-    Auto,
-}
-
-impl fmt::Display for PropagationDelay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PropagationDelay::Fixed(d) => write!(f, "{}", humantime::format_duration(*d)),
-            PropagationDelay::Auto => f.write_str("auto"),
-        }
-    }
-}
-
-/// The bounds of `auto` (`--propagation-delay-min`, `-max`,
-/// `--quiet-window`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AutoBounds {
-    /// The floor: the delay never ends before it.
-    pub min: Duration,
-    /// The ceiling: the delay always ends by it (the budget check uses it).
-    pub max: Duration,
-    /// Replaces the window computed from the rate.
-    pub quiet_window: Option<Duration>,
-}
-
-impl Default for AutoBounds {
-    fn default() -> Self {
-        AutoBounds {
-            min: DEFAULT_DELAY_MIN,
-            max: DEFAULT_DELAY_MAX,
-            quiet_window: None,
-        }
-    }
-}
-
 /// What one observation of the watched ports showed since the previous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Observation {
+pub struct Evidence {
     /// When it was taken.
     pub at: Instant,
     /// Arrivals since the previous observation (0 in the first).
@@ -148,7 +95,7 @@ pub struct Observation {
     pub open_connections: u32,
 }
 
-impl Observation {
+impl Evidence {
     /// The latest arrival (new connection, inbound byte, or connection
     /// closed unseen) in this observation's interval, if there was one.
     pub fn last_arrival(&self) -> Option<Instant> {
@@ -186,7 +133,7 @@ pub struct TrafficHistory {
 
 impl TrafficHistory {
     /// Takes in one observation (in order).
-    pub fn observe(&mut self, observation: &Observation) {
+    pub fn observe(&mut self, observation: &Evidence) {
         if let Some(latest) = self.latest {
             let length = observation.at.saturating_duration_since(latest);
             self.intervals
@@ -252,13 +199,18 @@ impl TrafficHistory {
     }
 
     /// The drain begins at `at`: freezes the rate and starts judging.
-    pub fn begin_drain(&self, at: Instant, delay: PropagationDelay, bounds: AutoBounds) -> Drain {
+    pub fn begin_drain(
+        &self,
+        at: Instant,
+        delay: PropagationDelay,
+        bounds: AutoBounds,
+    ) -> DrainEvidence {
         let rate = self.rate();
         let window = match delay {
             PropagationDelay::Fixed(_) => None,
             PropagationDelay::Auto => Some(quiet_window(rate, bounds.quiet_window)),
         };
-        Drain {
+        DrainEvidence {
             started: at,
             delay,
             bounds,
@@ -326,7 +278,10 @@ pub fn quiet_window(rate: Option<Rate>, given: Option<Duration>) -> QuietWindow 
     }
 }
 
-/// Seconds with one decimal, as the log lines say them.
+/// Seconds with one decimal and a space, as the drain's traffic report
+/// says them (`5.0 s`): the report is prose that tools read (the rollout
+/// rig's parser, the README's sample), unlike the log's structured fields,
+/// which `durations::secs` writes as `5.0s`.
 struct Seconds(Duration);
 
 impl fmt::Display for Seconds {
@@ -362,15 +317,6 @@ mod tests {
     use super::*;
 
     const SECOND: Duration = Duration::from_secs(1);
-
-    #[test]
-    fn propagation_delay_displays_as_given() {
-        assert_eq!(
-            PropagationDelay::Fixed(Duration::from_secs(90)).to_string(),
-            "1m 30s"
-        );
-        assert_eq!(PropagationDelay::Auto.to_string(), "auto");
-    }
 
     #[test]
     fn the_window_follows_the_formula_and_its_floors() {
