@@ -1,21 +1,30 @@
-//! The objects of one run, arranged for the rules: each workload's pod
-//! template with its containers (and the drainit settings each one runs
-//! with), and which Services, PodDisruptionBudgets and Ingresses select it.
+//! The objects of one run, arranged for the rules.
+//!
+//! A [`Workload`] borrows one object's pod template while that object is
+//! checked (the per-pod rules read the whole spec). What the cross-object
+//! rules need is kept in the [`Cluster`]: small summaries of each workload,
+//! Service, PodDisruptionBudget, Ingress, Namespace and autoscaler, linked
+//! once every object is read. Only the summaries outlive an object, so
+//! memory grows with what those rules read, not with the input.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, PodSpec, Service};
-use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::container::{self, hook_without_delay, pre_stop};
 use crate::drainit_flags::{self, Reading};
-use crate::input::{Kind, Object};
+use crate::objects::{Kind, Object};
+use drainit::cli::AdminListen;
 
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 pub const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+/// The annotation prefix that ignores a rule on one object:
+/// `ignore.drainit-check/RULE: "the reason"`.
+pub const IGNORE_PREFIX: &str = "ignore.drainit-check/";
 
 /// How a workload replaces its pods.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +47,7 @@ pub enum Place {
     Main,
     /// In `initContainers` with `restartPolicy: Always`.
     NativeSidecar,
-    /// A plain init container (runs to completion before the app).
+    /// A plain init container (runs to completion before the app; never sent SIGTERM).
     Init,
 }
 
@@ -51,6 +60,39 @@ pub struct PodContainer<'a> {
     pub place: Place,
     /// drainit in it, if any.
     pub drainit: Reading,
+}
+
+/// Where a finding is reported: the object, its place in the input, and the
+/// rules its annotations ignore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// The file (`-` for stdin).
+    pub file: String,
+    /// The first line of the object's document.
+    pub line: usize,
+    /// `Kind/name`.
+    pub name: String,
+    /// (rule id, reason) of each `ignore.drainit-check/RULE` annotation.
+    pub ignores: Vec<(String, String)>,
+}
+
+impl Site {
+    /// The site of an object.
+    pub fn of(object: &Object) -> Self {
+        let (_, meta) = object.kind.meta();
+        let ignores = meta
+            .annotations
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.strip_prefix(IGNORE_PREFIX)?.to_string(), v.clone())))
+            .collect();
+        Site {
+            file: object.file.clone(),
+            line: object.line,
+            name: object.display_name(),
+            ignores,
+        }
+    }
 }
 
 /// A pod template and the object that owns it.
@@ -70,16 +112,14 @@ pub struct Workload<'a> {
     pub rollout: Rollout,
     /// Every container, init containers first.
     pub containers: Vec<PodContainer<'a>>,
+    /// Whether the pods keep state in a PersistentVolumeClaim.
+    pub claims_storage: bool,
 }
 
 impl Workload<'_> {
     /// `terminationGracePeriodSeconds` (Kubernetes' default when unset).
     pub fn grace_period(&self) -> Duration {
-        let seconds = self
-            .pod
-            .termination_grace_period_seconds
-            .unwrap_or(DEFAULT_GRACE_SECONDS);
-        Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+        grace_period(self.pod)
     }
 
     /// The drainit containers: (container, its settings).
@@ -91,153 +131,31 @@ impl Workload<'_> {
             _ => None,
         })
     }
+
+    /// drainit's admin ports in this pod.
+    pub fn admin_ports(&self) -> Vec<u16> {
+        self.drainits().filter_map(|(_, s)| admin_port(s)).collect()
+    }
 }
 
-/// Everything the cross-object rules need, from one run's objects.
-pub struct Inventory<'a> {
-    /// Every pod template.
-    pub workloads: Vec<Workload<'a>>,
-    /// Services.
-    pub services: Vec<(&'a Object, &'a Service)>,
-    /// PodDisruptionBudgets.
-    pub pdbs: Vec<(&'a Object, &'a PodDisruptionBudget)>,
-    /// Ingresses.
-    pub ingresses: Vec<(&'a Object, &'a Ingress)>,
-    /// Namespaces given: name → labels.
-    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
-    /// Per Service: the workloads it selects.
-    service_workloads: Vec<Vec<usize>>,
-    /// Per workload: the Services that select it.
-    workload_services: Vec<Vec<usize>>,
+fn grace_period(pod: &PodSpec) -> Duration {
+    let seconds = pod
+        .termination_grace_period_seconds
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+}
+
+/// drainit's admin port, unless `--admin-listen off`.
+pub fn admin_port(settings: &drainit_flags::DrainitSettings) -> Option<u16> {
+    match settings.cli.settings.admin_listen {
+        AdminListen::Off => None,
+        AdminListen::At(addr) => Some(addr.port()),
+    }
 }
 
 /// The namespace an object lives in (`default` when unset).
 pub fn namespace_of(meta: &ObjectMeta) -> String {
     meta.namespace.clone().unwrap_or_else(|| "default".into())
-}
-
-impl<'a> Inventory<'a> {
-    /// Sorts the objects into workloads and the objects that select them.
-    pub fn new(objects: &'a [Object]) -> Self {
-        let mut inventory = Inventory {
-            workloads: Vec::new(),
-            services: Vec::new(),
-            pdbs: Vec::new(),
-            ingresses: Vec::new(),
-            namespaces: BTreeMap::new(),
-            service_workloads: Vec::new(),
-            workload_services: Vec::new(),
-        };
-        for object in objects {
-            match &object.kind {
-                Kind::Service(s) => inventory.services.push((object, s)),
-                Kind::Pdb(p) => inventory.pdbs.push((object, p)),
-                Kind::Ingress(i) => inventory.ingresses.push((object, i)),
-                Kind::Namespace(n) => {
-                    if let Some(name) = &n.metadata.name {
-                        let labels = n.metadata.labels.clone().unwrap_or_default();
-                        inventory.namespaces.insert(name.clone(), labels);
-                    }
-                }
-                _ => inventory.workloads.extend(workload(object)),
-            }
-        }
-        inventory.link_services();
-        inventory
-    }
-
-    /// Matches every Service's selector against the workloads of its namespace.
-    fn link_services(&mut self) {
-        let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (index, w) in self.workloads.iter().enumerate() {
-            by_namespace
-                .entry(w.namespace.as_str())
-                .or_default()
-                .push(index);
-        }
-        let mut workload_services = vec![Vec::new(); self.workloads.len()];
-        let mut service_workloads = Vec::with_capacity(self.services.len());
-        for (service_index, (_, service)) in self.services.iter().enumerate() {
-            let namespace = namespace_of(&service.metadata);
-            let selector = service.spec.as_ref().and_then(|s| s.selector.as_ref());
-            let selected: Vec<usize> = match (selector, by_namespace.get(namespace.as_str())) {
-                // An empty selector selects nothing: its endpoints are managed by hand.
-                (Some(selector), Some(candidates)) if !selector.is_empty() => candidates
-                    .iter()
-                    .copied()
-                    .filter(|&w| {
-                        let labels = &self.workloads[w].labels;
-                        selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
-            for &w in &selected {
-                workload_services[w].push(service_index);
-            }
-            service_workloads.push(selected);
-        }
-        self.service_workloads = service_workloads;
-        self.workload_services = workload_services;
-    }
-
-    /// The workloads a Service's selector picks (by index into `workloads`).
-    pub fn behind_service(&self, service: usize) -> &[usize] {
-        self.service_workloads
-            .get(service)
-            .map_or(&[], Vec::as_slice)
-    }
-
-    /// The Services (indices into `services`) that select a workload.
-    pub fn services_of(&self, workload: usize) -> &[usize] {
-        self.workload_services
-            .get(workload)
-            .map_or(&[], Vec::as_slice)
-    }
-
-    /// The PodDisruptionBudgets that select a workload's pods.
-    pub fn pdbs_of(&self, workload: &Workload<'_>) -> Vec<&'a PodDisruptionBudget> {
-        self.pdbs
-            .iter()
-            .map(|(_, p)| *p)
-            .filter(|p| namespace_of(&p.metadata) == workload.namespace)
-            .filter(|p| {
-                p.spec
-                    .as_ref()
-                    .and_then(|s| s.selector.as_ref())
-                    .is_some_and(|s| selects(s, &workload.labels))
-            })
-            .collect()
-    }
-
-    /// The Services (indices) an Ingress routes to, among the inputs.
-    pub fn ingress_services(&self, ingress: &Ingress) -> Vec<usize> {
-        let namespace = namespace_of(&ingress.metadata);
-        let spec = ingress.spec.as_ref();
-        let names: Vec<&str> = spec
-            .iter()
-            .flat_map(|s| s.rules.iter().flatten())
-            .flat_map(|r| r.http.iter().flat_map(|h| h.paths.iter()))
-            .filter_map(|p| p.backend.service.as_ref().map(|s| s.name.as_str()))
-            .chain(
-                spec.and_then(|s| s.default_backend.as_ref())
-                    .and_then(|b| b.service.as_ref())
-                    .map(|s| s.name.as_str()),
-            )
-            .collect();
-        self.services
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, s))| namespace_of(&s.metadata) == namespace)
-            .filter(|(_, (_, s))| {
-                s.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| names.contains(&n))
-            })
-            .map(|(index, _)| index)
-            .collect()
-    }
 }
 
 /// Whether a label selector (policy/v1 semantics: `{}` selects every pod) matches.
@@ -261,11 +179,12 @@ pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> b
     by_labels && by_expressions
 }
 
-fn workload(object: &Object) -> Option<Workload<'_>> {
-    let deployment_rollout =
-        |strategy: Option<&k8s_openapi::api::apps::v1::DeploymentStrategy>| match strategy
-            .and_then(|s| s.type_.as_deref())
-        {
+impl<'a> Workload<'a> {
+    /// The pod template of a workload object (`None` for other kinds).
+    pub fn of(object: &'a Object) -> Option<Self> {
+        let deployment_rollout = |strategy: Option<
+            &k8s_openapi::api::apps::v1::DeploymentStrategy,
+        >| match strategy.and_then(|s| s.type_.as_deref()) {
             Some("Recreate") => Rollout::Recreate,
             _ => Rollout::Rolling {
                 max_unavailable: strategy
@@ -273,111 +192,577 @@ fn workload(object: &Object) -> Option<Workload<'_>> {
                     .and_then(|r| r.max_unavailable.clone()),
             },
         };
-    let (meta, template, replicas, rollout) = match &object.kind {
-        Kind::Deployment(d) => (
-            &d.metadata,
-            &d.spec.template,
-            Some(d.spec.replicas.unwrap_or(1)),
-            deployment_rollout(d.spec.strategy.as_ref()),
-        ),
-        Kind::StatefulSet(s) => {
-            let strategy = s.spec.update_strategy.as_ref();
-            let rollout = match strategy.and_then(|u| u.type_.as_deref()) {
-                Some("OnDelete") => Rollout::Other,
-                _ => Rollout::Rolling {
-                    max_unavailable: strategy
-                        .and_then(|u| u.rolling_update.as_ref())
-                        .and_then(|r| r.max_unavailable.clone()),
-                },
-            };
-            (
-                &s.metadata,
-                &s.spec.template,
-                Some(s.spec.replicas.unwrap_or(1)),
-                rollout,
-            )
-        }
-        Kind::ReplicaSet(r) => (
-            &r.metadata,
-            r.spec.template.as_ref()?,
-            Some(r.spec.replicas.unwrap_or(1)),
-            Rollout::Other,
-        ),
-        Kind::DaemonSet(d) => (&d.metadata, &d.spec.template, None, Rollout::Other),
-        Kind::Job(j) => (
-            &j.metadata,
-            &j.spec.as_ref()?.template,
-            None,
-            Rollout::Other,
-        ),
-        Kind::CronJob(c) => (
-            &c.metadata,
-            &c.spec.job_template.spec.as_ref()?.template,
-            None,
-            Rollout::Other,
-        ),
-        Kind::Pod(p) => {
-            return Some(new_workload(
-                object,
-                &p.metadata,
-                p.metadata.labels.clone().unwrap_or_default(),
-                p.spec.as_ref()?,
+        let mut claims_storage = false;
+        let (meta, template, replicas, rollout) = match &object.kind {
+            Kind::Deployment(d) => (
+                &d.metadata,
+                &d.spec.template,
+                Some(d.spec.replicas.unwrap_or(1)),
+                deployment_rollout(d.spec.strategy.as_ref()),
+            ),
+            Kind::StatefulSet(s) => {
+                let strategy = s.spec.update_strategy.as_ref();
+                let rollout = match strategy.and_then(|u| u.type_.as_deref()) {
+                    Some("OnDelete") => Rollout::Other,
+                    _ => Rollout::Rolling {
+                        max_unavailable: strategy
+                            .and_then(|u| u.rolling_update.as_ref())
+                            .and_then(|r| r.max_unavailable.clone()),
+                    },
+                };
+                claims_storage = s
+                    .spec
+                    .volume_claim_templates
+                    .as_ref()
+                    .is_some_and(|v| !v.is_empty());
+                (
+                    &s.metadata,
+                    &s.spec.template,
+                    Some(s.spec.replicas.unwrap_or(1)),
+                    rollout,
+                )
+            }
+            Kind::ReplicaSet(r) => (
+                &r.metadata,
+                r.spec.template.as_ref()?,
+                Some(r.spec.replicas.unwrap_or(1)),
+                Rollout::Other,
+            ),
+            Kind::DaemonSet(d) => (&d.metadata, &d.spec.template, None, Rollout::Other),
+            Kind::Job(j) => (
+                &j.metadata,
+                &j.spec.as_ref()?.template,
                 None,
                 Rollout::Other,
-            ))
+            ),
+            Kind::CronJob(c) => (
+                &c.metadata,
+                &c.spec.job_template.spec.as_ref()?.template,
+                None,
+                Rollout::Other,
+            ),
+            Kind::Pod(p) => {
+                let pod = p.spec.as_ref()?;
+                return Some(Self::new(
+                    object,
+                    &p.metadata,
+                    p.metadata.labels.clone().unwrap_or_default(),
+                    pod,
+                    (Some(1), Rollout::Other),
+                    false,
+                ));
+            }
+            _ => return None,
+        };
+        let labels = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        let pod = template.spec.as_ref()?;
+        Some(Self::new(
+            object,
+            meta,
+            labels,
+            pod,
+            (replicas, rollout),
+            claims_storage,
+        ))
+    }
+
+    fn new(
+        object: &'a Object,
+        meta: &ObjectMeta,
+        labels: BTreeMap<String, String>,
+        pod: &'a PodSpec,
+        (replicas, rollout): (Option<i32>, Rollout),
+        claims_storage: bool,
+    ) -> Self {
+        let init = pod.init_containers.iter().flatten().map(|c| {
+            let place = if c.restart_policy.as_deref() == Some("Always") {
+                Place::NativeSidecar
+            } else {
+                Place::Init
+            };
+            (c, place)
+        });
+        let main = pod.containers.iter().map(|c| (c, Place::Main));
+        let containers = init
+            .chain(main)
+            .map(|(spec, place)| PodContainer {
+                spec,
+                place,
+                drainit: match place {
+                    Place::Init => Reading::NotDrainit,
+                    _ => drainit_flags::read(spec),
+                },
+            })
+            .collect();
+        let claims_volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| v.persistent_volume_claim.is_some());
+        Workload {
+            object,
+            namespace: namespace_of(meta),
+            labels,
+            pod,
+            replicas,
+            rollout,
+            containers,
+            claims_storage: claims_storage || claims_volume,
         }
-        _ => return None,
-    };
-    let labels = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    Some(new_workload(
-        object,
-        meta,
-        labels,
-        template.spec.as_ref()?,
-        replicas,
-        rollout,
-    ))
+    }
 }
 
-fn new_workload<'a>(
-    object: &'a Object,
-    meta: &ObjectMeta,
-    labels: BTreeMap<String, String>,
-    pod: &'a PodSpec,
-    replicas: Option<i32>,
-    rollout: Rollout,
-) -> Workload<'a> {
-    let init = pod.init_containers.iter().flatten().map(|c| {
-        let place = if c.restart_policy.as_deref() == Some("Always") {
-            Place::NativeSidecar
-        } else {
-            Place::Init
-        };
-        (c, place)
-    });
-    let main = pod.containers.iter().map(|c| (c, Place::Main));
-    let containers = init
-        .chain(main)
-        .map(|(spec, place)| PodContainer {
-            spec,
-            place,
-            drainit: match place {
-                Place::Init => Reading::NotDrainit,
-                _ => drainit_flags::read(spec),
-            },
-        })
-        .collect();
-    Workload {
-        object,
-        namespace: namespace_of(meta),
-        labels,
-        pod,
-        replicas,
-        rollout,
-        containers,
+// ---------------------------------------------------------------------------
+// The summaries the cross-object rules read.
+
+/// drainit's part in a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainitRole {
+    /// No drainit.
+    None,
+    /// drainit in front of the app (PID 1).
+    Wrapper,
+    /// `drainit sidecar` (with a readiness probe of its own, or not).
+    Sidecar {
+        /// The sidecar has a readiness probe (its /ready gates the pod).
+        probed: bool,
+    },
+}
+
+/// What a cross-object rule needs of one container.
+#[derive(Debug)]
+pub struct ContainerInfo {
+    /// Its name.
+    pub name: String,
+    /// Where it runs.
+    pub place: Place,
+    /// Declared ports: (name, number).
+    pub ports: Vec<(Option<String>, i32)>,
+    /// It has a readiness probe.
+    pub readiness: bool,
+    /// It has a preStop hook.
+    pub pre_stop: bool,
+    /// The preStop hook stops the app without waiting first: what it runs.
+    pub pre_stop_without_delay: Option<String>,
+    /// drainit's part.
+    pub drainit: DrainitRole,
+    /// The image is a known data store.
+    pub data_store: bool,
+    /// The image keeps its own database in the pod (Grafana).
+    pub local_database: bool,
+    /// The image only answers metrics scrapes.
+    pub metrics_only: bool,
+    /// The command keeps it idle (`sleep infinity`).
+    pub idle: bool,
+}
+
+/// What the cross-object rules need of one workload.
+#[derive(Debug)]
+pub struct WorkloadInfo {
+    /// Where findings about it go.
+    pub site: Site,
+    /// Its kind (`Deployment`).
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The pod template's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Replicas as written (replicated kinds; a Pod is 1).
+    pub replicas: Option<i32>,
+    /// An autoscaler's `minReplicas`, once linked.
+    pub min_replicas: Option<i32>,
+    /// How pods are replaced.
+    pub rollout: Rollout,
+    /// `terminationGracePeriodSeconds`.
+    pub grace: Duration,
+    /// The pod has an AWS load balancer readiness gate.
+    pub aws_gated: bool,
+    /// The pods keep state in a PersistentVolumeClaim.
+    pub claims_storage: bool,
+    /// `app.kubernetes.io/component: exporter`: the pods answer scrapes only.
+    pub exporter: bool,
+    /// Its containers.
+    pub containers: Vec<ContainerInfo>,
+}
+
+impl WorkloadInfo {
+    /// The pods that normally run: the autoscaler's floor, else `replicas`.
+    pub fn pods(&self) -> Option<i32> {
+        self.min_replicas.or(self.replicas)
+    }
+
+    /// A store: a data store image, or state on a claim. Its clients lose
+    /// what a restart loses, which no drain delay saves.
+    pub fn store(&self) -> bool {
+        self.claims_storage || self.containers.iter().any(|c| c.data_store)
+    }
+
+    /// One instance by design: a store, an app with its database in the pod,
+    /// or a Recreate rollout (a single writer that must not run twice).
+    pub fn single_writer(&self) -> bool {
+        self.store()
+            || self.rollout == Rollout::Recreate
+            || self.containers.iter().any(|c| c.local_database)
+    }
+}
+
+/// The condition type prefix of an AWS load balancer readiness gate.
+pub const READINESS_GATE_CONDITION: &str = "target-health.elbv2.k8s.aws/";
+
+impl WorkloadInfo {
+    /// The summary of a workload.
+    pub fn of(workload: &Workload<'_>) -> Self {
+        let (kind, meta) = workload.object.kind.meta();
+        let containers = workload
+            .containers
+            .iter()
+            .map(|c| ContainerInfo {
+                name: c.spec.name.clone(),
+                place: c.place,
+                ports: c
+                    .spec
+                    .ports
+                    .iter()
+                    .flatten()
+                    .map(|p| (p.name.clone(), p.container_port))
+                    .collect(),
+                readiness: c.spec.readiness_probe.is_some(),
+                pre_stop: pre_stop(c.spec).is_some(),
+                pre_stop_without_delay: pre_stop(c.spec).and_then(hook_without_delay),
+                drainit: match &c.drainit {
+                    Reading::Drainit(s) if s.is_sidecar() => DrainitRole::Sidecar {
+                        probed: c.spec.readiness_probe.is_some(),
+                    },
+                    Reading::Drainit(_) => DrainitRole::Wrapper,
+                    _ => DrainitRole::None,
+                },
+                data_store: c
+                    .spec
+                    .image
+                    .as_deref()
+                    .is_some_and(container::is_data_store),
+                local_database: c
+                    .spec
+                    .image
+                    .as_deref()
+                    .is_some_and(container::has_local_database),
+                metrics_only: c
+                    .spec
+                    .image
+                    .as_deref()
+                    .is_some_and(container::is_metrics_only),
+                idle: container::is_idle(c.spec),
+            })
+            .collect();
+        WorkloadInfo {
+            site: Site::of(workload.object),
+            kind,
+            name: meta.name.clone().unwrap_or_default(),
+            namespace: workload.namespace.clone(),
+            labels: workload.labels.clone(),
+            replicas: workload.replicas,
+            min_replicas: None,
+            rollout: workload.rollout.clone(),
+            grace: workload.grace_period(),
+            aws_gated: workload
+                .pod
+                .readiness_gates
+                .iter()
+                .flatten()
+                .any(|g| g.condition_type.starts_with(READINESS_GATE_CONDITION)),
+            claims_storage: workload.claims_storage,
+            exporter: workload
+                .labels
+                .get("app.kubernetes.io/component")
+                .is_some_and(|c| c == "exporter"),
+            containers,
+        }
+    }
+}
+
+/// A Service port: name, port and target.
+#[derive(Debug)]
+pub struct ServicePortInfo {
+    /// `name`.
+    pub name: Option<String>,
+    /// `targetPort` (`port` when unset).
+    pub target: IntOrString,
+}
+
+/// What the cross-object rules need of one Service.
+#[derive(Debug)]
+pub struct ServiceInfo {
+    /// Where findings about it go.
+    pub site: Site,
+    /// Its name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its selector (`None`: no selector, endpoints managed by hand).
+    pub selector: Option<BTreeMap<String, String>>,
+    /// Its ports.
+    pub ports: Vec<ServicePortInfo>,
+    /// `type: LoadBalancer` or `NodePort`: reachable from outside the cluster.
+    pub exposed: bool,
+    /// Its annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What the cross-object rules need of one PodDisruptionBudget.
+#[derive(Debug)]
+pub struct PdbInfo {
+    /// Where findings about it go.
+    pub site: Site,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its selector (`None` selects nothing).
+    pub selector: Option<LabelSelector>,
+    /// `maxUnavailable`.
+    pub max_unavailable: Option<IntOrString>,
+    /// `minAvailable`.
+    pub min_available: Option<IntOrString>,
+}
+
+/// What the cross-object rules need of one Ingress.
+#[derive(Debug)]
+pub struct IngressInfo {
+    /// Where findings about it go.
+    pub site: Site,
+    /// Its namespace.
+    pub namespace: String,
+    /// The Services it routes to.
+    pub backends: Vec<String>,
+    /// Its annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An autoscaler: (namespace, target kind, target name, minReplicas).
+type AutoscalerInfo = (String, String, String, i32);
+
+/// Everything the cross-object rules need, from one run's objects.
+#[derive(Debug, Default)]
+pub struct Cluster {
+    /// Every pod template.
+    pub workloads: Vec<WorkloadInfo>,
+    /// Services.
+    pub services: Vec<ServiceInfo>,
+    /// PodDisruptionBudgets.
+    pub pdbs: Vec<PdbInfo>,
+    /// Ingresses.
+    pub ingresses: Vec<IngressInfo>,
+    /// Namespaces given: name → labels.
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    autoscalers: Vec<AutoscalerInfo>,
+    /// Per Service: the workloads it selects.
+    service_workloads: Vec<Vec<usize>>,
+    /// Per workload: the Services that select it.
+    workload_services: Vec<Vec<usize>>,
+    /// (namespace, name) → Service index.
+    service_names: HashMap<(String, String), usize>,
+    /// Services an Ingress among the inputs routes to.
+    routed: HashSet<usize>,
+    /// Namespace → PodDisruptionBudget indices.
+    pdbs_by_namespace: HashMap<String, Vec<usize>>,
+    /// Namespace → workload indices.
+    workloads_by_namespace: HashMap<String, Vec<usize>>,
+}
+
+impl Cluster {
+    /// Keeps what the cross-object rules need of `object` (and of its pod
+    /// template, `workload`).
+    pub fn add(&mut self, object: &Object, workload: Option<&Workload<'_>>) {
+        if let Some(workload) = workload {
+            self.workloads.push(WorkloadInfo::of(workload));
+            return;
+        }
+        match &object.kind {
+            Kind::Service(s) => {
+                let spec = s.spec.as_ref();
+                self.services.push(ServiceInfo {
+                    site: Site::of(object),
+                    name: s.metadata.name.clone().unwrap_or_default(),
+                    namespace: namespace_of(&s.metadata),
+                    selector: spec
+                        .and_then(|s| s.selector.clone())
+                        .filter(|s| !s.is_empty()),
+                    ports: spec
+                        .iter()
+                        .flat_map(|s| s.ports.iter().flatten())
+                        .map(|p| ServicePortInfo {
+                            name: p.name.clone(),
+                            target: p.target_port.clone().unwrap_or(IntOrString::Int(p.port)),
+                        })
+                        .collect(),
+                    exposed: spec
+                        .and_then(|s| s.type_.as_deref())
+                        .is_some_and(|t| t == "LoadBalancer" || t == "NodePort"),
+                    annotations: s.metadata.annotations.clone().unwrap_or_default(),
+                })
+            }
+            Kind::Pdb(p) => self.pdbs.push(PdbInfo {
+                site: Site::of(object),
+                namespace: namespace_of(&p.metadata),
+                selector: p.spec.as_ref().and_then(|s| s.selector.clone()),
+                max_unavailable: p.spec.as_ref().and_then(|s| s.max_unavailable.clone()),
+                min_available: p.spec.as_ref().and_then(|s| s.min_available.clone()),
+            }),
+            Kind::Ingress(i) => {
+                let spec = i.spec.as_ref();
+                let backends = spec
+                    .iter()
+                    .flat_map(|s| s.rules.iter().flatten())
+                    .flat_map(|r| r.http.iter().flat_map(|h| h.paths.iter()))
+                    .filter_map(|p| p.backend.service.as_ref().map(|s| s.name.clone()))
+                    .chain(
+                        spec.and_then(|s| s.default_backend.as_ref())
+                            .and_then(|b| b.service.as_ref())
+                            .map(|s| s.name.clone()),
+                    )
+                    .collect();
+                self.ingresses.push(IngressInfo {
+                    site: Site::of(object),
+                    namespace: namespace_of(&i.metadata),
+                    backends,
+                    annotations: i.metadata.annotations.clone().unwrap_or_default(),
+                })
+            }
+            Kind::Namespace(n) => {
+                if let Some(name) = &n.metadata.name {
+                    let labels = n.metadata.labels.clone().unwrap_or_default();
+                    self.namespaces.insert(name.clone(), labels);
+                }
+            }
+            Kind::Autoscaler(a) => self.autoscalers.push((
+                namespace_of(&a.metadata),
+                a.target_kind.clone(),
+                a.target_name.clone(),
+                a.min_replicas,
+            )),
+            _ => {}
+        }
+    }
+
+    /// Links Services to the workloads they select and autoscalers to
+    /// their targets; call once every object is added.
+    pub fn link(&mut self) {
+        let mut targets: HashMap<(&str, &str, &str), i32> = HashMap::new();
+        for (namespace, kind, name, min) in &self.autoscalers {
+            targets.insert((namespace, kind, name), *min);
+        }
+        for w in &mut self.workloads {
+            if let Some(min) = targets.get(&(w.namespace.as_str(), w.kind, w.name.as_str())) {
+                w.min_replicas = Some(*min);
+            }
+        }
+        let mut by_namespace: HashMap<String, Vec<usize>> = HashMap::new();
+        for (index, w) in self.workloads.iter().enumerate() {
+            by_namespace
+                .entry(w.namespace.clone())
+                .or_default()
+                .push(index);
+        }
+        let mut workload_services = vec![Vec::new(); self.workloads.len()];
+        let mut service_workloads = Vec::with_capacity(self.services.len());
+        for (service_index, service) in self.services.iter().enumerate() {
+            let selected: Vec<usize> = match (
+                &service.selector,
+                by_namespace.get(service.namespace.as_str()),
+            ) {
+                (Some(selector), Some(candidates)) => candidates
+                    .iter()
+                    .copied()
+                    .filter(|&w| {
+                        let labels = &self.workloads[w].labels;
+                        selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for &w in &selected {
+                workload_services[w].push(service_index);
+            }
+            service_workloads.push(selected);
+            self.service_names.insert(
+                (service.namespace.clone(), service.name.clone()),
+                service_index,
+            );
+        }
+        self.service_workloads = service_workloads;
+        self.workload_services = workload_services;
+        self.workloads_by_namespace = by_namespace;
+        let routed: HashSet<usize> = self
+            .ingresses
+            .iter()
+            .flat_map(|i| self.ingress_services(i))
+            .collect();
+        self.routed = routed;
+        for (index, pdb) in self.pdbs.iter().enumerate() {
+            self.pdbs_by_namespace
+                .entry(pdb.namespace.clone())
+                .or_default()
+                .push(index);
+        }
+    }
+
+    /// The workloads a Service's selector picks (by index into `workloads`).
+    pub fn behind_service(&self, service: usize) -> &[usize] {
+        self.service_workloads
+            .get(service)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The Services (indices into `services`) that select a workload.
+    pub fn services_of(&self, workload: usize) -> &[usize] {
+        self.workload_services
+            .get(workload)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The PodDisruptionBudgets that select a workload's pods.
+    pub fn pdbs_of<'c>(&'c self, workload: &'c WorkloadInfo) -> impl Iterator<Item = &'c PdbInfo> {
+        self.pdbs_by_namespace
+            .get(&workload.namespace)
+            .into_iter()
+            .flatten()
+            .map(|&p| &self.pdbs[p])
+            .filter(|p| {
+                p.selector
+                    .as_ref()
+                    .is_some_and(|s| selects(s, &workload.labels))
+            })
+    }
+
+    /// The workloads (indices) of a namespace.
+    pub fn workloads_in(&self, namespace: &str) -> &[usize] {
+        self.workloads_by_namespace
+            .get(namespace)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The Services (indices) an Ingress routes to, among the inputs.
+    pub fn ingress_services(&self, ingress: &IngressInfo) -> Vec<usize> {
+        let mut found: Vec<usize> = ingress
+            .backends
+            .iter()
+            .filter_map(|name| {
+                self.service_names
+                    .get(&(ingress.namespace.clone(), name.clone()))
+                    .copied()
+            })
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    /// Whether an Ingress among the inputs routes to a Service (by index).
+    pub fn routed_by_ingress(&self, service: usize) -> bool {
+        self.routed.contains(&service)
     }
 }
