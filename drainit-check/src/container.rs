@@ -158,10 +158,26 @@ pub fn has_local_database(image: &str) -> bool {
     LOCAL_DATABASE_APPS.contains(&image_name(image))
 }
 
-/// Whether the image is a known data store (by its name).
-pub fn is_data_store(image: &str) -> bool {
-    let name = image_name(image);
+/// Whether a name (an image's or a container's) names a known data store:
+/// one of its words (split at `-`, `_`, `.`) is a store's name, alone or
+/// with `db` (`mysqldb`): `redis`, `bitnami/postgresql`, `valkey-cart`.
+pub fn names_data_store(name: &str) -> bool {
     DATA_STORES.contains(&name)
+        || name.split(['-', '_', '.']).any(|word| {
+            let word = word.to_ascii_lowercase();
+            DATA_STORES
+                .iter()
+                .any(|store| word == *store || word.strip_suffix("db") == Some(store))
+        })
+}
+
+/// Whether the container runs a known data store (by its image's name or its own).
+pub fn is_data_store(container: &Container) -> bool {
+    container
+        .image
+        .as_deref()
+        .is_some_and(|i| names_data_store(image_name(i)))
+        || names_data_store(&container.name)
 }
 
 /// Whether the image only answers Prometheus' scrapes: an exporter, or
@@ -253,10 +269,19 @@ mod tests {
 
     #[test]
     fn image_kinds() {
-        assert!(is_data_store("redis:7-alpine"));
-        assert!(is_data_store("docker.io/bitnami/postgresql:16"));
-        assert!(!is_data_store("ghcr.io/example/redis-proxy-api:1"));
-        assert!(!is_data_store("example/shop-frontend:1"));
+        for store in [
+            "redis",
+            "postgresql",
+            "valkey-cart",
+            "examples-bookinfo-mysqldb",
+            "mongodb",
+            "all-in-one",
+        ] {
+            assert!(names_data_store(store), "{store}");
+        }
+        for app in ["shop-frontend", "redisslave-exporter-x", "details", "all"] {
+            assert!(!names_data_store(app), "{app}");
+        }
         assert!(is_metrics_only("quay.io/prometheus/node-exporter:v1.8.0"));
         assert!(is_metrics_only("quay.io/brancz/kube-rbac-proxy:v0.18.0"));
         assert!(!is_metrics_only("nginx:1.27"));

@@ -350,7 +350,7 @@ pub struct ContainerInfo {
     pub pre_stop_without_delay: Option<String>,
     /// drainit's part.
     pub drainit: DrainitRole,
-    /// The image is a known data store.
+    /// It runs a known data store (by its image's name or its own).
     pub data_store: bool,
     /// The image keeps its own database in the pod (Grafana).
     pub local_database: bool,
@@ -442,11 +442,7 @@ impl WorkloadInfo {
                     Reading::Drainit(_) => DrainitRole::Wrapper,
                     _ => DrainitRole::None,
                 },
-                data_store: c
-                    .spec
-                    .image
-                    .as_deref()
-                    .is_some_and(container::is_data_store),
+                data_store: container::is_data_store(c.spec),
                 local_database: c
                     .spec
                     .image

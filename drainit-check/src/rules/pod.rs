@@ -206,6 +206,12 @@ fn script_keeps_child(script: &str) -> Keeps {
     }
 }
 
+/// Tags of Debian- and Ubuntu-based images (official `python:3.12-slim`,
+/// `node:22-bookworm`): their `/bin/sh` is dash.
+const DEBIAN_TAGS: &[&str] = &[
+    "slim", "bookworm", "bullseye", "buster", "trixie", "jammy", "focal", "noble",
+];
+
 /// What `/bin/sh` is in an image, where its name tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sh {
@@ -225,13 +231,7 @@ fn image_sh(image: Option<&str>) -> Sh {
     let tag = basename(image).split_once(':').map_or("", |(_, t)| t);
     if name == "busybox" || name == "alpine" || tag.contains("alpine") {
         Sh::Busybox
-    } else if name == "debian"
-        || name == "ubuntu"
-        || tag.contains("bookworm")
-        || tag.contains("bullseye")
-        || tag.contains("jammy")
-        || tag.contains("noble")
-    {
+    } else if name == "debian" || name == "ubuntu" || DEBIAN_TAGS.iter().any(|t| tag.contains(t)) {
         Sh::Dash
     } else {
         Sh::Unknown

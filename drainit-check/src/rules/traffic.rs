@@ -5,9 +5,11 @@
 //!
 //! A drain loses requests only where clients send them. A Service port
 //! counts as client traffic unless its name (or its container port's)
-//! says it is for metrics scrapes (`metrics`, `prometheus`), telemetry
-//! whose senders retry by protocol (`otlp`, `jaeger`, `zipkin`), or a
-//! webhook nobody outside reaches (no Ingress, not exposed); a container
+//! says it is for metrics scrapes or health checks (`metrics`,
+//! `prometheus`, `health`), telemetry whose senders retry by protocol
+//! (`otlp`, `jaeger`, `zipkin`), a cluster's members among themselves
+//! (`peer`, `gossip`, `raft`), or a webhook nobody outside reaches (no
+//! Ingress, not exposed); a container
 //! that only answers scrapes (an exporter, kube-rbac-proxy) or idles
 //! (`sleep infinity`) serves no client. The pods behind a Service are
 //! those of every workload it selects, at the autoscaler's `minReplicas`
@@ -137,8 +139,11 @@ const NLB_TYPE: &str = "service.beta.kubernetes.io/aws-load-balancer-type";
 /// The Namespace label that makes the controller inject readiness gates.
 const READINESS_GATE_LABEL: &str = "elbv2.k8s.aws/pod-readiness-gate-inject";
 
-/// Port names of metrics scrapes.
-const SCRAPE_WORDS: &[&str] = &["metrics", "prometheus", "telemetry", "monitoring"];
+/// Port names of metrics scrapes and health checks (the kubelet probes
+/// the pod directly, never through a Service).
+const SCRAPE_WORDS: &[&str] = &["metrics", "prometheus", "telemetry", "monitoring", "health"];
+/// Port names of a cluster's own members talking to each other.
+const PEER_WORDS: &[&str] = &["peer", "gossip", "intra", "raft", "election"];
 /// Port names of telemetry protocols whose senders retry and buffer.
 const TELEMETRY_WORDS: &[&str] = &["otlp", "jaeger", "zipkin", "opencensus"];
 
@@ -149,6 +154,7 @@ enum PortRole {
     Scrape,
     Telemetry,
     Webhook,
+    Peer,
 }
 
 fn role_of_name(name: &str) -> Option<PortRole> {
@@ -159,6 +165,8 @@ fn role_of_name(name: &str) -> Option<PortRole> {
         Some(PortRole::Telemetry)
     } else if name.contains("webhook") {
         Some(PortRole::Webhook)
+    } else if PEER_WORDS.iter().any(|w| name.contains(w)) {
+        Some(PortRole::Peer)
     } else {
         None
     }
@@ -670,6 +678,11 @@ mod tests {
             ("otlp-grpc", Some(PortRole::Telemetry)),
             ("jaeger-thrift", Some(PortRole::Telemetry)),
             ("webhook", Some(PortRole::Webhook)),
+            ("https-webhook", Some(PortRole::Webhook)),
+            ("intra-node", Some(PortRole::Peer)),
+            ("leader-election", Some(PortRole::Peer)),
+            ("healthz", Some(PortRole::Scrape)),
+            ("tcp-redis", None),
             ("grpc", None),
         ];
         for (name, want) in table {
