@@ -73,16 +73,18 @@ pub fn parse_sleep(arg: &str) -> Option<Duration> {
         .flatten()
 }
 
-/// Words that stop or signal the app (`kill`, `nginx -s quit`, `… stop`).
-const STOP_WORDS: &[&str] = &[
-    "kill", "pkill", "killall", "quit", "stop", "shutdown", "term", "-term", "sigterm",
-];
+/// Programs that signal the app.
+const SIGNAL_SENDERS: &[&str] = &["kill", "pkill", "killall"];
+
+/// `-s` arguments that stop nginx and its kin at once (`nginx -s quit`).
+const STOP_SIGNALS: &[&str] = &["quit", "stop"];
 
 /// Whether an exec preStop hook stops the app before it waits for the
-/// endpoints still routing to the pod: `Some(what it runs)` when a stop
-/// (`kill`, `nginx -s quit`, `… stop`) comes before any `sleep` or wait
-/// loop. A hook that only calls the app (an HTTP call, `nodetool drain`)
-/// may wait inside and is not judged.
+/// endpoints still routing to the pod: `Some(what it runs)` when a signal
+/// (`kill`, `pkill`, `killall`) or `-s quit`/`-s stop` (nginx) comes before
+/// any `sleep` or wait loop. A hook that calls the app's own shutdown (an
+/// HTTP call, `nodetool drain`, `envoy shutdown`) may wait inside and is
+/// not judged.
 pub fn hook_without_delay(hook: &LifecycleHandler) -> Option<String> {
     let command = hook.exec.as_ref()?.command.as_ref()?;
     let words = hook_words(hook);
@@ -91,9 +93,15 @@ pub fn hook_without_delay(hook: &LifecycleHandler) -> Option<String> {
             .to_ascii_lowercase()
     };
     let first_sleep = words.iter().position(|w| basename(&clean(w)) == "sleep");
-    let first_stop = words.iter().position(|w| {
-        let w = clean(w);
-        STOP_WORDS.contains(&basename(&w))
+    let cleaned: Vec<String> = words.iter().map(|w| clean(w)).collect();
+    // A signal sender, or `-s quit|stop`; an app's own subcommand (`envoy
+    // shutdown`, `nodetool drain`) may wait inside and is not judged.
+    let first_stop = cleaned.iter().enumerate().position(|(i, w)| {
+        SIGNAL_SENDERS.contains(&basename(w))
+            || (w == "-s"
+                && cleaned
+                    .get(i + 1)
+                    .is_some_and(|s| STOP_SIGNALS.contains(&s.as_str())))
     });
     let first_wait = words.iter().position(|w| {
         matches!(
@@ -235,10 +243,12 @@ mod tests {
             serde_json::from_value(serde_json::json!({"exec": {"command": argv}}))
                 .expect("a handler")
         };
-        let table: [(&[&str], bool); 7] = [
+        let table: [(&[&str], bool); 9] = [
             (&["/bin/sh", "-c", "nginx -s quit"], true),
             (&["/bin/sh", "-c", "kill -TERM 1; sleep 10"], true),
             (&["/app/flush-cache"], false),
+            (&["/bin/contour", "envoy", "shutdown"], false),
+            (&["/usr/sbin/nginx", "-s", "quit"], true),
             (
                 &[
                     "/bin/sh",

@@ -248,7 +248,7 @@ impl<'a> Workload<'a> {
                     &p.metadata,
                     p.metadata.labels.clone().unwrap_or_default(),
                     pod,
-                    (Some(1), Rollout::Other),
+                    (None, Rollout::Other),
                     false,
                 ));
             }
@@ -373,7 +373,7 @@ pub struct WorkloadInfo {
     pub namespace: String,
     /// The pod template's labels.
     pub labels: BTreeMap<String, String>,
-    /// Replicas as written (replicated kinds; a Pod is 1).
+    /// Replicas as written (replicated kinds; `None` for the others).
     pub replicas: Option<i32>,
     /// An autoscaler's `minReplicas`, once linked.
     pub min_replicas: Option<i32>,

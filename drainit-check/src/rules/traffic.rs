@@ -75,7 +75,7 @@ pub const NO_DRAIN: RuleDef = RuleDef {
 pub const PRESTOP_NO_DELAY: RuleDef = RuleDef {
     id: "prestop-no-delay",
     severity: Severity::Warning,
-    summary: "a container that receives client traffic has an exec preStop hook that stops the app (`nginx -s quit`, `kill`, `… stop`) before any `sleep` or wait: it is no delay in front of the endpoint removal",
+    summary: "a container that receives client traffic has an exec preStop hook that stops the app (`kill`, `pkill`, `nginx -s quit`) before any `sleep` or wait: it is no delay in front of the endpoint removal",
     help: "A preStop hook only protects requests if it waits while the pod leaves every \
            load balancer. A hook that shuts the app down at once (or returns at once) lets \
            SIGTERM, or the shutdown itself, race the endpoint removal as if there were no hook. \
