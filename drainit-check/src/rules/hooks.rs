@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{human, longest_delay, Check, Hit, RuleDef, Severity, MIN_APP_DRAIN};
+use super::item::{human, longest_delay, Check, Hit, RuleDef, Severity, MIN_APP_DRAIN};
 use crate::container::{basename, hook_sleep, pre_stop, resolve_port};
 use crate::drainit_flags::{image_is_drainit, Reading};
 use crate::inventory::{admin_port, PodContainer, Workload};

@@ -1,7 +1,7 @@
 //! The rules about one object as it was read: fields its API type does not
 //! know, and API versions Kubernetes no longer serves.
 
-use super::{Check, Hit, RuleDef, Severity};
+use super::item::{Check, Hit, RuleDef, Severity};
 use crate::objects::Object;
 
 /// A field the API type does not know (misspelt or misplaced).

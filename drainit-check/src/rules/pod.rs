@@ -5,7 +5,7 @@
 use drainit::cli::SignalTarget;
 use k8s_openapi::api::core::v1::Probe;
 
-use super::{human, longest_delay, Check, Hit, RuleDef, Severity, MIN_APP_DRAIN};
+use super::item::{human, longest_delay, Check, Hit, RuleDef, Severity, MIN_APP_DRAIN};
 use crate::container::{basename, image_name, resolve_port};
 use crate::drainit_flags::Reading;
 use crate::inventory::{Place, PodContainer, Workload};

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Check, Hit, Placed, RuleDef, Severity};
+use super::item::{Check, Hit, Placed, RuleDef, Severity};
 use crate::inventory::{
     selects, Cluster, DrainitRole, Place, Rollout, ServiceInfo, ServicePortInfo, Site, WorkloadInfo,
 };
