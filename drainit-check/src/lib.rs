@@ -10,7 +10,7 @@
 //!   API versions read as the current ones), and the fields those types
 //!   dropped;
 //! - [`inventory`]: a pod template and its containers while its object is
-//!   checked, and the small summary the cross-object rules read;
+//!   checked; [`cluster`]: the small summary the cross-object rules read;
 //!   [`container`]: what one container's spec says (hook, ports, image);
 //! - [`drainit_flags`]: a container's drainit settings, read with drainit's
 //!   own parser (`drainit::cli::Cli`);
@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod container;
 pub mod drainit_flags;

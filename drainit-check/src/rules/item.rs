@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::ValueEnum;
 use drainit::cli::Settings;
 
-use crate::inventory::{Cluster, PodContainer, Site, Workload};
+use crate::cluster::Cluster;
+use crate::inventory::{PodContainer, Site, Workload};
 use crate::objects::Object;
 
 /// How bad a finding is; `--fail-on` picks the lowest that fails the run.

@@ -18,7 +18,8 @@ pub mod traffic;
 
 pub use item::{human, longest_delay, Check, Hit, Placed, RuleDef, Severity, MIN_APP_DRAIN};
 
-use crate::inventory::{Cluster, Site, Workload};
+use crate::cluster::Cluster;
+use crate::inventory::{Site, Workload};
 use crate::objects::Object;
 
 /// Every rule, in the order of the README's table.

@@ -21,9 +21,8 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::item::{Check, Hit, Placed, RuleDef, Severity};
-use crate::inventory::{
-    selects, Cluster, DrainitRole, Place, Rollout, ServiceInfo, ServicePortInfo, Site, WorkloadInfo,
-};
+use crate::cluster::{Cluster, DrainitRole, ServiceInfo, ServicePortInfo, WorkloadInfo};
+use crate::inventory::{selects, Place, Rollout, Site};
 
 /// A PodDisruptionBudget that allows no eviction.
 pub const PDB_BLOCKS_DRAIN: RuleDef = RuleDef {
