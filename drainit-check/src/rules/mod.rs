@@ -5,11 +5,14 @@
 //! What a rule is lives in [`item`], which the rule modules import (they
 //! never import this engine). Checks come in three shapes, by what they
 //! read: one object ([`object`]), one container with its pod ([`pod`],
-//! [`hooks`]), or the cross-object summary ([`traffic`]). Adding a rule
+//! [`hooks`]), or the cross-object summary ([`traffic`], [`capacity`],
+//! [`balancers`]). Adding a rule
 //! is adding its item to [`RULES`] and its check function; the engine,
 //! the README table (a test compares it), the JSON/SARIF metadata and
 //! the corpus test read the list.
 
+pub mod balancers;
+pub mod capacity;
 pub mod hooks;
 pub mod item;
 pub mod object;
@@ -33,15 +36,15 @@ pub static RULES: &[RuleDef] = &[
     pod::DRAINIT_FLAGS,
     hooks::PRESTOP_NAMED_PORT,
     hooks::PRESTOP_MISSES_DRAINIT,
-    traffic::PDB_BLOCKS_DRAIN,
-    traffic::ROLLOUT_DROPS_CAPACITY,
+    capacity::PDB_BLOCKS_DRAIN,
+    capacity::ROLLOUT_DROPS_CAPACITY,
     traffic::NO_READINESS_PROBE,
     traffic::NO_DRAIN,
     traffic::PRESTOP_NO_DELAY,
-    traffic::NO_PDB,
-    traffic::SINGLE_REPLICA,
-    traffic::DEREGISTRATION_EXCEEDS_GRACE,
-    traffic::ALB_IP_NO_READINESS_GATE,
+    capacity::NO_PDB,
+    capacity::SINGLE_REPLICA,
+    balancers::DEREGISTRATION_EXCEEDS_GRACE,
+    balancers::ALB_IP_NO_READINESS_GATE,
     hooks::PRESTOP_OPEN,
     object::UNKNOWN_FIELD,
     object::OLD_API_VERSION,

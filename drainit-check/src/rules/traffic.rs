@@ -1,7 +1,7 @@
-//! The rules that need the objects around a pod template: the Services that
-//! send it client traffic, the autoscaler and PodDisruptionBudgets that set
-//! how many pods stay, the Ingresses and AWS load balancers in front of it,
-//! and its Namespace.
+//! Who sends a pod template client traffic, and the rules about the
+//! containers that receive it (a readiness probe, a drain, a preStop that
+//! waits). [`super::capacity`] counts the pods behind it, and
+//! [`super::balancers`] checks the AWS load balancers in front of it.
 //!
 //! A drain loses requests only where clients send them. A Service port
 //! counts as client traffic unless its name (or its container port's)
@@ -15,37 +15,13 @@
 //! those of every workload it selects, at the autoscaler's `minReplicas`
 //! where one targets the workload.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::item::{Check, Hit, Placed, RuleDef, Severity};
 use crate::cluster::{Cluster, DrainitRole, ServiceInfo, ServicePortInfo, WorkloadInfo};
-use crate::inventory::{selects, Place, Rollout, Site};
-
-/// A PodDisruptionBudget that allows no eviction.
-pub const PDB_BLOCKS_DRAIN: RuleDef = RuleDef {
-    id: "pdb-blocks-drain",
-    severity: Severity::Error,
-    summary: "a PodDisruptionBudget (policy/v1 or v1beta1) allows no eviction (`maxUnavailable: 0`, `minAvailable` ≥ the pods or `100%`): node drains hang",
-    help: "A budget that allows no eviction blocks `kubectl drain` and every node upgrade until \
-           someone deletes it. Use maxUnavailable: 1 (or a minAvailable below the replicas).",
-    check: Check::Cluster(pdb_blocks_drain),
-};
-
-/// A rollout that can take every pod down.
-pub const ROLLOUT_DROPS_CAPACITY: RuleDef = RuleDef {
-    id: "rollout-drops-capacity",
-    severity: Severity::Error,
-    summary: "a workload with more than one pod serving client traffic rolls out with `Recreate` (and keeps no state on a volume claim, no data store image) or with a `maxUnavailable` that can take every pod down",
-    help: "Recreate stops every pod before the new ones start, and a maxUnavailable as large as \
-           the replicas lets a rollout do the same: the Service has no ready pod. A single \
-           writer (state on a ReadWriteOnce claim, a data store, one replica that must not run \
-           twice) needs Recreate and is not reported. Use RollingUpdate with maxUnavailable: 0 \
-           and maxSurge: 1.",
-    check: Check::Cluster(rollout_drops_capacity),
-};
+use crate::inventory::{Place, Site};
 
 /// A serving container without a readiness probe.
 pub const NO_READINESS_PROBE: RuleDef = RuleDef {
@@ -81,62 +57,6 @@ pub const PRESTOP_NO_DELAY: RuleDef = RuleDef {
            Sleep first (`sleep 10 && nginx -s quit`), or run the app under drainit.",
     check: Check::Cluster(prestop_no_delay),
 };
-
-/// No PodDisruptionBudget for a replicated workload.
-pub const NO_PDB: RuleDef = RuleDef {
-    id: "no-pdb",
-    severity: Severity::Warning,
-    summary: "more than one pod (replicas, or an autoscaler's `minReplicas`) serving client traffic or keeping state on a claim, and no PodDisruptionBudget (of any version) among the inputs selects them",
-    help: "Without a budget a node drain may evict every pod of the workload at once. Add a \
-           PodDisruptionBudget with maxUnavailable: 1.",
-    check: Check::Cluster(no_pdb),
-};
-
-/// One pod behind a Service.
-pub const SINGLE_REPLICA: RuleDef = RuleDef {
-    id: "single-replica",
-    severity: Severity::Warning,
-    summary: "the only pod that receives a Service's client traffic (counting every workload the Service selects, and an autoscaler's `minReplicas`): any node drain is an outage (not reported for a data store or single writer, which is one instance by design)",
-    help: "With one pod behind a Service every eviction, node drain or crash is an outage. Run \
-           at least two (replicas, or the autoscaler's minReplicas). A data store or a single \
-           writer is one instance by design and is not reported.",
-    check: Check::Cluster(single_replica),
-};
-
-/// A target group's deregistration delay outlives the pod.
-pub const DEREGISTRATION_EXCEEDS_GRACE: RuleDef = RuleDef {
-    id: "deregistration-exceeds-grace",
-    severity: Severity::Warning,
-    summary: "an AWS target group's `deregistration_delay.timeout_seconds` (Ingress or Service annotation) is longer than the pods' grace period",
-    help: "The load balancer keeps sending requests to a deregistering target for the \
-           deregistration delay; a pod that is gone before then drops them. Keep it below \
-           terminationGracePeriodSeconds (and below drainit's --propagation-delay).",
-    check: Check::Cluster(deregistration_exceeds_grace),
-};
-
-/// An ALB/NLB in IP mode without pod readiness gates.
-pub const ALB_IP_NO_READINESS_GATE: RuleDef = RuleDef {
-    id: "alb-ip-no-readiness-gate",
-    severity: Severity::Warning,
-    summary: "an ALB/NLB in IP mode routes to the pods and their Namespace (when among the inputs) lacks `elbv2.k8s.aws/pod-readiness-gate-inject: enabled` (and the pods have no such readiness gate)",
-    help: "In IP mode the load balancer routes straight to pod IPs. Without the controller's \
-           readiness gate a rollout can replace pods faster than the load balancer registers \
-           the new ones. Label the namespace elbv2.k8s.aws/pod-readiness-gate-inject=enabled.",
-    check: Check::Cluster(alb_ip_no_readiness_gate),
-};
-
-/// The AWS Load Balancer Controller's target-group attributes, on an Ingress.
-const ALB_ATTRIBUTES: &str = "alb.ingress.kubernetes.io/target-group-attributes";
-/// The same, on a Service (NLB).
-const NLB_ATTRIBUTES: &str = "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes";
-/// `ip` routes straight to pod IPs (Ingress).
-const ALB_TARGET_TYPE: &str = "alb.ingress.kubernetes.io/target-type";
-/// `ip` routes straight to pod IPs (Service).
-const NLB_TARGET_TYPE: &str = "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type";
-/// The legacy spelling of an NLB in IP mode (`nlb-ip`).
-const NLB_TYPE: &str = "service.beta.kubernetes.io/aws-load-balancer-type";
-/// The Namespace label that makes the controller inject readiness gates.
-const READINESS_GATE_LABEL: &str = "elbv2.k8s.aws/pod-readiness-gate-inject";
 
 /// Port names of metrics scrapes and health checks (the kubelet probes
 /// the pod directly, never through a Service).
@@ -263,12 +183,14 @@ fn client_receivers(cluster: &Cluster, workload: &WorkloadInfo, s: usize) -> BTr
 
 /// Per workload: the containers that receive client traffic, and the
 /// client Services (indices) that reach it.
-struct Serving {
-    containers: Vec<BTreeSet<usize>>,
-    services: Vec<Vec<usize>>,
+pub(super) struct Serving {
+    /// Per workload: the containers (indices) that receive client traffic.
+    pub(super) containers: Vec<BTreeSet<usize>>,
+    /// Per workload: the client Services (indices) that reach it.
+    pub(super) services: Vec<Vec<usize>>,
 }
 
-fn serving(cluster: &Cluster) -> Serving {
+pub(super) fn serving(cluster: &Cluster) -> Serving {
     let mut containers = vec![BTreeSet::new(); cluster.workloads.len()];
     let mut services = vec![Vec::new(); cluster.workloads.len()];
     for (w, workload) in cluster.workloads.iter().enumerate() {
@@ -288,7 +210,7 @@ fn serving(cluster: &Cluster) -> Serving {
 
 /// The fewest pods behind any client Service of workload `w` (`None`: a
 /// kind without a count, such as a DaemonSet, is among them).
-fn pods_behind(cluster: &Cluster, serving: &Serving, w: usize) -> Option<i32> {
+pub(super) fn pods_behind(cluster: &Cluster, serving: &Serving, w: usize) -> Option<i32> {
     serving.services[w]
         .iter()
         .map(|&s| {
@@ -310,7 +232,7 @@ fn lone_store(cluster: &Cluster, serving: &Serving, w: usize) -> bool {
     cluster.workloads[w].store() && pods_behind(cluster, serving, w) == Some(1)
 }
 
-fn place(site: &Site, container: Option<&str>, hit: Hit) -> Placed {
+pub(super) fn place(site: &Site, container: Option<&str>, hit: Hit) -> Placed {
     Placed {
         site: site.clone(),
         container: container.map(str::to_string),
@@ -405,262 +327,6 @@ fn prestop_no_delay(cluster: &Cluster, out: &mut Vec<Placed>) {
                      && …`) or run the app under drainit"
                 )),
             ));
-        }
-    }
-}
-
-/// `IntOrString` as a count of `total`: percentages round down or up.
-fn scaled(value: &IntOrString, total: i32, round_up: bool) -> Option<i32> {
-    match value {
-        IntOrString::Int(n) => Some(*n),
-        IntOrString::String(s) => {
-            let percent: i64 = s.strip_suffix('%')?.trim().parse().ok()?;
-            let product = percent.checked_mul(i64::from(total))?;
-            let count = if round_up {
-                (product + 99).div_euclid(100)
-            } else {
-                product.div_euclid(100)
-            };
-            i32::try_from(count).ok()
-        }
-    }
-}
-
-fn text(value: &IntOrString) -> String {
-    match value {
-        IntOrString::Int(n) => n.to_string(),
-        IntOrString::String(s) => s.clone(),
-    }
-}
-
-fn rollout_drops_capacity(cluster: &Cluster, out: &mut Vec<Placed>) {
-    let serving = serving(cluster);
-    for (w, workload) in cluster.workloads.iter().enumerate() {
-        if serving.services[w].is_empty() {
-            continue;
-        }
-        let Some(pods) = workload.pods().filter(|p| *p > 1) else {
-            continue;
-        };
-        let message = match &workload.rollout {
-            Rollout::Recreate if !workload.store() => Some(format!(
-                "strategy Recreate stops all {pods} pods before the new ones start: each \
-                 rollout is an outage for the Service's clients; use RollingUpdate with \
-                 maxUnavailable: 0 and maxSurge: 1"
-            )),
-            Rollout::Rolling { max_unavailable } => {
-                let default = if workload.kind == "Deployment" {
-                    IntOrString::String("25%".into())
-                } else {
-                    IntOrString::Int(1)
-                };
-                let value = max_unavailable.clone().unwrap_or(default);
-                scaled(&value, pods, false)
-                    .filter(|down| *down >= pods)
-                    .map(|_| {
-                        format!(
-                            "maxUnavailable {} lets a rollout take all {pods} pods down at \
-                             once: the Service has no ready pod; use maxUnavailable: 0 (with \
-                             maxSurge: 1) or at most {}",
-                            text(&value),
-                            pods - 1
-                        )
-                    })
-            }
-            _ => None,
-        };
-        if let Some(message) = message {
-            out.push(place(&workload.site, None, Hit::new(message)));
-        }
-    }
-}
-
-fn single_replica(cluster: &Cluster, out: &mut Vec<Placed>) {
-    let serving = serving(cluster);
-    for (w, workload) in cluster.workloads.iter().enumerate() {
-        if pods_behind(cluster, &serving, w) != Some(1) || workload.single_writer() {
-            continue;
-        }
-        let count = match workload.min_replicas {
-            Some(_) => "its autoscaler's minReplicas is 1",
-            None => "one replica (spec.replicas unset means 1)",
-        };
-        out.push(place(
-            &workload.site,
-            None,
-            Hit::new(format!(
-                "the only pod behind its Service's client traffic, {count}: every node drain, \
-                 eviction or crash is an outage; run at least 2"
-            )),
-        ));
-    }
-}
-
-fn no_pdb(cluster: &Cluster, out: &mut Vec<Placed>) {
-    let serving = serving(cluster);
-    for (w, workload) in cluster.workloads.iter().enumerate() {
-        let matters = !serving.services[w].is_empty() || workload.claims_storage;
-        if matters
-            && workload.pods().is_some_and(|r| r > 1)
-            && cluster.pdbs_of(workload).next().is_none()
-        {
-            out.push(place(
-                &workload.site,
-                None,
-                Hit::new(
-                    "no PodDisruptionBudget (among the inputs) selects these pods: a node drain \
-                     may evict all of them at once; add one with maxUnavailable: 1",
-                ),
-            ));
-        }
-    }
-}
-
-fn pdb_blocks_drain(cluster: &Cluster, out: &mut Vec<Placed>) {
-    let fix = "node drains hang until someone deletes the budget; use maxUnavailable: 1";
-    for pdb in &cluster.pdbs {
-        let Some(selector) = &pdb.selector else {
-            continue;
-        };
-        for &w in cluster.workloads_in(&pdb.namespace) {
-            let workload = &cluster.workloads[w];
-            if !selects(selector, &workload.labels) {
-                continue;
-            }
-            let name = &workload.site.name;
-            let blocked = match (&pdb.max_unavailable, &pdb.min_available, workload.pods()) {
-                (Some(max), _, pods) => scaled(max, pods.unwrap_or(1), true)
-                    .filter(|n| *n <= 0)
-                    .map(|_| format!("maxUnavailable {} allows no eviction of {name}", text(max))),
-                (None, Some(IntOrString::String(p)), _) if p.trim() == "100%" => {
-                    Some(format!("minAvailable 100% allows no eviction of {name}"))
-                }
-                (None, Some(min), Some(pods)) => {
-                    scaled(min, pods, true).filter(|n| *n >= pods).map(|_| {
-                        format!(
-                            "minAvailable {} with {pods} pods of {name} allows no eviction",
-                            text(min)
-                        )
-                    })
-                }
-                _ => None,
-            };
-            if let Some(why) = blocked {
-                out.push(place(&pdb.site, None, Hit::new(format!("{why}: {fix}"))));
-            }
-        }
-    }
-}
-
-/// `deregistration_delay.timeout_seconds` from target-group attributes.
-fn deregistration_delay(attributes: &str) -> Option<Duration> {
-    attributes
-        .split(',')
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| k.trim() == "deregistration_delay.timeout_seconds")
-        .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
-
-/// A load balancer among the inputs and the workloads behind it.
-struct LoadBalancer<'c> {
-    site: &'c Site,
-    annotations: &'c BTreeMap<String, String>,
-    /// The annotation holding its target-group attributes.
-    attributes_key: &'static str,
-    /// It routes straight to pod IPs.
-    ip_mode: bool,
-    behind: Vec<usize>,
-}
-
-fn load_balancers(cluster: &Cluster) -> Vec<LoadBalancer<'_>> {
-    let mut all = Vec::new();
-    for ingress in &cluster.ingresses {
-        let behind: Vec<usize> = cluster
-            .ingress_services(ingress)
-            .into_iter()
-            .flat_map(|s| cluster.behind_service(s).iter().copied())
-            .collect();
-        all.push(LoadBalancer {
-            site: &ingress.site,
-            annotations: &ingress.annotations,
-            attributes_key: ALB_ATTRIBUTES,
-            ip_mode: ingress.annotations.get(ALB_TARGET_TYPE).map(String::as_str) == Some("ip"),
-            behind,
-        });
-    }
-    for (index, service) in cluster.services.iter().enumerate() {
-        let a = &service.annotations;
-        all.push(LoadBalancer {
-            site: &service.site,
-            annotations: a,
-            attributes_key: NLB_ATTRIBUTES,
-            ip_mode: a.get(NLB_TARGET_TYPE).map(String::as_str) == Some("ip")
-                || a.get(NLB_TYPE).map(String::as_str) == Some("nlb-ip"),
-            behind: cluster.behind_service(index).to_vec(),
-        });
-    }
-    all
-}
-
-fn deregistration_exceeds_grace(cluster: &Cluster, out: &mut Vec<Placed>) {
-    for lb in load_balancers(cluster) {
-        let site = lb.site;
-        let Some(delay) = lb
-            .annotations
-            .get(lb.attributes_key)
-            .and_then(|a| deregistration_delay(a))
-        else {
-            continue;
-        };
-        for w in lb.behind {
-            let workload = &cluster.workloads[w];
-            if delay > workload.grace {
-                out.push(place(
-                    site,
-                    None,
-                    Hit::new(format!(
-                        "deregistration_delay.timeout_seconds={} is longer than the {}s grace \
-                         period of {}: the load balancer still sends requests to targets that \
-                         are already gone; keep it below terminationGracePeriodSeconds (and \
-                         below drainit's --propagation-delay)",
-                        delay.as_secs(),
-                        workload.grace.as_secs(),
-                        workload.site.name
-                    )),
-                ));
-            }
-        }
-    }
-}
-
-fn alb_ip_no_readiness_gate(cluster: &Cluster, out: &mut Vec<Placed>) {
-    for lb in load_balancers(cluster) {
-        let site = lb.site;
-        if !lb.ip_mode {
-            continue;
-        }
-        for w in lb.behind {
-            let workload = &cluster.workloads[w];
-            let namespace_ungated =
-                cluster
-                    .namespaces
-                    .get(&workload.namespace)
-                    .is_some_and(|labels| {
-                        labels.get(READINESS_GATE_LABEL).map(String::as_str) != Some("enabled")
-                    });
-            if namespace_ungated && !workload.aws_gated {
-                out.push(place(
-                    site,
-                    None,
-                    Hit::new(format!(
-                        "routes to pod IPs of {}, but Namespace {} lacks the label \
-                         {READINESS_GATE_LABEL}: enabled: a rollout can replace pods faster \
-                         than the load balancer registers the new ones; label the namespace",
-                        workload.site.name, workload.namespace
-                    )),
-                ));
-            }
         }
     }
 }
