@@ -8,13 +8,110 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::container::{self, hook_without_delay, pre_stop};
 use crate::drainit_flags::Reading;
-use crate::inventory::{namespace_of, selects, Place, Rollout, Site, Workload};
+use crate::inventory::{namespace_of, Place, Rollout, Site, Workload};
 use crate::objects::{Kind, Object};
+
+/// Labels as a sorted list: a few pairs cost a few dozen bytes, where a
+/// `BTreeMap` node costs half a kilobyte (the summary keeps one per
+/// workload, Service and PodDisruptionBudget).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels(Box<[(Box<str>, Box<str>)]>);
+
+impl Labels {
+    /// The labels of a map.
+    pub fn of(map: &BTreeMap<String, String>) -> Self {
+        // A BTreeMap iterates sorted by key.
+        Labels(
+            map.iter()
+                .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                .collect(),
+        )
+    }
+
+    /// The value of a label.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| self.0[i].1.as_ref())
+    }
+
+    /// Whether every pair of `self` is among `labels` (a Service's selector).
+    pub fn subset_of(&self, labels: &Labels) -> bool {
+        self.0
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v.as_ref()))
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A label selector's requirement (`matchExpressions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Requirement {
+    key: Box<str>,
+    operator: Box<str>,
+    values: Box<[Box<str>]>,
+}
+
+/// A label selector (policy/v1 semantics: `{}` selects every pod), compact.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    labels: Labels,
+    requirements: Box<[Requirement]>,
+}
+
+impl Selector {
+    /// The compact form of a selector.
+    pub fn of(selector: &LabelSelector) -> Self {
+        Selector {
+            labels: selector
+                .match_labels
+                .as_ref()
+                .map(Labels::of)
+                .unwrap_or_default(),
+            requirements: selector
+                .match_expressions
+                .iter()
+                .flatten()
+                .map(|e| Requirement {
+                    key: e.key.as_str().into(),
+                    operator: e.operator.as_str().into(),
+                    values: e
+                        .values
+                        .iter()
+                        .flatten()
+                        .map(|v| v.as_str().into())
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether the selector matches `labels`.
+    pub fn selects(&self, labels: &Labels) -> bool {
+        self.labels.subset_of(labels)
+            && self.requirements.iter().all(|r| {
+                let value = labels.get(&r.key);
+                let listed = |v: &str| r.values.iter().any(|x| x.as_ref() == v);
+                match r.operator.as_ref() {
+                    "In" => value.is_some_and(listed),
+                    "NotIn" => value.is_none_or(|v| !listed(v)),
+                    "Exists" => value.is_some(),
+                    "DoesNotExist" => value.is_none(),
+                    _ => false,
+                }
+            })
+    }
+}
 
 /// drainit's part in a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +166,7 @@ pub struct WorkloadInfo {
     /// Its namespace.
     pub namespace: String,
     /// The pod template's labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// Replicas as written (replicated kinds; `None` for the others).
     pub replicas: Option<i32>,
     /// An autoscaler's `minReplicas`, once linked.
@@ -158,7 +255,7 @@ impl WorkloadInfo {
             kind,
             name: meta.name.clone().unwrap_or_default(),
             namespace: workload.namespace.clone(),
-            labels: workload.labels.clone(),
+            labels: Labels::of(&workload.labels),
             replicas: workload.replicas,
             min_replicas: None,
             rollout: workload.rollout.clone(),
@@ -198,12 +295,12 @@ pub struct ServiceInfo {
     /// Its namespace.
     pub namespace: String,
     /// Its selector (`None`: no selector, endpoints managed by hand).
-    pub selector: Option<BTreeMap<String, String>>,
+    pub selector: Option<Labels>,
     /// Its ports.
     pub ports: Vec<ServicePortInfo>,
     /// `type: LoadBalancer` or `NodePort`: reachable from outside the cluster.
     pub exposed: bool,
-    /// Its annotations.
+    /// Its AWS load balancer annotations.
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -215,7 +312,7 @@ pub struct PdbInfo {
     /// Its namespace.
     pub namespace: String,
     /// Its selector (`None` selects nothing).
-    pub selector: Option<LabelSelector>,
+    pub selector: Option<Selector>,
     /// `maxUnavailable`.
     pub max_unavailable: Option<IntOrString>,
     /// `minAvailable`.
@@ -231,8 +328,21 @@ pub struct IngressInfo {
     pub namespace: String,
     /// The Services it routes to.
     pub backends: Vec<String>,
-    /// Its annotations.
+    /// Its AWS load balancer annotations.
     pub annotations: BTreeMap<String, String>,
+}
+
+/// The annotations the load balancer rules read (the AWS Load Balancer
+/// Controller's); the rest (Helm's, tools') are not kept.
+fn load_balancer_annotations(meta: &ObjectMeta) -> BTreeMap<String, String> {
+    meta.annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| {
+            k.starts_with("alb.ingress.kubernetes.io/") || k.contains("aws-load-balancer")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// An autoscaler: (namespace, target kind, target name, minReplicas).
@@ -282,7 +392,8 @@ impl Cluster {
                     name: s.metadata.name.clone().unwrap_or_default(),
                     namespace: namespace_of(&s.metadata),
                     selector: spec
-                        .and_then(|s| s.selector.clone())
+                        .and_then(|s| s.selector.as_ref())
+                        .map(Labels::of)
                         .filter(|s| !s.is_empty()),
                     ports: spec
                         .iter()
@@ -295,13 +406,17 @@ impl Cluster {
                     exposed: spec
                         .and_then(|s| s.type_.as_deref())
                         .is_some_and(|t| t == "LoadBalancer" || t == "NodePort"),
-                    annotations: s.metadata.annotations.clone().unwrap_or_default(),
+                    annotations: load_balancer_annotations(&s.metadata),
                 })
             }
             Kind::Pdb(p) => self.pdbs.push(PdbInfo {
                 site: Site::of(object),
                 namespace: namespace_of(&p.metadata),
-                selector: p.spec.as_ref().and_then(|s| s.selector.clone()),
+                selector: p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .map(Selector::of),
                 max_unavailable: p.spec.as_ref().and_then(|s| s.max_unavailable.clone()),
                 min_available: p.spec.as_ref().and_then(|s| s.min_available.clone()),
             }),
@@ -322,7 +437,7 @@ impl Cluster {
                     site: Site::of(object),
                     namespace: namespace_of(&i.metadata),
                     backends,
-                    annotations: i.metadata.annotations.clone().unwrap_or_default(),
+                    annotations: load_balancer_annotations(&i.metadata),
                 })
             }
             Kind::Namespace(n) => {
@@ -370,10 +485,7 @@ impl Cluster {
                 (Some(selector), Some(candidates)) => candidates
                     .iter()
                     .copied()
-                    .filter(|&w| {
-                        let labels = &self.workloads[w].labels;
-                        selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-                    })
+                    .filter(|&w| selector.subset_of(&self.workloads[w].labels))
                     .collect(),
                 _ => Vec::new(),
             };
@@ -427,7 +539,7 @@ impl Cluster {
             .filter(|p| {
                 p.selector
                     .as_ref()
-                    .is_some_and(|s| selects(s, &workload.labels))
+                    .is_some_and(|s| s.selects(&workload.labels))
             })
     }
 
@@ -457,5 +569,47 @@ impl Cluster {
     /// Whether an Ingress among the inputs routes to a Service (by index).
     pub fn routed_by_ingress(&self, service: usize) -> bool {
         self.routed.contains(&service)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_match_as_the_api_server_matches() {
+        let labels = Labels::of(&BTreeMap::from([
+            ("app".to_string(), "web".to_string()),
+            ("tier".to_string(), "front".to_string()),
+        ]));
+        let selector = |json: serde_json::Value| {
+            Selector::of(&serde_json::from_value::<LabelSelector>(json).expect("a selector"))
+        };
+        let table = [
+            (serde_json::json!({}), true),
+            (serde_json::json!({"matchLabels": {"app": "web"}}), true),
+            (serde_json::json!({"matchLabels": {"app": "api"}}), false),
+            (
+                serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front", "edge"]}]}),
+                true,
+            ),
+            (
+                serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["front"]}]}),
+                false,
+            ),
+            (
+                serde_json::json!({"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}),
+                true,
+            ),
+            (
+                serde_json::json!({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}),
+                false,
+            ),
+        ];
+        for (json, want) in table {
+            assert_eq!(selector(json.clone()).selects(&labels), want, "{json}");
+        }
+        assert_eq!(labels.get("tier"), Some("front"));
+        assert_eq!(labels.get("zone"), None);
     }
 }

@@ -8,6 +8,7 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use serde_json::Value;
 
@@ -79,8 +80,9 @@ pub fn load(paths: &[PathBuf]) -> (Vec<Object>, Vec<InputError>) {
 pub fn parse_text(name: &str, text: &str) -> (Vec<Object>, Vec<InputError>) {
     let mut objects = Vec::new();
     let mut tally = Tally::default();
+    let name: Rc<str> = name.into();
     for doc in yaml::documents(text) {
-        parse_document(name, &doc, &mut tally, &mut |o| objects.push(o));
+        parse_document(&name, &doc, &mut tally, &mut |o| objects.push(o));
     }
     (objects, tally.errors)
 }
@@ -117,13 +119,14 @@ fn collect_files(path: &Path, files: &mut Vec<Option<PathBuf>>, errors: &mut Vec
 
 /// Reads one file (`None`: stdin) line by line, parsing each document as it ends.
 fn read_file(path: Option<&Path>, tally: &mut Tally, on_object: &mut dyn FnMut(Object)) {
-    let name = path.map_or_else(|| "-".to_string(), |p| p.display().to_string());
+    let name: Rc<str> = path.map_or_else(|| "-".into(), |p| p.display().to_string().into());
     let mut reader: Box<dyn BufRead> = match path {
         None => Box::new(std::io::stdin().lock()),
         Some(p) => match std::fs::File::open(p) {
             Ok(f) => Box::new(std::io::BufReader::with_capacity(64 * 1024, f)),
             Err(source) => {
-                return tally.errors.push(InputError::Read { path: name, source });
+                let path = name.to_string();
+                return tally.errors.push(InputError::Read { path, source });
             }
         },
     };
@@ -141,7 +144,8 @@ fn read_file(path: Option<&Path>, tally: &mut Tally, on_object: &mut dyn FnMut(O
                 }
             }
             Err(source) => {
-                return tally.errors.push(InputError::Read { path: name, source });
+                let path = name.to_string();
+                return tally.errors.push(InputError::Read { path, source });
             }
         }
     }
@@ -152,7 +156,7 @@ fn read_file(path: Option<&Path>, tally: &mut Tally, on_object: &mut dyn FnMut(O
 
 /// Parses one document into objects (several for a `kind: List`).
 fn parse_document(
-    file: &str,
+    file: &Rc<str>,
     doc: &Document,
     tally: &mut Tally,
     on_object: &mut dyn FnMut(Object),
@@ -187,7 +191,7 @@ fn parse_document(
                 };
                 tally.objects += 1;
                 on_object(Object {
-                    file: file.to_string(),
+                    file: Rc::clone(file),
                     line: doc.content_line(),
                     unknown_fields,
                     kind,

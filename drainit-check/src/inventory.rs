@@ -5,10 +5,11 @@
 //! [`crate::cluster`].
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::drainit_flags::{self, Reading};
@@ -63,7 +64,7 @@ pub struct PodContainer<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
     /// The file (`-` for stdin).
-    pub file: String,
+    pub file: Rc<str>,
     /// The first line of the object's document.
     pub line: usize,
     /// `Kind/name`.
@@ -152,27 +153,6 @@ pub fn admin_port(settings: &drainit_flags::DrainitSettings) -> Option<u16> {
 /// The namespace an object lives in (`default` when unset).
 pub fn namespace_of(meta: &ObjectMeta) -> String {
     meta.namespace.clone().unwrap_or_else(|| "default".into())
-}
-
-/// Whether a label selector (policy/v1 semantics: `{}` selects every pod) matches.
-pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let by_labels = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key);
-        let values = e.values.as_deref().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    by_labels && by_expressions
 }
 
 impl<'a> Workload<'a> {

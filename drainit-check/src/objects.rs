@@ -20,6 +20,8 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::serde::{de::DeserializeOwned, Serialize};
 use k8s_openapi::Resource;
+use std::rc::Rc;
+
 use serde_json::{json, Value};
 
 use crate::yaml::{self, Document};
@@ -69,8 +71,8 @@ pub enum Kind {
 /// An object and where it was written.
 #[derive(Debug)]
 pub struct Object {
-    /// The file (`-` for stdin).
-    pub file: String,
+    /// The file (`-` for stdin), shared by every object of the file.
+    pub file: Rc<str>,
     /// The first line of its document.
     pub line: usize,
     /// The typed object.

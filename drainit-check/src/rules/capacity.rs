@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::item::{Check, Hit, Placed, RuleDef, Severity};
 use super::traffic::{place, pods_behind, serving};
 use crate::cluster::Cluster;
-use crate::inventory::{selects, Rollout};
+use crate::inventory::Rollout;
 
 /// A PodDisruptionBudget that allows no eviction.
 pub const PDB_BLOCKS_DRAIN: RuleDef = RuleDef {
@@ -169,7 +169,7 @@ fn pdb_blocks_drain(cluster: &Cluster, out: &mut Vec<Placed>) {
         };
         for &w in cluster.workloads_in(&pdb.namespace) {
             let workload = &cluster.workloads[w];
-            if !selects(selector, &workload.labels) {
+            if !selector.selects(&workload.labels) {
                 continue;
             }
             let name = &workload.site.name;

@@ -107,7 +107,7 @@ impl Finding {
         Finding {
             rule,
             severity: hit.severity.unwrap_or(rule.severity),
-            file: site.file.clone(),
+            file: site.file.to_string(),
             line: site.line,
             object: site.name.clone(),
             container,
