@@ -52,6 +52,11 @@ impl Labels {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Every pair.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
 }
 
 /// A label selector's requirement (`matchExpressions`).
@@ -94,6 +99,11 @@ impl Selector {
                 })
                 .collect(),
         }
+    }
+
+    /// A pair every selected pod carries, if the selector has one.
+    fn required_pair(&self) -> Option<(&str, &str)> {
+        self.labels.iter().next()
     }
 
     /// Whether the selector matches `labels`.
@@ -370,10 +380,10 @@ pub struct Cluster {
     service_names: HashMap<(String, String), usize>,
     /// Services an Ingress among the inputs routes to.
     routed: HashSet<usize>,
-    /// Namespace → PodDisruptionBudget indices.
-    pdbs_by_namespace: HashMap<String, Vec<usize>>,
-    /// Namespace → workload indices.
-    workloads_by_namespace: HashMap<String, Vec<usize>>,
+    /// Per PodDisruptionBudget: the workloads it selects.
+    pdb_workloads: Vec<Vec<usize>>,
+    /// Per workload: the PodDisruptionBudgets that select it.
+    workload_pdbs: Vec<Vec<usize>>,
 }
 
 impl Cluster {
@@ -468,26 +478,41 @@ impl Cluster {
                 w.min_replicas = Some(*min);
             }
         }
+        // Candidates by namespace and by (namespace, label, value): a
+        // selector is matched against the workloads carrying one of its
+        // pairs, not against every workload of the namespace.
         let mut by_namespace: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_label: HashMap<(String, String, String), Vec<usize>> = HashMap::new();
         for (index, w) in self.workloads.iter().enumerate() {
             by_namespace
                 .entry(w.namespace.clone())
                 .or_default()
                 .push(index);
+            for (k, v) in w.labels.iter() {
+                by_label
+                    .entry((w.namespace.clone(), k.to_string(), v.to_string()))
+                    .or_default()
+                    .push(index);
+            }
         }
+        let candidates = |namespace: &str, pair: Option<(&str, &str)>| -> Vec<usize> {
+            match pair {
+                Some((k, v)) => by_label
+                    .get(&(namespace.to_string(), k.to_string(), v.to_string()))
+                    .cloned()
+                    .unwrap_or_default(),
+                None => by_namespace.get(namespace).cloned().unwrap_or_default(),
+            }
+        };
         let mut workload_services = vec![Vec::new(); self.workloads.len()];
         let mut service_workloads = Vec::with_capacity(self.services.len());
         for (service_index, service) in self.services.iter().enumerate() {
-            let selected: Vec<usize> = match (
-                &service.selector,
-                by_namespace.get(service.namespace.as_str()),
-            ) {
-                (Some(selector), Some(candidates)) => candidates
-                    .iter()
-                    .copied()
+            let selected: Vec<usize> = match &service.selector {
+                Some(selector) => candidates(&service.namespace, selector.iter().next())
+                    .into_iter()
                     .filter(|&w| selector.subset_of(&self.workloads[w].labels))
                     .collect(),
-                _ => Vec::new(),
+                None => Vec::new(),
             };
             for &w in &selected {
                 workload_services[w].push(service_index);
@@ -498,21 +523,31 @@ impl Cluster {
                 service_index,
             );
         }
+        let mut workload_pdbs = vec![Vec::new(); self.workloads.len()];
+        let mut pdb_workloads = Vec::with_capacity(self.pdbs.len());
+        for (pdb_index, pdb) in self.pdbs.iter().enumerate() {
+            let selected: Vec<usize> = match &pdb.selector {
+                Some(selector) => candidates(&pdb.namespace, selector.required_pair())
+                    .into_iter()
+                    .filter(|&w| selector.selects(&self.workloads[w].labels))
+                    .collect(),
+                None => Vec::new(),
+            };
+            for &w in &selected {
+                workload_pdbs[w].push(pdb_index);
+            }
+            pdb_workloads.push(selected);
+        }
         self.service_workloads = service_workloads;
         self.workload_services = workload_services;
-        self.workloads_by_namespace = by_namespace;
+        self.pdb_workloads = pdb_workloads;
+        self.workload_pdbs = workload_pdbs;
         let routed: HashSet<usize> = self
             .ingresses
             .iter()
             .flat_map(|i| self.ingress_services(i))
             .collect();
         self.routed = routed;
-        for (index, pdb) in self.pdbs.iter().enumerate() {
-            self.pdbs_by_namespace
-                .entry(pdb.namespace.clone())
-                .or_default()
-                .push(index);
-        }
     }
 
     /// The workloads a Service's selector picks (by index into `workloads`).
@@ -529,25 +564,14 @@ impl Cluster {
             .map_or(&[], Vec::as_slice)
     }
 
-    /// The PodDisruptionBudgets that select a workload's pods.
-    pub fn pdbs_of<'c>(&'c self, workload: &'c WorkloadInfo) -> impl Iterator<Item = &'c PdbInfo> {
-        self.pdbs_by_namespace
-            .get(&workload.namespace)
-            .into_iter()
-            .flatten()
-            .map(|&p| &self.pdbs[p])
-            .filter(|p| {
-                p.selector
-                    .as_ref()
-                    .is_some_and(|s| s.selects(&workload.labels))
-            })
+    /// The PodDisruptionBudgets (indices into `pdbs`) that select a workload's pods.
+    pub fn pdbs_of(&self, workload: usize) -> &[usize] {
+        self.workload_pdbs.get(workload).map_or(&[], Vec::as_slice)
     }
 
-    /// The workloads (indices) of a namespace.
-    pub fn workloads_in(&self, namespace: &str) -> &[usize] {
-        self.workloads_by_namespace
-            .get(namespace)
-            .map_or(&[], Vec::as_slice)
+    /// The workloads (indices) a PodDisruptionBudget selects.
+    pub fn guarded_by(&self, pdb: usize) -> &[usize] {
+        self.pdb_workloads.get(pdb).map_or(&[], Vec::as_slice)
     }
 
     /// The Services (indices) an Ingress routes to, among the inputs.

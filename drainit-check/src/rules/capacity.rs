@@ -145,10 +145,7 @@ fn no_pdb(cluster: &Cluster, out: &mut Vec<Placed>) {
     let serving = serving(cluster);
     for (w, workload) in cluster.workloads.iter().enumerate() {
         let matters = !serving.services[w].is_empty() || workload.claims_storage;
-        if matters
-            && workload.pods().is_some_and(|r| r > 1)
-            && cluster.pdbs_of(workload).next().is_none()
-        {
+        if matters && workload.pods().is_some_and(|r| r > 1) && cluster.pdbs_of(w).is_empty() {
             out.push(place(
                 &workload.site,
                 None,
@@ -163,15 +160,9 @@ fn no_pdb(cluster: &Cluster, out: &mut Vec<Placed>) {
 
 fn pdb_blocks_drain(cluster: &Cluster, out: &mut Vec<Placed>) {
     let fix = "node drains hang until someone deletes the budget; use maxUnavailable: 1";
-    for pdb in &cluster.pdbs {
-        let Some(selector) = &pdb.selector else {
-            continue;
-        };
-        for &w in cluster.workloads_in(&pdb.namespace) {
+    for (index, pdb) in cluster.pdbs.iter().enumerate() {
+        for &w in cluster.guarded_by(index) {
             let workload = &cluster.workloads[w];
-            if !selector.selects(&workload.labels) {
-                continue;
-            }
             let name = &workload.site.name;
             let blocked = match (&pdb.max_unavailable, &pdb.min_available, workload.pods()) {
                 (Some(max), _, pods) => scaled(max, pods.unwrap_or(1), true)
