@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # scripts/bench-check.sh — drainit-check on large, real-world-shaped input
-# (issue 11): time and peak memory for one 5 000-document file.
+# (issues 11 and 17): time and peak memory for one 5 000-document and one
+# 100 000-document file, to show that memory does not grow with the input
+# beyond the cross-object summary.
 #
-# Usage: scripts/bench-check.sh [--runs N] [--docs N] [--bin PATH]
+# Usage: scripts/bench-check.sh [--runs N] [--docs N]... [--bin PATH]
 #
-#   --runs N    timed runs (default 5; the median and the worst are reported)
-#   --docs N    documents in the generated file (default 5000, a multiple of 5)
+#   --runs N    timed runs per size (default 3; the median and the worst are reported)
+#   --docs N    documents in a generated file (a multiple of 5; repeatable;
+#               default 5000 and 100000)
 #   --bin PATH  measure this drainit-check (default: build the release binary)
 #
 # What it does:
 #   1. installs GNU time (/usr/bin/time) with apt-get if it is missing;
 #   2. builds drainit-check in release (the workspace's profile: LTO,
 #      opt-level z), unless --bin is given;
-#   3. writes bench-out/check-N.yaml: N/5 apps spread over 20 namespaces,
+#   3. for each size N, writes bench-out/check-N.yaml: N/5 apps spread over 20 namespaces,
 #      each a Deployment (drainit in front, a drainit sidecar, or a plain app
 #      with a preStop sleep; probes, env, resources as people write them), a
 #      Service, a PodDisruptionBudget (every 10th app has none), an Ingress
 #      (every 4th, ALB annotations) or a ConfigMap, and a
-#      HorizontalPodAutoscaler (a kind the checker skips); 20 of the
+#      HorizontalPodAutoscaler (minReplicas 3, read by the replica rules); 20 of the
 #      ConfigMaps are Namespaces instead. Some apps carry mistakes, so the
 #      rules have findings to report;
 #   4. runs `/usr/bin/time -v drainit-check --format json FILE` --runs times
@@ -29,22 +32,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-runs=5
-docs=5000
+runs=3
+sizes=()
 bin=""
 while (($#)); do
     case $1 in
         --runs) runs=$2; shift 2 ;;
-        --docs) docs=$2; shift 2 ;;
+        --docs) sizes+=("$2"); shift 2 ;;
         --bin) bin=$2; shift 2 ;;
-        -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "bench-check: unknown option $1" >&2; exit 2 ;;
     esac
 done
-if ((docs % 5 != 0 || docs < 5)); then
-    echo "bench-check: --docs must be a positive multiple of 5" >&2
-    exit 2
-fi
+((${#sizes[@]})) || sizes=(5000 100000)
+for docs in "${sizes[@]}"; do
+    if ! [[ $docs =~ ^[0-9]+$ ]] || ((docs % 5 != 0 || docs < 5)); then
+        echo "bench-check: --docs must be a positive multiple of 5 (got $docs)" >&2
+        exit 2
+    fi
+done
 
 if [[ ! -x /usr/bin/time ]]; then
     echo "bench-check: installing GNU time" >&2
@@ -61,10 +67,12 @@ fi
 [[ -x $bin ]] || { echo "bench-check: $bin is not executable" >&2; exit 1; }
 
 mkdir -p bench-out
-input=bench-out/check-$docs.yaml
 empty=bench-out/check-empty.yaml
 : >"$empty"
-python3 - "$docs" "$input" <<'PY'
+
+# Writes bench-out/check-N.yaml with N documents.
+generate() {
+python3 - "$1" "$2" <<'PY'
 import sys
 
 docs, path = int(sys.argv[1]), sys.argv[2]
@@ -319,9 +327,7 @@ assert len(out) == docs, (len(out), docs)
 with open(path, "w") as f:
     f.write("---\n".join(out))
 PY
-
-bytes=$(wc -c <"$input" | tr -d ' ')
-lines=$(wc -l <"$input" | tr -d ' ')
+}
 
 # One run: prints "wall_s cpu_s maxrss_kb exit findings".
 measure() {
@@ -354,6 +360,11 @@ PY
     rm -f "$log" "$out"
 }
 
+for docs in "${sizes[@]}"; do
+input=bench-out/check-$docs.yaml
+generate "$docs" "$input"
+bytes=$(wc -c <"$input" | tr -d ' ')
+lines=$(wc -l <"$input" | tr -d ' ')
 measure "$input" >/dev/null # warm-up (page cache)
 results=()
 for ((run = 1; run <= runs; run++)); do
@@ -379,3 +390,4 @@ print(f"peak RSS:   median {statistics.median(rss) / 1024:.1f} MiB, worst {max(r
 print(f"empty file: {float(floor[0]) * 1000:.0f} ms, peak RSS {int(floor[2]) / 1024:.1f} MiB (start-up alone)")
 print(f"findings:   {', '.join(sorted(findings))}; exit status {', '.join(sorted(exits))}")
 PY
+done

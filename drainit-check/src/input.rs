@@ -1,19 +1,19 @@
 //! Reading manifests: files, directories or stdin, multi-document YAML (and
 //! `kind: List`, as `kubectl get -o yaml` writes it), each document typed
-//! by [`crate::objects`].
+//! by [`crate::objects`] and handed on at once.
 //!
-//! Each document is parsed on its own (split at `---` lines, which YAML only
-//! allows at the start of a line), so a broken document is reported with
-//! its file and line and the others are still checked. Kinds the rules don't
-//! need are skipped.
+//! Input is read line by line and one document is held at a time, so memory
+//! does not grow with the input: what stays is what the caller keeps of
+//! each object. Kinds the rules don't need are skipped.
 
-use std::io::Read;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use serde_json::Value;
 
-use crate::objects::{typed_object, unknown_fields};
-pub use crate::objects::{Kind, Object};
+use crate::objects::{typed_object, unknown_fields, Object};
+use crate::yaml::{self, Document, Splitter};
 
 /// Input that can't be checked: the checker exits 2.
 #[derive(Debug, thiserror::Error)]
@@ -38,221 +38,173 @@ pub enum InputError {
     },
 }
 
-/// One manifest's text and the name it is reported under.
-pub struct Source {
-    /// The path, or `-` for stdin.
-    pub name: String,
-    /// The whole text.
-    pub text: String,
+/// What a read went through.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Files (and stdin) read.
+    pub files: usize,
+    /// Objects of the kinds the rules read.
+    pub objects: usize,
+    /// Everything that could not be read.
+    pub errors: Vec<InputError>,
 }
 
-/// Reads every path: a file, a directory (its `*.yaml` and `*.yml`, sorted,
-/// recursively) or `-` for stdin.
-pub fn read_sources(paths: &[PathBuf]) -> (Vec<Source>, Vec<InputError>) {
-    let mut sources = Vec::new();
-    let mut errors = Vec::new();
+/// Reads every path (a file, a directory's `*.yaml` and `*.yml`, sorted,
+/// recursively, or `-` for stdin) and hands each object to `on_object` as
+/// soon as its document is parsed.
+pub fn read(paths: &[PathBuf], mut on_object: impl FnMut(Object)) -> Tally {
+    let mut tally = Tally::default();
     for path in paths {
+        let mut files = Vec::new();
         if path.as_os_str() == "-" {
-            let mut text = String::new();
-            match std::io::stdin().read_to_string(&mut text) {
-                Ok(_) => sources.push(Source {
-                    name: "-".into(),
-                    text,
-                }),
-                Err(source) => errors.push(InputError::Read {
-                    path: "-".into(),
-                    source,
-                }),
-            }
+            files.push(None);
         } else {
-            read_path(path, &mut sources, &mut errors);
+            collect_files(path, &mut files, &mut tally.errors);
+        }
+        for file in files {
+            tally.files += 1;
+            read_file(file.as_deref(), &mut tally, &mut on_object);
         }
     }
-    (sources, errors)
+    tally
 }
 
-fn read_path(path: &Path, sources: &mut Vec<Source>, errors: &mut Vec<InputError>) {
+/// Every object of `paths`, kept (for tests and small inputs).
+pub fn load(paths: &[PathBuf]) -> (Vec<Object>, Vec<InputError>) {
+    let mut objects = Vec::new();
+    let tally = read(paths, |o| objects.push(o));
+    (objects, tally.errors)
+}
+
+/// Every object of one text, named `name` (for tests).
+pub fn parse_text(name: &str, text: &str) -> (Vec<Object>, Vec<InputError>) {
+    let mut objects = Vec::new();
+    let mut tally = Tally::default();
+    let name: Rc<str> = name.into();
+    for doc in yaml::documents(text) {
+        parse_document(&name, &doc, &mut tally, &mut |o| objects.push(o));
+    }
+    (objects, tally.errors)
+}
+
+fn collect_files(path: &Path, files: &mut Vec<Option<PathBuf>>, errors: &mut Vec<InputError>) {
     let failed = |source| InputError::Read {
         path: path.display().to_string(),
         source,
     };
-    if path.is_dir() {
-        let entries = match std::fs::read_dir(path) {
-            Ok(entries) => entries,
-            Err(e) => return errors.push(failed(e)),
-        };
-        // (path, is a real directory): a symlinked directory is not entered,
-        // so a link loop cannot recurse forever.
-        let mut children: Vec<(PathBuf, bool)> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| (e.path(), e.file_type().is_ok_and(|t| t.is_dir())))
-            .collect();
-        children.sort();
-        for (child, is_dir) in children {
-            let is_yaml = child
-                .extension()
-                .is_some_and(|ext| ext == "yaml" || ext == "yml");
-            if is_dir || (is_yaml && !child.is_dir()) {
-                read_path(&child, sources, errors);
-            }
-        }
+    if !path.is_dir() {
+        files.push(Some(path.to_path_buf()));
         return;
     }
-    match std::fs::read_to_string(path) {
-        Ok(text) => sources.push(Source {
-            name: path.display().to_string(),
-            text,
-        }),
-        Err(e) => errors.push(failed(e)),
-    }
-}
-
-/// One YAML document: its text and the file line its first line is on.
-pub(crate) struct Document {
-    /// The file line of the document's first line.
-    pub(crate) first_line: usize,
-    /// The document's text (a `---` marker blanked).
-    pub(crate) text: String,
-}
-
-impl Document {
-    /// The file line of its first line that is neither blank nor a comment
-    /// (where the object starts, for findings).
-    pub(crate) fn content_line(&self) -> usize {
-        let offset = self
-            .text
-            .lines()
-            .position(|l| {
-                let l = l.trim();
-                !l.is_empty() && !l.starts_with('#') && l != "---"
-            })
-            .unwrap_or(0);
-        self.first_line + offset
-    }
-
-    /// The text of a file line inside this document.
-    fn line_text(&self, file_line: usize) -> Option<&str> {
-        let index = file_line.checked_sub(self.first_line)?;
-        self.text.lines().nth(index).map(str::trim)
-    }
-}
-
-/// Splits a stream at its `---` (start) and `...` (end) markers. Directive
-/// lines (`%YAML`) are blanked; line numbers inside each document stay
-/// those of the file.
-fn documents(text: &str) -> Vec<Document> {
-    let marker = |line: &str, m: &str| {
-        line.strip_prefix(m)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r']))
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) => return errors.push(failed(e)),
     };
-    let mut docs = Vec::new();
-    let mut current = Document {
-        first_line: 1,
-        text: String::new(),
-    };
-    for (index, line) in text.lines().enumerate() {
-        let number = index + 1;
-        if marker(line, "---") || marker(line, "...") {
-            docs.push(std::mem::replace(
-                &mut current,
-                Document {
-                    first_line: number,
-                    text: String::new(),
-                },
-            ));
-            // Content after `--- ` (e.g. `--- # comment`, `--- {…}`) stays in the document.
-            if let Some(rest) = line.strip_prefix("---") {
-                current.text.push_str("   ");
-                current.text.push_str(rest);
-            }
-            current.text.push('\n');
-        } else if line.starts_with('%') {
-            current.text.push('\n');
-        } else {
-            current.text.push_str(line);
-            current.text.push('\n');
+    // (path, is a real directory): a symlinked directory is not entered,
+    // so a link loop cannot recurse forever.
+    let mut children: Vec<(PathBuf, bool)> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| (e.path(), e.file_type().is_ok_and(|t| t.is_dir())))
+        .collect();
+    children.sort();
+    for (child, is_dir) in children {
+        let is_yaml = child
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml");
+        if is_dir || (is_yaml && !child.is_dir()) {
+            collect_files(&child, files, errors);
         }
     }
-    docs.push(current);
-    docs.retain(|doc| {
-        doc.text
-            .lines()
-            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-    });
-    docs
 }
 
-/// Options for every YAML parse: plain messages (the file and line are ours).
-pub(crate) fn yaml_options() -> serde_saphyr::Options {
-    serde_saphyr::options! { with_snippet: false }
-}
-
-/// A saphyr error as (file line, message without its own location).
-pub(crate) fn locate(error: &serde_saphyr::Error, doc: &Document) -> (usize, String) {
-    let line = error
-        .location()
-        .and_then(|l| usize::try_from(l.line()).ok())
-        .filter(|l| *l > 0)
-        .map_or(doc.first_line, |l| doc.first_line + l - 1);
-    let mut message = plain_message(&error.to_string());
-    if let Some(text) = doc.line_text(line).filter(|t| !t.is_empty()) {
-        message.push_str(&format!(" (in `{text}`)"));
-    }
-    (line, message)
-}
-
-/// Drops a trailing " at line N column M" that saphyr adds: we print our own.
-fn plain_message(message: &str) -> String {
-    let first = message.lines().next().unwrap_or(message).trim();
-    match first.rfind(" at line ") {
-        Some(at) => first[..at].to_string(),
-        None => first.to_string(),
-    }
-}
-
-/// Parses every document of every source; unknown kinds are skipped.
-pub fn parse_sources(sources: &[Source]) -> (Vec<Object>, Vec<InputError>) {
-    let mut objects = Vec::new();
-    let mut errors = Vec::new();
-    for source in sources {
-        for doc in documents(&source.text) {
-            let parse_error = |line, message| InputError::Parse {
-                file: source.name.clone(),
-                line,
-                message,
-            };
-            let value: Value = match serde_saphyr::from_str_with_options(&doc.text, yaml_options())
-            {
-                Ok(value) => value,
-                Err(e) => {
-                    let (line, message) = locate(&e, &doc);
-                    errors.push(parse_error(line, format!("YAML does not parse: {message}")));
-                    continue;
+/// Reads one file (`None`: stdin) line by line, parsing each document as it ends.
+fn read_file(path: Option<&Path>, tally: &mut Tally, on_object: &mut dyn FnMut(Object)) {
+    let name: Rc<str> = path.map_or_else(|| "-".into(), |p| p.display().to_string().into());
+    let mut reader: Box<dyn BufRead> = match path {
+        None => Box::new(std::io::stdin().lock()),
+        Some(p) => match std::fs::File::open(p) {
+            Ok(f) => Box::new(std::io::BufReader::with_capacity(64 * 1024, f)),
+            Err(source) => {
+                let path = name.to_string();
+                return tally.errors.push(InputError::Read { path, source });
+            }
+        },
+    };
+    let mut splitter = Splitter::default();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {
+                let text = line.strip_suffix('\n').unwrap_or(&line);
+                let text = text.strip_suffix('\r').unwrap_or(text);
+                if let Some(doc) = splitter.push(text) {
+                    parse_document(&name, &doc, tally, on_object);
                 }
-            };
-            let items = match list_items(&value) {
-                Some(items) => items.iter().collect(),
-                None => vec![&value],
-            };
-            let in_list = list_items(&value).is_some();
-            for (index, item) in items.into_iter().enumerate() {
-                match typed_object(item, &doc, in_list) {
-                    Ok(Some(kind)) => objects.push(Object {
-                        file: source.name.clone(),
-                        line: doc.content_line(),
-                        unknown_fields: unknown_fields(item, &kind),
-                        kind,
-                    }),
-                    Ok(None) => {}
-                    Err((line, message)) if in_list => {
-                        errors.push(parse_error(line, format!("items[{index}]: {message}")))
-                    }
-                    Err((line, message)) => errors.push(parse_error(line, message)),
-                }
+            }
+            Err(source) => {
+                let path = name.to_string();
+                return tally.errors.push(InputError::Read { path, source });
             }
         }
     }
-    (objects, errors)
+    if let Some(doc) = splitter.finish() {
+        parse_document(&name, &doc, tally, on_object);
+    }
+}
+
+/// Parses one document into objects (several for a `kind: List`).
+fn parse_document(
+    file: &Rc<str>,
+    doc: &Document,
+    tally: &mut Tally,
+    on_object: &mut dyn FnMut(Object),
+) {
+    let parse_error = |line, message| InputError::Parse {
+        file: file.to_string(),
+        line,
+        message,
+    };
+    let value: Value = match serde_saphyr::from_str_with_options(&doc.text, yaml::options()) {
+        Ok(value) => value,
+        Err(e) => {
+            let (line, message) = yaml::locate(&e, doc);
+            let error = parse_error(line, format!("YAML does not parse: {message}"));
+            return tally.errors.push(error);
+        }
+    };
+    let list = list_items(&value);
+    let in_list = list.is_some();
+    let items: Vec<&Value> = match list {
+        Some(items) => items.iter().collect(),
+        None => vec![&value],
+    };
+    for (index, item) in items.into_iter().enumerate() {
+        match typed_object(item, doc, in_list) {
+            Ok(Some((kind, read_as))) => {
+                let unknown_fields = if read_as.is_some() {
+                    // Fields of the old version the new one dropped: the note says so.
+                    Vec::new()
+                } else {
+                    unknown_fields(item, &kind)
+                };
+                tally.objects += 1;
+                on_object(Object {
+                    file: Rc::clone(file),
+                    line: doc.content_line(),
+                    unknown_fields,
+                    kind,
+                    read_as,
+                });
+            }
+            Ok(None) => {}
+            Err((line, message)) if in_list => tally
+                .errors
+                .push(parse_error(line, format!("items[{index}]: {message}"))),
+            Err((line, message)) => tally.errors.push(parse_error(line, message)),
+        }
+    }
 }
 
 /// The items of a `kind: List` (what `kubectl get -o yaml` prints).
@@ -262,23 +214,4 @@ fn list_items(value: &Value) -> Option<&Vec<Value>> {
         return None;
     }
     value.get("items").and_then(Value::as_array)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn documents_keep_file_line_numbers() {
-        let docs = documents("a: 1\n---\nb: 2\n--- # c\nc: 3\n...\n---\n# only a comment\n");
-        let firsts: Vec<usize> = docs.iter().map(|d| d.first_line).collect();
-        assert_eq!(firsts, [1, 2, 4]);
-        assert_eq!(docs[1].text.lines().nth(1), Some("b: 2"));
-    }
-
-    #[test]
-    fn a_marker_needs_a_line_of_its_own() {
-        let docs = documents("a: |\n  ---x\n----\n");
-        assert_eq!(docs.len(), 1);
-    }
 }

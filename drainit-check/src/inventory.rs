@@ -1,21 +1,27 @@
-//! The objects of one run, arranged for the rules: each workload's pod
-//! template with its containers (and the drainit settings each one runs
-//! with), and which Services, PodDisruptionBudgets and Ingresses select it.
+//! One object arranged for the rules while it is checked: a [`Workload`]
+//! borrows its pod template and containers (with the drainit settings each
+//! runs with), a [`Site`] says where findings about it go and which rules
+//! its annotations ignore. What outlives the object is in
+//! [`crate::cluster`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, PodSpec, Service};
-use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::drainit_flags::{self, Reading};
-use crate::input::{Kind, Object};
+use crate::objects::{Kind, Object};
+use drainit::settings::AdminListen;
 
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 pub const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+/// The annotation prefix that ignores a rule on one object:
+/// `ignore.drainit-check/RULE: "the reason"`.
+pub const IGNORE_PREFIX: &str = "ignore.drainit-check/";
 
 /// How a workload replaces its pods.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +44,7 @@ pub enum Place {
     Main,
     /// In `initContainers` with `restartPolicy: Always`.
     NativeSidecar,
-    /// A plain init container (runs to completion before the app).
+    /// A plain init container (runs to completion before the app; never sent SIGTERM).
     Init,
 }
 
@@ -51,6 +57,39 @@ pub struct PodContainer<'a> {
     pub place: Place,
     /// drainit in it, if any.
     pub drainit: Reading,
+}
+
+/// Where a finding is reported: the object, its place in the input, and the
+/// rules its annotations ignore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// The file (`-` for stdin).
+    pub file: Rc<str>,
+    /// The first line of the object's document.
+    pub line: usize,
+    /// `Kind/name`.
+    pub name: String,
+    /// (rule id, reason) of each `ignore.drainit-check/RULE` annotation.
+    pub ignores: Vec<(String, String)>,
+}
+
+impl Site {
+    /// The site of an object.
+    pub fn of(object: &Object) -> Self {
+        let (_, meta) = object.kind.meta();
+        let ignores = meta
+            .annotations
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.strip_prefix(IGNORE_PREFIX)?.to_string(), v.clone())))
+            .collect();
+        Site {
+            file: object.file.clone(),
+            line: object.line,
+            name: object.display_name(),
+            ignores,
+        }
+    }
 }
 
 /// A pod template and the object that owns it.
@@ -70,16 +109,14 @@ pub struct Workload<'a> {
     pub rollout: Rollout,
     /// Every container, init containers first.
     pub containers: Vec<PodContainer<'a>>,
+    /// Whether the pods keep state in a PersistentVolumeClaim.
+    pub claims_storage: bool,
 }
 
 impl Workload<'_> {
     /// `terminationGracePeriodSeconds` (Kubernetes' default when unset).
     pub fn grace_period(&self) -> Duration {
-        let seconds = self
-            .pod
-            .termination_grace_period_seconds
-            .unwrap_or(DEFAULT_GRACE_SECONDS);
-        Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+        grace_period(self.pod)
     }
 
     /// The drainit containers: (container, its settings).
@@ -91,24 +128,26 @@ impl Workload<'_> {
             _ => None,
         })
     }
+
+    /// drainit's admin ports in this pod.
+    pub fn admin_ports(&self) -> Vec<u16> {
+        self.drainits().filter_map(|(_, s)| admin_port(s)).collect()
+    }
 }
 
-/// Everything the cross-object rules need, from one run's objects.
-pub struct Inventory<'a> {
-    /// Every pod template.
-    pub workloads: Vec<Workload<'a>>,
-    /// Services.
-    pub services: Vec<(&'a Object, &'a Service)>,
-    /// PodDisruptionBudgets.
-    pub pdbs: Vec<(&'a Object, &'a PodDisruptionBudget)>,
-    /// Ingresses.
-    pub ingresses: Vec<(&'a Object, &'a Ingress)>,
-    /// Namespaces given: name → labels.
-    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
-    /// Per Service: the workloads it selects.
-    service_workloads: Vec<Vec<usize>>,
-    /// Per workload: the Services that select it.
-    workload_services: Vec<Vec<usize>>,
+fn grace_period(pod: &PodSpec) -> Duration {
+    let seconds = pod
+        .termination_grace_period_seconds
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+}
+
+/// drainit's admin port, unless `--admin-listen off`.
+pub fn admin_port(settings: &drainit_flags::DrainitSettings) -> Option<u16> {
+    match settings.cli.settings.admin_listen {
+        AdminListen::Off => None,
+        AdminListen::At(addr) => Some(addr.port()),
+    }
 }
 
 /// The namespace an object lives in (`default` when unset).
@@ -116,156 +155,12 @@ pub fn namespace_of(meta: &ObjectMeta) -> String {
     meta.namespace.clone().unwrap_or_else(|| "default".into())
 }
 
-impl<'a> Inventory<'a> {
-    /// Sorts the objects into workloads and the objects that select them.
-    pub fn new(objects: &'a [Object]) -> Self {
-        let mut inventory = Inventory {
-            workloads: Vec::new(),
-            services: Vec::new(),
-            pdbs: Vec::new(),
-            ingresses: Vec::new(),
-            namespaces: BTreeMap::new(),
-            service_workloads: Vec::new(),
-            workload_services: Vec::new(),
-        };
-        for object in objects {
-            match &object.kind {
-                Kind::Service(s) => inventory.services.push((object, s)),
-                Kind::Pdb(p) => inventory.pdbs.push((object, p)),
-                Kind::Ingress(i) => inventory.ingresses.push((object, i)),
-                Kind::Namespace(n) => {
-                    if let Some(name) = &n.metadata.name {
-                        let labels = n.metadata.labels.clone().unwrap_or_default();
-                        inventory.namespaces.insert(name.clone(), labels);
-                    }
-                }
-                _ => inventory.workloads.extend(workload(object)),
-            }
-        }
-        inventory.link_services();
-        inventory
-    }
-
-    /// Matches every Service's selector against the workloads of its namespace.
-    fn link_services(&mut self) {
-        let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (index, w) in self.workloads.iter().enumerate() {
-            by_namespace
-                .entry(w.namespace.as_str())
-                .or_default()
-                .push(index);
-        }
-        let mut workload_services = vec![Vec::new(); self.workloads.len()];
-        let mut service_workloads = Vec::with_capacity(self.services.len());
-        for (service_index, (_, service)) in self.services.iter().enumerate() {
-            let namespace = namespace_of(&service.metadata);
-            let selector = service.spec.as_ref().and_then(|s| s.selector.as_ref());
-            let selected: Vec<usize> = match (selector, by_namespace.get(namespace.as_str())) {
-                // An empty selector selects nothing: its endpoints are managed by hand.
-                (Some(selector), Some(candidates)) if !selector.is_empty() => candidates
-                    .iter()
-                    .copied()
-                    .filter(|&w| {
-                        let labels = &self.workloads[w].labels;
-                        selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
-            for &w in &selected {
-                workload_services[w].push(service_index);
-            }
-            service_workloads.push(selected);
-        }
-        self.service_workloads = service_workloads;
-        self.workload_services = workload_services;
-    }
-
-    /// The workloads a Service's selector picks (by index into `workloads`).
-    pub fn behind_service(&self, service: usize) -> &[usize] {
-        self.service_workloads
-            .get(service)
-            .map_or(&[], Vec::as_slice)
-    }
-
-    /// The Services (indices into `services`) that select a workload.
-    pub fn services_of(&self, workload: usize) -> &[usize] {
-        self.workload_services
-            .get(workload)
-            .map_or(&[], Vec::as_slice)
-    }
-
-    /// The PodDisruptionBudgets that select a workload's pods.
-    pub fn pdbs_of(&self, workload: &Workload<'_>) -> Vec<&'a PodDisruptionBudget> {
-        self.pdbs
-            .iter()
-            .map(|(_, p)| *p)
-            .filter(|p| namespace_of(&p.metadata) == workload.namespace)
-            .filter(|p| {
-                p.spec
-                    .as_ref()
-                    .and_then(|s| s.selector.as_ref())
-                    .is_some_and(|s| selects(s, &workload.labels))
-            })
-            .collect()
-    }
-
-    /// The Services (indices) an Ingress routes to, among the inputs.
-    pub fn ingress_services(&self, ingress: &Ingress) -> Vec<usize> {
-        let namespace = namespace_of(&ingress.metadata);
-        let spec = ingress.spec.as_ref();
-        let names: Vec<&str> = spec
-            .iter()
-            .flat_map(|s| s.rules.iter().flatten())
-            .flat_map(|r| r.http.iter().flat_map(|h| h.paths.iter()))
-            .filter_map(|p| p.backend.service.as_ref().map(|s| s.name.as_str()))
-            .chain(
-                spec.and_then(|s| s.default_backend.as_ref())
-                    .and_then(|b| b.service.as_ref())
-                    .map(|s| s.name.as_str()),
-            )
-            .collect();
-        self.services
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, s))| namespace_of(&s.metadata) == namespace)
-            .filter(|(_, (_, s))| {
-                s.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| names.contains(&n))
-            })
-            .map(|(index, _)| index)
-            .collect()
-    }
-}
-
-/// Whether a label selector (policy/v1 semantics: `{}` selects every pod) matches.
-pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let by_labels = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let by_expressions = selector.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key);
-        let values = e.values.as_deref().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    by_labels && by_expressions
-}
-
-fn workload(object: &Object) -> Option<Workload<'_>> {
-    let deployment_rollout =
-        |strategy: Option<&k8s_openapi::api::apps::v1::DeploymentStrategy>| match strategy
-            .and_then(|s| s.type_.as_deref())
-        {
+impl<'a> Workload<'a> {
+    /// The pod template of a workload object (`None` for other kinds).
+    pub fn of(object: &'a Object) -> Option<Self> {
+        let deployment_rollout = |strategy: Option<
+            &k8s_openapi::api::apps::v1::DeploymentStrategy,
+        >| match strategy.and_then(|s| s.type_.as_deref()) {
             Some("Recreate") => Rollout::Recreate,
             _ => Rollout::Rolling {
                 max_unavailable: strategy
@@ -273,111 +168,126 @@ fn workload(object: &Object) -> Option<Workload<'_>> {
                     .and_then(|r| r.max_unavailable.clone()),
             },
         };
-    let (meta, template, replicas, rollout) = match &object.kind {
-        Kind::Deployment(d) => (
-            &d.metadata,
-            &d.spec.template,
-            Some(d.spec.replicas.unwrap_or(1)),
-            deployment_rollout(d.spec.strategy.as_ref()),
-        ),
-        Kind::StatefulSet(s) => {
-            let strategy = s.spec.update_strategy.as_ref();
-            let rollout = match strategy.and_then(|u| u.type_.as_deref()) {
-                Some("OnDelete") => Rollout::Other,
-                _ => Rollout::Rolling {
-                    max_unavailable: strategy
-                        .and_then(|u| u.rolling_update.as_ref())
-                        .and_then(|r| r.max_unavailable.clone()),
-                },
-            };
-            (
-                &s.metadata,
-                &s.spec.template,
-                Some(s.spec.replicas.unwrap_or(1)),
-                rollout,
-            )
-        }
-        Kind::ReplicaSet(r) => (
-            &r.metadata,
-            r.spec.template.as_ref()?,
-            Some(r.spec.replicas.unwrap_or(1)),
-            Rollout::Other,
-        ),
-        Kind::DaemonSet(d) => (&d.metadata, &d.spec.template, None, Rollout::Other),
-        Kind::Job(j) => (
-            &j.metadata,
-            &j.spec.as_ref()?.template,
-            None,
-            Rollout::Other,
-        ),
-        Kind::CronJob(c) => (
-            &c.metadata,
-            &c.spec.job_template.spec.as_ref()?.template,
-            None,
-            Rollout::Other,
-        ),
-        Kind::Pod(p) => {
-            return Some(new_workload(
-                object,
-                &p.metadata,
-                p.metadata.labels.clone().unwrap_or_default(),
-                p.spec.as_ref()?,
+        let mut claims_storage = false;
+        let (meta, template, replicas, rollout) = match &object.kind {
+            Kind::Deployment(d) => (
+                &d.metadata,
+                &d.spec.template,
+                Some(d.spec.replicas.unwrap_or(1)),
+                deployment_rollout(d.spec.strategy.as_ref()),
+            ),
+            Kind::StatefulSet(s) => {
+                let strategy = s.spec.update_strategy.as_ref();
+                let rollout = match strategy.and_then(|u| u.type_.as_deref()) {
+                    Some("OnDelete") => Rollout::Other,
+                    _ => Rollout::Rolling {
+                        max_unavailable: strategy
+                            .and_then(|u| u.rolling_update.as_ref())
+                            .and_then(|r| r.max_unavailable.clone()),
+                    },
+                };
+                claims_storage = s
+                    .spec
+                    .volume_claim_templates
+                    .as_ref()
+                    .is_some_and(|v| !v.is_empty());
+                (
+                    &s.metadata,
+                    &s.spec.template,
+                    Some(s.spec.replicas.unwrap_or(1)),
+                    rollout,
+                )
+            }
+            Kind::ReplicaSet(r) => (
+                &r.metadata,
+                r.spec.template.as_ref()?,
+                Some(r.spec.replicas.unwrap_or(1)),
+                Rollout::Other,
+            ),
+            Kind::DaemonSet(d) => (&d.metadata, &d.spec.template, None, Rollout::Other),
+            Kind::Job(j) => (
+                &j.metadata,
+                &j.spec.as_ref()?.template,
                 None,
                 Rollout::Other,
-            ))
-        }
-        _ => return None,
-    };
-    let labels = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    Some(new_workload(
-        object,
-        meta,
-        labels,
-        template.spec.as_ref()?,
-        replicas,
-        rollout,
-    ))
-}
-
-fn new_workload<'a>(
-    object: &'a Object,
-    meta: &ObjectMeta,
-    labels: BTreeMap<String, String>,
-    pod: &'a PodSpec,
-    replicas: Option<i32>,
-    rollout: Rollout,
-) -> Workload<'a> {
-    let init = pod.init_containers.iter().flatten().map(|c| {
-        let place = if c.restart_policy.as_deref() == Some("Always") {
-            Place::NativeSidecar
-        } else {
-            Place::Init
+            ),
+            Kind::CronJob(c) => (
+                &c.metadata,
+                &c.spec.job_template.spec.as_ref()?.template,
+                None,
+                Rollout::Other,
+            ),
+            Kind::Pod(p) => {
+                let pod = p.spec.as_ref()?;
+                return Some(Self::new(
+                    object,
+                    &p.metadata,
+                    p.metadata.labels.clone().unwrap_or_default(),
+                    pod,
+                    (None, Rollout::Other),
+                    false,
+                ));
+            }
+            _ => return None,
         };
-        (c, place)
-    });
-    let main = pod.containers.iter().map(|c| (c, Place::Main));
-    let containers = init
-        .chain(main)
-        .map(|(spec, place)| PodContainer {
-            spec,
-            place,
-            drainit: match place {
-                Place::Init => Reading::NotDrainit,
-                _ => drainit_flags::read(spec),
-            },
-        })
-        .collect();
-    Workload {
-        object,
-        namespace: namespace_of(meta),
-        labels,
-        pod,
-        replicas,
-        rollout,
-        containers,
+        let labels = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        let pod = template.spec.as_ref()?;
+        Some(Self::new(
+            object,
+            meta,
+            labels,
+            pod,
+            (replicas, rollout),
+            claims_storage,
+        ))
+    }
+
+    fn new(
+        object: &'a Object,
+        meta: &ObjectMeta,
+        labels: BTreeMap<String, String>,
+        pod: &'a PodSpec,
+        (replicas, rollout): (Option<i32>, Rollout),
+        claims_storage: bool,
+    ) -> Self {
+        let init = pod.init_containers.iter().flatten().map(|c| {
+            let place = if c.restart_policy.as_deref() == Some("Always") {
+                Place::NativeSidecar
+            } else {
+                Place::Init
+            };
+            (c, place)
+        });
+        let main = pod.containers.iter().map(|c| (c, Place::Main));
+        let containers = init
+            .chain(main)
+            .map(|(spec, place)| PodContainer {
+                spec,
+                place,
+                drainit: match place {
+                    Place::Init => Reading::NotDrainit,
+                    _ => drainit_flags::read(spec),
+                },
+            })
+            .collect();
+        let claims_volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| v.persistent_volume_claim.is_some());
+        Workload {
+            object,
+            namespace: namespace_of(meta),
+            labels,
+            pod,
+            replicas,
+            rollout,
+            containers,
+            claims_storage: claims_storage || claims_volume,
+        }
     }
 }

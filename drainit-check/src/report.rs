@@ -1,11 +1,13 @@
-//! Printing findings: human text, a JSON array, or GitHub workflow commands.
+//! Printing findings: human text, a JSON array, GitHub workflow commands or
+//! SARIF 2.1.0. Text and GitHub show what counts; JSON and SARIF also carry
+//! the suppressed findings, marked, so nothing disabled or ignored is lost.
 
 use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
 use crate::cli::Format;
-use crate::rules::Finding;
+use crate::rules::{Finding, Severity, Suppression, RULES};
 
 /// The findings in `format`, ready to print on stdout.
 pub fn render(findings: &[Finding], format: Format) -> String {
@@ -13,6 +15,7 @@ pub fn render(findings: &[Finding], format: Format) -> String {
         Format::Text => text(findings),
         Format::Json => json(findings),
         Format::Github => github(findings),
+        Format::Sarif => sarif(findings),
     }
 }
 
@@ -25,9 +28,13 @@ fn container_suffix(finding: &Finding) -> String {
         .unwrap_or_default()
 }
 
+fn counted(findings: &[Finding]) -> impl Iterator<Item = &Finding> {
+    findings.iter().filter(|f| f.suppressed.is_none())
+}
+
 fn text(findings: &[Finding]) -> String {
     let mut out = String::new();
-    for f in findings {
+    for f in counted(findings) {
         let container = container_suffix(f);
         let _ = writeln!(
             out,
@@ -35,26 +42,39 @@ fn text(findings: &[Finding]) -> String {
             f.file,
             f.line,
             f.object,
-            f.rule.severity().name(),
-            f.rule.id(),
+            f.severity.name(),
+            f.rule.id,
             f.message
         );
     }
     out
 }
 
+/// (by, reason) of a suppression.
+fn suppression(s: &Suppression) -> (&'static str, &str) {
+    match s {
+        Suppression::Disabled(place) => ("config", place),
+        Suppression::Annotation(reason) => ("annotation", reason),
+    }
+}
+
 fn json(findings: &[Finding]) -> String {
     let array: Vec<Value> = findings
         .iter()
         .map(|f| {
+            let suppressed = f.suppressed.as_ref().map(|s| {
+                let (by, reason) = suppression(s);
+                json!({ "by": by, "reason": reason })
+            });
             json!({
-                "rule": f.rule.id(),
-                "severity": f.rule.severity().name(),
+                "rule": f.rule.id,
+                "severity": f.severity.name(),
                 "file": f.file,
                 "line": f.line,
                 "object": f.object,
                 "container": f.container,
                 "message": f.message,
+                "suppressed": suppressed,
             })
         })
         .collect();
@@ -77,11 +97,11 @@ fn escape_property(text: &str) -> String {
 
 fn github(findings: &[Finding]) -> String {
     let mut out = String::new();
-    for f in findings {
-        let level = match f.rule.severity() {
-            crate::rules::Severity::Error => "error",
-            crate::rules::Severity::Warning => "warning",
-            crate::rules::Severity::Info => "notice",
+    for f in counted(findings) {
+        let level = match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "notice",
         };
         let container = container_suffix(f);
         let _ = writeln!(
@@ -89,10 +109,89 @@ fn github(findings: &[Finding]) -> String {
             "::{level} file={},line={},title={}::{}",
             escape_property(&f.file),
             f.line,
-            escape_property(&format!("drainit-check {}", f.rule.id())),
+            escape_property(&format!("drainit-check {}", f.rule.id)),
             escape_data(&format!("{}{container}: {}", f.object, f.message)),
         );
     }
+    out
+}
+
+/// SARIF's level for a severity.
+fn sarif_level(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Info => "note",
+    }
+}
+
+fn sarif(findings: &[Finding]) -> String {
+    let rules: Vec<Value> = RULES
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "name": r.id,
+                "shortDescription": { "text": r.summary },
+                "fullDescription": { "text": r.summary },
+                "help": {
+                    "text": r.help,
+                    "markdown": format!("**{}** ({})\n\n{}", r.id, r.severity.name(), r.help),
+                },
+                "defaultConfiguration": { "level": sarif_level(r.severity) },
+                "properties": { "tags": ["kubernetes", "shutdown"] },
+            })
+        })
+        .collect();
+    let results: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            let index = RULES.iter().position(|r| r.id == f.rule.id).unwrap_or(0);
+            let mut result = json!({
+                "ruleId": f.rule.id,
+                "ruleIndex": index,
+                "level": sarif_level(f.severity),
+                "message": { "text": format!("{}{}: {}", f.object, container_suffix(f), f.message) },
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": { "uri": f.file },
+                        "region": { "startLine": f.line },
+                    },
+                    "logicalLocations": [{
+                        "name": f.object,
+                        "fullyQualifiedName": match &f.container {
+                            Some(c) => format!("{}/{c}", f.object),
+                            None => f.object.clone(),
+                        },
+                        "kind": "object",
+                    }],
+                }],
+            });
+            if let Some(s) = &f.suppressed {
+                let (by, reason) = suppression(s);
+                let kind = if by == "annotation" { "inSource" } else { "external" };
+                result["suppressions"] = json!([{ "kind": kind, "justification": reason }]);
+            }
+            result
+        })
+        .collect();
+    let log = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {
+                "driver": {
+                    "name": "drainit-check",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "rules": rules,
+                }
+            },
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }],
+    });
+    let mut out = serde_json::to_string_pretty(&log).unwrap_or_else(|_| log.to_string());
+    out.push('\n');
     out
 }
 

@@ -1,8 +1,9 @@
 //! The real `drainit-check` on the corpus under `tests/check/`:
 //!
-//! - `rules/ID.yaml` trips rule ID and nothing else (each names the clean
+//! - `rules/ID.yaml` (and `rules/ID--SHAPE.yaml`, the same mistake in
+//!   another shape) trips rule ID and nothing else (each names the clean
 //!   file it is a mutation of, which trips nothing), with the exit status
-//!   its severity calls for;
+//!   its severity calls for; every rule of the list has one;
 //! - `clean/` trips nothing, even with `--fail-on info`;
 //! - `broken/` exits 2 and names the file and the line its header says;
 //! - the text, JSON and GitHub formats have the documented shape.
@@ -12,7 +13,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use drainit_check::rules::{Rule, Severity};
+use drainit_check::rules::{self, Severity, RULES};
 
 fn corpus(dir: &str) -> PathBuf {
     common::repo_root().join("tests").join("check").join(dir)
@@ -43,20 +44,19 @@ fn rules_found(run: &common::Run) -> BTreeSet<String> {
 #[test]
 fn every_rule_has_a_file_that_trips_exactly_that_rule() {
     let files = yaml_files(&corpus("rules"));
-    let ids: BTreeSet<String> = files
-        .iter()
-        .filter_map(|p| p.file_stem().and_then(|s| s.to_str()).map(str::to_string))
-        .collect();
-    let all: BTreeSet<String> = Rule::ALL.iter().map(|r| r.id().to_string()).collect();
-    assert_eq!(ids, all, "one file per rule in tests/check/rules");
+    let rule_of = |p: &PathBuf| -> String {
+        let stem = p.file_stem().and_then(|s| s.to_str()).expect("a stem");
+        stem.split("--").next().unwrap_or(stem).to_string()
+    };
+    let ids: BTreeSet<String> = files.iter().map(rule_of).collect();
+    let all: BTreeSet<String> = RULES.iter().map(|r| r.id.to_string()).collect();
+    assert_eq!(ids, all, "a file for every rule in tests/check/rules");
 
     let mut wrong = Vec::new();
     for path in &files {
-        let id = path.file_stem().and_then(|s| s.to_str()).expect("a stem");
-        let rule = Rule::ALL
-            .into_iter()
-            .find(|r| r.id() == id)
-            .expect("a known rule");
+        let id = rule_of(path);
+        let id = id.as_str();
+        let rule = rules::rule(id).expect("a known rule");
         let run = common::check(&["--format", "json", "--fail-on", "info", text(path)]);
         let found = rules_found(&run);
         if found != BTreeSet::from([id.to_string()]) || run.code != Some(1) {
@@ -64,7 +64,7 @@ fn every_rule_has_a_file_that_trips_exactly_that_rule() {
         }
         // The default --fail-on error: warnings pass, errors fail.
         let run = common::check(&[text(path)]);
-        let want = if rule.severity() == Severity::Error {
+        let want = if rule.severity == Severity::Error {
             1
         } else {
             0
@@ -76,7 +76,7 @@ fn every_rule_has_a_file_that_trips_exactly_that_rule() {
                 run.report()
             ));
         }
-        if rule.severity() == Severity::Warning {
+        if rule.severity == Severity::Warning {
             let run = common::check(&["--fail-on", "warning", text(path)]);
             if run.code != Some(1) {
                 wrong.push(format!("{id}: --fail-on warning exit {:?}", run.code));
@@ -187,10 +187,12 @@ fn output_formats_have_their_documented_shape() {
             "message",
             "object",
             "rule",
-            "severity"
+            "severity",
+            "suppressed"
         ])
     );
     assert_eq!(finding["rule"], "drainit-budget");
+    assert!(finding["suppressed"].is_null());
     assert_eq!(finding["severity"], "error");
     assert_eq!(finding["file"], file);
     assert_eq!(finding["object"], "Deployment/web");
@@ -275,10 +277,18 @@ fn the_checkers_own_environment_does_not_leak_into_the_containers() {
 }
 
 #[test]
-fn the_readme_rule_table_lists_every_rule() {
+fn the_readme_rule_table_is_the_rule_list() {
     let readme = std::fs::read_to_string(common::repo_root().join("README.md")).expect("README.md");
-    for rule in Rule::ALL {
-        let row = format!("| `{}` | {} |", rule.id(), rule.severity().name());
-        assert!(readme.contains(&row), "README.md lacks the row {row:?}");
-    }
+    let table = rules::markdown_table();
+    assert!(
+        readme.contains(&table),
+        "README.md's rule table differs from the rule list; paste `drainit-check --rules`:\n{table}"
+    );
+    let run = common::check(&["--rules"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (Some(0), table.as_str()),
+        "{}",
+        run.report()
+    );
 }

@@ -12,10 +12,11 @@ use std::time::Duration;
 use drainit::cli::Mode;
 use drainit::settings::AdminListen;
 use drainit::signals::Sig;
+use drainit_check::container::pre_stop;
 use drainit_check::drainit_flags::{DrainitSettings, Reading, HOST_IP_PLACEHOLDER};
-use drainit_check::input::{self, Kind, Object};
-use drainit_check::inventory::{Inventory, Place, PodContainer, Workload};
-use drainit_check::rules::pod::pre_stop;
+use drainit_check::input;
+use drainit_check::inventory::{Place, PodContainer, Workload};
+use drainit_check::objects::{Kind, Object};
 
 /// The examples the README promises; each must exist and be checked.
 const EXPECTED_EXAMPLES: &[&str] = &[
@@ -32,9 +33,7 @@ fn examples_dir() -> PathBuf {
 }
 
 fn load(name: &str) -> Vec<Object> {
-    let (sources, errors) = input::read_sources(&[examples_dir().join(name)]);
-    assert!(errors.is_empty(), "{name}: {errors:?}");
-    let (objects, errors) = input::parse_sources(&sources);
+    let (objects, errors) = input::load(&[examples_dir().join(name)]);
     assert!(errors.is_empty(), "{name}: {errors:?}");
     objects
 }
@@ -45,9 +44,9 @@ fn with_drainit(
     inspect: impl FnOnce(&Workload<'_>, &PodContainer<'_>, &DrainitSettings),
 ) {
     let objects = load(name);
-    let inventory = Inventory::new(&objects);
-    assert_eq!(inventory.workloads.len(), 1, "{name}: one workload");
-    let workload = &inventory.workloads[0];
+    let workloads: Vec<Workload<'_>> = objects.iter().filter_map(Workload::of).collect();
+    assert_eq!(workloads.len(), 1, "{name}: one workload");
+    let workload = &workloads[0];
     let drainits: Vec<_> = workload.drainits().collect();
     assert_eq!(drainits.len(), 1, "{name}: one drainit container");
     let (container, settings) = drainits[0];

@@ -4,13 +4,67 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::pod::{admin_port, basename, pre_stop, resolve_port};
-use super::{human, longest_delay, Rule, MIN_APP_DRAIN};
+use super::item::{human, longest_delay, Check, Hit, RuleDef, Severity, MIN_APP_DRAIN};
+use crate::container::{basename, hook_sleep, pre_stop, resolve_port};
 use crate::drainit_flags::{image_is_drainit, Reading};
-use crate::inventory::{PodContainer, Workload};
+use crate::inventory::{admin_port, PodContainer, Workload};
+
+/// A preStop sleep (plus drainit's delay) leaves the app no time.
+pub const GRACE_TOO_SHORT: RuleDef = RuleDef {
+    id: "grace-too-short",
+    severity: Severity::Error,
+    summary: "a preStop sleep (`sleep` action, or `sleep N` in an exec hook), plus drainit's delay and kill margin when drainit is in front, leaves the app less than 5 s of `terminationGracePeriodSeconds`",
+    help: "The grace period counts from the start of the preStop hook. A sleep that uses it up \
+           leaves the app no time to finish its requests after SIGTERM before the kubelet's \
+           SIGKILL. Shorten the sleep or raise terminationGracePeriodSeconds.",
+    check: Check::Container(grace_too_short),
+};
+
+/// An exec preStop needs a shell or `sleep` the image lacks.
+pub const PRESTOP_NEEDS_SHELL: RuleDef = RuleDef {
+    id: "prestop-needs-shell",
+    severity: Severity::Error,
+    summary: "an `exec` preStop runs `sh`/`bash`/`sleep`/`busybox` in an image without them: `gcr.io/distroless/*` (not `:debug`), `cgr.dev/chainguard/*` (not `-dev`), `registry.k8s.io/pause`, Ubuntu `chiseled`, drainit's own `FROM scratch` image",
+    help: "An exec hook whose program is missing fails at once; the kubelet sends SIGTERM while \
+           the pod is still in every load balancer's rotation. Use the `sleep` action \
+           (`preStop: {sleep: {seconds: N}}`) or drainit.",
+    check: Check::Container(prestop_needs_shell),
+};
+
+/// A preStop httpGet names a port its own container lacks.
+pub const PRESTOP_NAMED_PORT: RuleDef = RuleDef {
+    id: "prestop-named-port",
+    severity: Severity::Error,
+    summary: "a preStop `httpGet` names a port its own container does not declare (named ports in hooks resolve in the hook's container, not the sidecar's)",
+    help: "A named port in a hook resolves among the ports of the hook's own container. A name \
+           only a sidecar declares fails the hook, and the drain starts only at SIGTERM. Give \
+           the port number.",
+    check: Check::Container(prestop_named_port),
+};
+
+/// A preStop httpGet reaches drainit's admin port but not its `/prestop`.
+pub const PRESTOP_MISSES_DRAINIT: RuleDef = RuleDef {
+    id: "prestop-misses-drainit",
+    severity: Severity::Error,
+    summary: "a preStop `httpGet` reaches a drainit's admin port but not its `/prestop`: another path (404), or no `X-Drainit-Token` header (or the wrong one) where drainit has `--prestop-token` (403)",
+    help: "Only /prestop on drainit's admin port starts the drain from the hook; another path \
+           is a 404, and a missing or wrong X-Drainit-Token is a 403 where drainit has \
+           --prestop-token. The hook fails and the drain starts only at SIGTERM.",
+    check: Check::Container(prestop_misses_drainit),
+};
+
+/// drainit's `/prestop` has neither an allow-list nor a token.
+pub const PRESTOP_OPEN: RuleDef = RuleDef {
+    id: "prestop-open",
+    severity: Severity::Warning,
+    summary: "a preStop `httpGet` calls a drainit `/prestop` that has neither `--prestop-allow-from` nor `--prestop-token`: drainit lets only loopback callers in then, so the kubelet's hook is refused (403) and the drain starts only at SIGTERM",
+    help: "Without --prestop-allow-from or --prestop-token drainit lets only loopback callers \
+           use /prestop; the kubelet calls from the node's address, so its hook is refused. Set \
+           --prestop-allow-from $(HOST_IP)/32 (HOST_IP from status.hostIP) or --prestop-token.",
+    check: Check::Container(prestop_open),
+};
 
 /// Programs an exec preStop hook typically needs and a shell-less image lacks.
 const NEEDS_SHELL_TOOLS: &[&str] = &["sh", "bash", "ash", "dash", "sleep", "busybox"];
@@ -25,47 +79,7 @@ const SHELL_LESS_IMAGES: &[(&str, &str)] = &[
     ("chiseled", "\0"),
 ];
 
-/// How long a preStop hook sleeps: the `sleep` action, or `sleep N` in an
-/// exec hook (directly or in a shell script).
-fn hook_sleep(hook: &LifecycleHandler) -> Option<Duration> {
-    if let Some(sleep) = &hook.sleep {
-        return Some(Duration::from_secs(
-            u64::try_from(sleep.seconds).unwrap_or(0),
-        ));
-    }
-    let command = hook.exec.as_ref()?.command.as_deref()?;
-    let words: Vec<&str> = command
-        .iter()
-        .flat_map(|arg| arg.split_whitespace())
-        .collect();
-    let total: Duration = words
-        .windows(2)
-        .filter(|pair| basename(pair[0]) == "sleep")
-        .filter_map(|pair| parse_sleep(pair[1].trim_end_matches([';', '&', '|'])))
-        .sum();
-    (total > Duration::ZERO).then_some(total)
-}
-
-/// `sleep`'s argument: seconds, with an optional s, m, h or d suffix.
-fn parse_sleep(arg: &str) -> Option<Duration> {
-    let (number, unit) = match arg.char_indices().last()? {
-        (i, 's') => (&arg[..i], 1.0),
-        (i, 'm') => (&arg[..i], 60.0),
-        (i, 'h') => (&arg[..i], 3600.0),
-        (i, 'd') => (&arg[..i], 86400.0),
-        _ => (arg, 1.0),
-    };
-    let seconds: f64 = number.parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0)
-        .then(|| Duration::try_from_secs_f64(seconds * unit).ok())
-        .flatten()
-}
-
-pub(super) fn grace_too_short(
-    workload: &Workload<'_>,
-    container: &PodContainer<'_>,
-    report: &mut impl FnMut(Rule, String),
-) {
+fn grace_too_short(workload: &Workload<'_>, container: &PodContainer<'_>, hits: &mut Vec<Hit>) {
     let Some(sleep) = pre_stop(container.spec).and_then(hook_sleep) else {
         return;
     };
@@ -89,19 +103,16 @@ pub(super) fn grace_too_short(
     };
     let used = sleep.saturating_add(after);
     if used.saturating_add(MIN_APP_DRAIN) > grace {
-        report(
-            Rule::GraceTooShort,
-            format!(
-                "the preStop hook sleeps {}{how}: that leaves the app {} of the {}s grace period \
-                 before SIGKILL (at least {} needed); shorten the sleep or raise \
-                 terminationGracePeriodSeconds to {}s or more",
-                human(sleep),
-                human(grace.saturating_sub(used)),
-                grace.as_secs(),
-                human(MIN_APP_DRAIN),
-                used.saturating_add(MIN_APP_DRAIN).as_secs(),
-            ),
-        );
+        hits.push(Hit::new(format!(
+            "the preStop hook sleeps {}{how}: that leaves the app {} of the {}s grace period \
+             before SIGKILL (at least {} needed); shorten the sleep or raise \
+             terminationGracePeriodSeconds to {}s or more",
+            human(sleep),
+            human(grace.saturating_sub(used)),
+            grace.as_secs(),
+            human(MIN_APP_DRAIN),
+            used.saturating_add(MIN_APP_DRAIN).as_secs(),
+        )));
     }
 }
 
@@ -120,7 +131,8 @@ fn shell_less(image: &str) -> bool {
         .any(|(fragment, has_shell)| image.contains(fragment) && !tag.contains(has_shell))
 }
 
-pub(super) fn prestop_needs_shell(spec: &Container, report: &mut impl FnMut(Rule, String)) {
+fn prestop_needs_shell(_: &Workload<'_>, container: &PodContainer<'_>, hits: &mut Vec<Hit>) {
+    let spec = container.spec;
     let Some(program) = pre_stop(spec)
         .and_then(|h| h.exec.as_ref())
         .and_then(|e| e.command.as_ref())
@@ -132,32 +144,27 @@ pub(super) fn prestop_needs_shell(spec: &Container, report: &mut impl FnMut(Rule
         return;
     };
     if NEEDS_SHELL_TOOLS.contains(&basename(program)) && shell_less(image) {
-        report(
-            Rule::PrestopNeedsShell,
-            format!(
-                "the preStop hook runs `{program}`, but {image} has no shell and no sleep: the \
-                 hook fails at once and the app gets SIGTERM while still in rotation; use the \
-                 `sleep` action (`preStop: {{sleep: {{seconds: N}}}}`) or drainit"
-            ),
-        );
+        hits.push(Hit::new(format!(
+            "the preStop hook runs `{program}`, but {image} has no shell and no sleep: the \
+             hook fails at once and the app gets SIGTERM while still in rotation; use the \
+             `sleep` action (`preStop: {{sleep: {{seconds: N}}}}`) or drainit"
+        )));
     }
 }
 
-pub(super) fn prestop_named_port(spec: &Container, report: &mut impl FnMut(Rule, String)) {
+fn prestop_named_port(_: &Workload<'_>, container: &PodContainer<'_>, hits: &mut Vec<Hit>) {
+    let spec = container.spec;
     let Some(get) = pre_stop(spec).and_then(|h| h.http_get.as_ref()) else {
         return;
     };
     if let IntOrString::String(name) = &get.port {
         if resolve_port(&get.port, spec).is_none() {
-            report(
-                Rule::PrestopNamedPort,
-                format!(
-                    "the preStop httpGet names port {name:?}, which this container does not \
-                     declare (named ports in a hook resolve among the hook's own container's \
-                     ports, not a sidecar's): the hook fails and the drain starts only at \
-                     SIGTERM; give the port number"
-                ),
-            );
+            hits.push(Hit::new(format!(
+                "the preStop httpGet names port {name:?}, which this container does not \
+                 declare (named ports in a hook resolve among the hook's own container's \
+                 ports, not a sidecar's): the hook fails and the drain starts only at \
+                 SIGTERM; give the port number"
+            )));
         }
     }
 }
@@ -165,11 +172,12 @@ pub(super) fn prestop_named_port(spec: &Container, report: &mut impl FnMut(Rule,
 /// The header drainit reads `--prestop-token` from.
 const TOKEN_HEADER: &str = "X-Drainit-Token";
 
-pub(super) fn prestop_misses_drainit(
+fn prestop_misses_drainit(
     workload: &Workload<'_>,
-    spec: &Container,
-    report: &mut impl FnMut(Rule, String),
+    container: &PodContainer<'_>,
+    hits: &mut Vec<Hit>,
 ) {
+    let spec = container.spec;
     let Some(get) = pre_stop(spec).and_then(|h| h.http_get.as_ref()) else {
         return;
     };
@@ -184,14 +192,11 @@ pub(super) fn prestop_misses_drainit(
     };
     let path = get.path.as_deref().unwrap_or("/");
     if path.split('?').next() != Some("/prestop") {
-        report(
-            Rule::PrestopMissesDrainit,
-            format!(
-                "the preStop httpGet goes to {path} on drainit's admin port {port}: only \
-                 /prestop starts the drain (anything else is a 404 and the hook fails); use \
-                 path: /prestop"
-            ),
-        );
+        hits.push(Hit::new(format!(
+            "the preStop httpGet goes to {path} on drainit's admin port {port}: only \
+             /prestop starts the drain (anything else is a 404 and the hook fails); use \
+             path: /prestop"
+        )));
         return;
     }
     if let Some(token) = &settings.cli.settings.prestop_token {
@@ -206,24 +211,17 @@ pub(super) fn prestop_misses_drainit(
             Some(header) => !from_secret && &header.value != token,
         };
         if wrong {
-            report(
-                Rule::PrestopMissesDrainit,
-                format!(
-                    "the preStop httpGet does not send the {TOKEN_HEADER} header with the token \
-                     container {} expects (--prestop-token): drainit refuses the hook and the drain starts \
-                     only at SIGTERM; add httpHeaders: [{{name: {TOKEN_HEADER}, value: …}}]",
-                    drainit.spec.name
-                ),
-            );
+            hits.push(Hit::new(format!(
+                "the preStop httpGet does not send the {TOKEN_HEADER} header with the token \
+                 container {} expects (--prestop-token): drainit refuses the hook and the drain \
+                 starts only at SIGTERM; add httpHeaders: [{{name: {TOKEN_HEADER}, value: …}}]",
+                drainit.spec.name
+            )));
         }
     }
 }
 
-pub(super) fn prestop_open(
-    workload: &Workload<'_>,
-    container: &PodContainer<'_>,
-    report: &mut impl FnMut(Rule, String),
-) {
+fn prestop_open(workload: &Workload<'_>, container: &PodContainer<'_>, hits: &mut Vec<Hit>) {
     let Reading::Drainit(settings) = &container.drainit else {
         return;
     };
@@ -241,40 +239,18 @@ pub(super) fn prestop_open(
             == Some(port)
     });
     if hooked {
-        report(
-            Rule::PrestopOpen,
+        hits.push(Hit::new(
             "drainit's /prestop has neither --prestop-allow-from nor --prestop-token, so only \
              loopback callers may use it: the kubelet's preStop httpGet will be refused (403) \
              and the drain starts only at SIGTERM; set --prestop-allow-from $(HOST_IP)/32 \
-             (HOST_IP from status.hostIP) or --prestop-token"
-                .into(),
-        );
+             (HOST_IP from status.hostIP) or --prestop-token",
+        ));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sleep_arguments() {
-        let table = [
-            ("5", Some(5.0)),
-            ("1.5", Some(1.5)),
-            ("2m", Some(120.0)),
-            ("10s", Some(10.0)),
-            ("inf", None),
-            ("x", None),
-            ("-3", None),
-        ];
-        for (arg, want) in table {
-            assert_eq!(
-                parse_sleep(arg).map(|d| d.as_secs_f64()),
-                want,
-                "sleep {arg}"
-            );
-        }
-    }
 
     #[test]
     fn shell_less_images() {

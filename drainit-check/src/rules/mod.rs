@@ -1,157 +1,76 @@
-//! The rules: one id, one severity and one sentence each (the README's rule
-//! table says the same), and the findings they produce.
+//! The rules: each one item of [`RULES`] (id, severity, a one-line summary
+//! for the README's table, the help text SARIF carries, and its check),
+//! and the engine that runs them over a stream of objects.
 //!
-//! [`pod`] holds the rules that look at one pod template ([`hooks`] its
-//! preStop hook's), [`traffic`] the ones that need the Services,
-//! PodDisruptionBudgets, Ingresses and Namespaces around it.
+//! What a rule is lives in [`item`], which the rule modules import (they
+//! never import this engine). Checks come in three shapes, by what they
+//! read: one object ([`object`]), one container with its pod ([`pod`],
+//! [`hooks`]), or the cross-object summary ([`traffic`], [`capacity`],
+//! [`balancers`]). Adding a rule
+//! is adding its item to [`RULES`] and its check function; the engine,
+//! the README table (a test compares it), the JSON/SARIF metadata and
+//! the corpus test read the list.
 
+pub mod balancers;
+pub mod capacity;
 pub mod hooks;
+pub mod item;
+pub mod object;
 pub mod pod;
 pub mod traffic;
 
-use std::time::Duration;
+pub use item::{human, longest_delay, Check, Hit, Placed, RuleDef, Severity, MIN_APP_DRAIN};
 
-use clap::ValueEnum;
-use drainit::cli::Settings;
+use crate::cluster::Cluster;
+use crate::inventory::{Site, Workload};
+use crate::objects::Object;
 
-use crate::input::Object;
-use crate::inventory::Inventory;
+/// Every rule, in the order of the README's table.
+pub static RULES: &[RuleDef] = &[
+    hooks::GRACE_TOO_SHORT,
+    pod::SHELL_SWALLOWS_SIGTERM,
+    hooks::PRESTOP_NEEDS_SHELL,
+    pod::LIVENESS_ON_READY,
+    pod::DRAINIT_BUDGET,
+    pod::DRAINIT_GRACE_MISMATCH,
+    pod::DRAINIT_FLAGS,
+    hooks::PRESTOP_NAMED_PORT,
+    hooks::PRESTOP_MISSES_DRAINIT,
+    capacity::PDB_BLOCKS_DRAIN,
+    capacity::ROLLOUT_DROPS_CAPACITY,
+    traffic::NO_READINESS_PROBE,
+    traffic::NO_DRAIN,
+    traffic::PRESTOP_NO_DELAY,
+    capacity::NO_PDB,
+    capacity::SINGLE_REPLICA,
+    balancers::DEREGISTRATION_EXCEEDS_GRACE,
+    balancers::ALB_IP_NO_READINESS_GATE,
+    hooks::PRESTOP_OPEN,
+    object::UNKNOWN_FIELD,
+    object::OLD_API_VERSION,
+];
 
-/// How bad a finding is; `--fail-on` picks the lowest that fails the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
-pub enum Severity {
-    /// Worth knowing.
-    Info,
-    /// Likely to drop requests in some situations.
-    Warning,
-    /// Drops requests (or hangs drains) as written.
-    Error,
+/// The rule with this id.
+pub fn rule(id: &str) -> Option<&'static RuleDef> {
+    RULES.iter().find(|r| r.id == id)
 }
 
-impl Severity {
-    /// The lowercase name used in every output format.
-    pub fn name(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        }
-    }
-}
-
-/// Every rule the checker knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Rule {
-    /// A preStop sleep (plus drainit's delay) leaves the app no time.
-    GraceTooShort,
-    /// PID 1 is a shell running the app as its child.
-    ShellSwallowsSigterm,
-    /// An exec preStop needs a shell or `sleep` the image lacks.
-    PrestopNeedsShell,
-    /// Liveness equal to readiness, or on drainit's `/ready`.
-    LivenessOnReady,
-    /// drainit's delay + kill margin does not fit the grace period.
-    DrainitBudget,
-    /// drainit's `--grace-period` is not the pod's.
-    DrainitGraceMismatch,
-    /// drainit would refuse (or ignore) the settings it is given.
-    DrainitFlags,
-    /// A preStop httpGet names a port its own container lacks.
-    PrestopNamedPort,
-    /// A preStop httpGet reaches drainit's admin port but not its `/prestop` (path, token).
-    PrestopMissesDrainit,
-    /// A PodDisruptionBudget that allows no eviction.
-    PdbBlocksDrain,
-    /// A rollout that can take every replica down.
-    RolloutDropsCapacity,
-    /// A serving container without a readiness probe.
-    NoReadinessProbe,
-    /// A serving container with no preStop and no drainit.
-    NoDrain,
-    /// No PodDisruptionBudget for a replicated workload.
-    NoPdb,
-    /// One replica behind a Service.
-    SingleReplica,
-    /// A target group's deregistration delay outlives the pod.
-    DeregistrationExceedsGrace,
-    /// An ALB/NLB in IP mode without pod readiness gates.
-    AlbIpNoReadinessGate,
-    /// drainit's `/prestop` has neither an allow-list nor a token.
-    PrestopOpen,
-    /// A field the API type does not know (misspelt or misplaced).
-    UnknownField,
-}
-
-impl Rule {
-    /// Every rule, in the order of the README's table.
-    pub const ALL: [Rule; 19] = [
-        Rule::GraceTooShort,
-        Rule::ShellSwallowsSigterm,
-        Rule::PrestopNeedsShell,
-        Rule::LivenessOnReady,
-        Rule::DrainitBudget,
-        Rule::DrainitGraceMismatch,
-        Rule::DrainitFlags,
-        Rule::PrestopNamedPort,
-        Rule::PrestopMissesDrainit,
-        Rule::PdbBlocksDrain,
-        Rule::RolloutDropsCapacity,
-        Rule::NoReadinessProbe,
-        Rule::NoDrain,
-        Rule::NoPdb,
-        Rule::SingleReplica,
-        Rule::DeregistrationExceedsGrace,
-        Rule::AlbIpNoReadinessGate,
-        Rule::PrestopOpen,
-        Rule::UnknownField,
-    ];
-
-    /// The id printed in findings and used in the README.
-    pub fn id(self) -> &'static str {
-        match self {
-            Rule::GraceTooShort => "grace-too-short",
-            Rule::ShellSwallowsSigterm => "shell-swallows-sigterm",
-            Rule::PrestopNeedsShell => "prestop-needs-shell",
-            Rule::LivenessOnReady => "liveness-on-ready",
-            Rule::DrainitBudget => "drainit-budget",
-            Rule::DrainitGraceMismatch => "drainit-grace-mismatch",
-            Rule::DrainitFlags => "drainit-flags",
-            Rule::PrestopNamedPort => "prestop-named-port",
-            Rule::PrestopMissesDrainit => "prestop-misses-drainit",
-            Rule::PdbBlocksDrain => "pdb-blocks-drain",
-            Rule::RolloutDropsCapacity => "rollout-drops-capacity",
-            Rule::NoReadinessProbe => "no-readiness-probe",
-            Rule::NoDrain => "no-drain",
-            Rule::NoPdb => "no-pdb",
-            Rule::SingleReplica => "single-replica",
-            Rule::DeregistrationExceedsGrace => "deregistration-exceeds-grace",
-            Rule::AlbIpNoReadinessGate => "alb-ip-no-readiness-gate",
-            Rule::PrestopOpen => "prestop-open",
-            Rule::UnknownField => "unknown-field",
-        }
-    }
-
-    /// How bad a finding of this rule is.
-    pub fn severity(self) -> Severity {
-        match self {
-            Rule::NoReadinessProbe
-            | Rule::NoDrain
-            | Rule::NoPdb
-            | Rule::SingleReplica
-            | Rule::DeregistrationExceedsGrace
-            | Rule::AlbIpNoReadinessGate
-            | Rule::PrestopOpen
-            | Rule::UnknownField => Severity::Warning,
-            _ => Severity::Error,
-        }
-    }
+/// Why a finding is not counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Suppression {
+    /// The rule is disabled (`--disable`, the config file): where.
+    Disabled(String),
+    /// The object's `ignore.drainit-check/RULE` annotation: its reason.
+    Annotation(String),
 }
 
 /// One mistake found in one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     /// Which rule.
-    pub rule: Rule,
+    pub rule: &'static RuleDef,
+    /// Its severity (the rule's, lowered by the rule or set by the configuration).
+    pub severity: Severity,
     /// The file (`-` for stdin).
     pub file: String,
     /// The first line of the object's document.
@@ -162,87 +81,167 @@ pub struct Finding {
     pub container: Option<String>,
     /// What is wrong and how to fix it.
     pub message: String,
+    /// Not counted, and why (still shown in JSON and SARIF).
+    pub suppressed: Option<Suppression>,
 }
 
 impl Finding {
-    /// A finding about `object` (and `container`, if any).
-    pub fn new(rule: Rule, object: &Object, container: Option<&str>, message: String) -> Self {
-        Finding {
-            rule,
-            file: object.file.clone(),
-            line: object.line,
-            object: object.display_name(),
-            container: container.map(str::to_string),
-            message,
-        }
-    }
-}
-
-/// What the app must have left, at least, between the end of every delay
-/// and the moment it is killed.
-pub const MIN_APP_DRAIN: Duration = Duration::from_secs(5);
-
-/// The longest drainit may keep the app serving after a drain starts: the
-/// fixed `--propagation-delay`, or for `--propagation-delay auto` the
-/// ceiling, `--propagation-delay-max` (drainit's own rule, shared).
-pub fn longest_delay(settings: &Settings) -> Duration {
-    settings.longest_delay()
-}
-
-/// `15s`, `1m 30s`: durations as findings print them.
-pub fn human(duration: Duration) -> String {
-    humantime::format_duration(duration).to_string()
-}
-
-/// Runs every rule over the objects; findings sorted by file, line, rule.
-pub fn check(objects: &[Object]) -> Vec<Finding> {
-    let inventory = Inventory::new(objects);
-    let mut findings = Vec::new();
-    for object in objects {
-        if !object.unknown_fields.is_empty() {
-            findings.push(Finding::new(
-                Rule::UnknownField,
-                object,
-                None,
-                format!(
-                    "field(s) the API type does not know: {} (misspelt or misplaced: the API \
-                     server refuses them or drops them, so the setting you meant is not in force)",
-                    object.unknown_fields.join(", ")
-                ),
+    fn new(rule: &'static RuleDef, site: &Site, container: Option<String>, hit: Hit) -> Self {
+        let suppressed = site
+            .ignores
+            .iter()
+            .find(|(id, reason)| id == rule.id && !reason.trim().is_empty())
+            .map(|(_, reason)| Suppression::Annotation(reason.trim().to_string()));
+        let mut message = hit.message;
+        if site
+            .ignores
+            .iter()
+            .any(|(id, reason)| id == rule.id && reason.trim().is_empty())
+        {
+            message.push_str(&format!(
+                " (the annotation {}{} is not honoured without a reason: give one as its value)",
+                crate::inventory::IGNORE_PREFIX,
+                rule.id
             ));
         }
+        Finding {
+            rule,
+            severity: hit.severity.unwrap_or(rule.severity),
+            file: site.file.to_string(),
+            line: site.line,
+            object: site.name.clone(),
+            container,
+            message,
+            suppressed,
+        }
     }
-    for workload in &inventory.workloads {
-        pod::check(workload, &mut findings);
+
+    fn sort_key(&self) -> (&str, usize, &str, &Option<String>, &str, &str) {
+        (
+            &self.file,
+            self.line,
+            &self.object,
+            &self.container,
+            self.rule.id,
+            &self.message,
+        )
     }
-    traffic::check(&inventory, &mut findings);
-    findings.sort_by(|a, b| {
-        (&a.file, a.line, &a.object, &a.container, a.rule, &a.message).cmp(&(
-            &b.file,
-            b.line,
-            &b.object,
-            &b.container,
-            b.rule,
-            &b.message,
-        ))
-    });
-    findings.dedup();
-    findings
+}
+
+/// Runs every rule over objects handed in one at a time; keeps only the
+/// findings and the cross-object summary.
+#[derive(Default)]
+pub struct Checker {
+    findings: Vec<Finding>,
+    cluster: Cluster,
+}
+
+impl Checker {
+    /// Checks one object and keeps what the cross-object rules need of it.
+    pub fn add(&mut self, object: &Object) {
+        let site = Site::of(object);
+        let mut hits = Vec::new();
+        for rule in RULES {
+            if let Check::Object(check) = rule.check {
+                check(object, &mut hits);
+                self.place(rule, &site, None, &mut hits);
+            }
+        }
+        let workload = Workload::of(object);
+        if let Some(workload) = &workload {
+            for container in &workload.containers {
+                for rule in RULES {
+                    if let Check::Container(check) = rule.check {
+                        check(workload, container, &mut hits);
+                        self.place(rule, &site, Some(&container.spec.name), &mut hits);
+                    }
+                }
+            }
+        }
+        self.cluster.add(object, workload.as_ref());
+    }
+
+    fn place(
+        &mut self,
+        rule: &'static RuleDef,
+        site: &Site,
+        container: Option<&str>,
+        hits: &mut Vec<Hit>,
+    ) {
+        for hit in hits.drain(..) {
+            let finding = Finding::new(rule, site, container.map(str::to_string), hit);
+            self.findings.push(finding);
+        }
+    }
+
+    /// Runs the cross-object rules; the findings sorted by file, line, rule.
+    pub fn finish(mut self) -> Vec<Finding> {
+        self.cluster.link();
+        let mut placed = Vec::new();
+        for rule in RULES {
+            if let Check::Cluster(check) = rule.check {
+                check(&self.cluster, &mut placed);
+                for p in placed.drain(..) {
+                    self.findings
+                        .push(Finding::new(rule, &p.site, p.container, p.hit));
+                }
+            }
+        }
+        let mut findings = self.findings;
+        findings.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        findings.dedup_by(|a, b| a.sort_key() == b.sort_key());
+        findings
+    }
+}
+
+/// Runs every rule over objects already read.
+pub fn check(objects: &[Object]) -> Vec<Finding> {
+    let mut checker = Checker::default();
+    for object in objects {
+        checker.add(object);
+    }
+    checker.finish()
+}
+
+/// The README's rule table, from [`RULES`] (a test keeps the README equal to it).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| id | severity | what |\n|---|---|---|\n");
+    for rule in RULES {
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            rule.id,
+            rule.severity.name(),
+            rule.summary
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::{parse_sources, Source};
 
     fn findings(yaml: &str) -> Vec<Finding> {
-        let sources = [Source {
-            name: "test.yaml".into(),
-            text: yaml.into(),
-        }];
-        let (objects, errors) = parse_sources(&sources);
+        let (objects, errors) = crate::input::parse_text("test.yaml", yaml);
         assert!(errors.is_empty(), "{errors:?}");
         check(&objects)
+    }
+
+    #[test]
+    fn rule_ids_are_unique_and_annotation_safe() {
+        let mut ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), RULES.len());
+        for rule in RULES {
+            assert!(rule.id.len() <= 63, "{}", rule.id);
+            assert!(
+                rule.id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{}",
+                rule.id
+            );
+            assert!(!rule.summary.contains('\n') && !rule.help.is_empty());
+        }
     }
 
     #[test]
@@ -256,10 +255,10 @@ mod tests {
             )
         };
         let short = findings(&pod("20s"));
-        let rules: Vec<Rule> = short.iter().map(|f| f.rule).collect();
+        let rules: Vec<&str> = short.iter().map(|f| f.rule.id).collect();
         assert_eq!(
             rules,
-            [Rule::DrainitBudget, Rule::DrainitGraceMismatch],
+            ["drainit-budget", "drainit-grace-mismatch"],
             "{short:?}"
         );
         assert!(

@@ -1,115 +1,120 @@
-//! The rules that need the objects around a pod template: the Services that
-//! send it traffic, the PodDisruptionBudgets that guard it, the Ingresses
-//! and AWS load balancers in front of it, and its Namespace.
+//! Who sends a pod template client traffic, and the rules about the
+//! containers that receive it (a readiness probe, a drain, a preStop that
+//! waits). [`super::capacity`] counts the pods behind it, and
+//! [`super::balancers`] checks the AWS load balancers in front of it.
+//!
+//! A drain loses requests only where clients send them. A Service port
+//! counts as client traffic unless its name (or its container port's)
+//! says it is for metrics scrapes or health checks (`metrics`,
+//! `prometheus`, `health`), telemetry whose senders retry by protocol
+//! (`otlp`, `jaeger`, `zipkin`), a cluster's members among themselves
+//! (`peer`, `gossip`, `raft`), or a webhook nobody outside reaches (no
+//! Ingress, not exposed); a container
+//! that only answers scrapes (an exporter, kube-rbac-proxy) or idles
+//! (`sleep infinity`) serves no client. The pods behind a Service are
+//! those of every workload it selects, at the autoscaler's `minReplicas`
+//! where one targets the workload.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Finding, Rule};
-use crate::drainit_flags::Reading;
-use crate::input::Object;
-use crate::inventory::{Inventory, Place, Rollout, Workload};
-use crate::rules::pod::pre_stop;
+use super::item::{Check, Hit, Placed, RuleDef, Severity};
+use crate::cluster::{Cluster, DrainitRole, ServiceInfo, ServicePortInfo, WorkloadInfo};
+use crate::inventory::{Place, Site};
 
-/// The AWS Load Balancer Controller's target-group attributes, on an Ingress.
-const ALB_ATTRIBUTES: &str = "alb.ingress.kubernetes.io/target-group-attributes";
-/// The same, on a Service (NLB).
-const NLB_ATTRIBUTES: &str = "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes";
-/// `ip` routes straight to pod IPs (Ingress).
-const ALB_TARGET_TYPE: &str = "alb.ingress.kubernetes.io/target-type";
-/// `ip` routes straight to pod IPs (Service).
-const NLB_TARGET_TYPE: &str = "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type";
-/// The legacy spelling of an NLB in IP mode (`nlb-ip`).
-const NLB_TYPE: &str = "service.beta.kubernetes.io/aws-load-balancer-type";
-/// The Namespace label that makes the controller inject readiness gates.
-const READINESS_GATE_LABEL: &str = "elbv2.k8s.aws/pod-readiness-gate-inject";
-/// The condition type prefix of an injected (or hand-written) readiness gate.
-const READINESS_GATE_CONDITION: &str = "target-health.elbv2.k8s.aws/";
+/// A serving container without a readiness probe.
+pub const NO_READINESS_PROBE: RuleDef = RuleDef {
+    id: "no-readiness-probe",
+    severity: Severity::Warning,
+    summary: "a container that receives client traffic through a Service has no readiness probe (and no drainit sidecar's probe covers the pod)",
+    help: "Without a readiness probe a new pod gets traffic before it can answer, and a \
+           draining one has no way to leave rotation early. Add a readiness probe on the app's \
+           health endpoint (or drainit's /ready).",
+    check: Check::Cluster(no_readiness_probe),
+};
 
-/// The cross-object rules.
-pub fn check(inventory: &Inventory<'_>, findings: &mut Vec<Finding>) {
-    for (index, workload) in inventory.workloads.iter().enumerate() {
-        let services: Vec<&Service> = inventory
-            .services_of(index)
-            .iter()
-            .map(|&s| inventory.services[s].1)
-            .collect();
-        if !services.is_empty() {
-            serving_containers(workload, &services, findings);
-            rollout(workload, findings);
-            single_replica(workload, findings);
-        }
-        no_pdb(inventory, workload, findings);
-    }
-    for (object, pdb) in &inventory.pdbs {
-        pdb_blocks_drain(inventory, object, pdb, findings);
-    }
-    for (object, ingress) in &inventory.ingresses {
-        let annotations = ingress.metadata.annotations.clone().unwrap_or_default();
-        let behind: Vec<usize> = inventory
-            .ingress_services(ingress)
-            .into_iter()
-            .flat_map(|s| inventory.behind_service(s).iter().copied())
-            .collect();
-        let ip_mode = annotations.get(ALB_TARGET_TYPE).map(String::as_str) == Some("ip");
-        load_balancer(
-            inventory,
-            object,
-            &annotations,
-            ALB_ATTRIBUTES,
-            ip_mode,
-            &behind,
-            findings,
-        );
-    }
-    for (index, (object, service)) in inventory.services.iter().enumerate() {
-        let annotations = service.metadata.annotations.clone().unwrap_or_default();
-        let ip_mode = annotations.get(NLB_TARGET_TYPE).map(String::as_str) == Some("ip")
-            || annotations.get(NLB_TYPE).map(String::as_str) == Some("nlb-ip");
-        let behind = inventory.behind_service(index);
-        load_balancer(
-            inventory,
-            object,
-            &annotations,
-            NLB_ATTRIBUTES,
-            ip_mode,
-            behind,
-            findings,
-        );
+/// A serving container with no preStop and no drainit.
+pub const NO_DRAIN: RuleDef = RuleDef {
+    id: "no-drain",
+    severity: Severity::Warning,
+    summary: "a container that receives client traffic through a Service has neither a preStop hook nor drainit in front: SIGTERM races the endpoint removal (not reported for a lone data store, whose clients a delay does not help)",
+    help: "The kubelet sends SIGTERM at the moment the endpoints controller starts removing the \
+           pod; kube-proxy, ingress controllers and cloud load balancers keep routing to it for \
+           seconds. An app that stops at SIGTERM drops those requests. Run it under drainit or \
+           add a preStop delay.",
+    check: Check::Cluster(no_drain),
+};
+
+/// A preStop hook that stops the app without waiting first.
+pub const PRESTOP_NO_DELAY: RuleDef = RuleDef {
+    id: "prestop-no-delay",
+    severity: Severity::Warning,
+    summary: "a container that receives client traffic has an exec preStop hook that stops the app (`kill`, `pkill`, `nginx -s quit`) before any `sleep` or wait: it is no delay in front of the endpoint removal",
+    help: "A preStop hook only protects requests if it waits while the pod leaves every \
+           load balancer. A hook that shuts the app down at once (or returns at once) lets \
+           SIGTERM, or the shutdown itself, race the endpoint removal as if there were no hook. \
+           Sleep first (`sleep 10 && nginx -s quit`), or run the app under drainit.",
+    check: Check::Cluster(prestop_no_delay),
+};
+
+/// Port names of metrics scrapes and health checks (the kubelet probes
+/// the pod directly, never through a Service).
+const SCRAPE_WORDS: &[&str] = &["metrics", "prometheus", "telemetry", "monitoring", "health"];
+/// Port names of a cluster's own members talking to each other.
+const PEER_WORDS: &[&str] = &["peer", "gossip", "intra", "raft", "election"];
+/// Port names of telemetry protocols whose senders retry and buffer.
+const TELEMETRY_WORDS: &[&str] = &["otlp", "jaeger", "zipkin", "opencensus"];
+
+/// Who sends a Service port's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortRole {
+    Client,
+    Scrape,
+    Telemetry,
+    Webhook,
+    Peer,
+}
+
+fn role_of_name(name: &str) -> Option<PortRole> {
+    let name = name.to_ascii_lowercase();
+    if SCRAPE_WORDS.iter().any(|w| name.contains(w)) {
+        Some(PortRole::Scrape)
+    } else if TELEMETRY_WORDS.iter().any(|w| name.contains(w)) {
+        Some(PortRole::Telemetry)
+    } else if name.contains("webhook") {
+        Some(PortRole::Webhook)
+    } else if PEER_WORDS.iter().any(|w| name.contains(w)) {
+        Some(PortRole::Peer)
+    } else {
+        None
     }
 }
 
-/// The main containers that receive a Service's traffic: those declaring a
-/// port a Service targets, else every main container that is not a drainit
-/// sidecar (ports need not be declared to be served).
-fn serving<'w, 'a>(
-    workload: &'w Workload<'a>,
-    services: &[&Service],
-) -> Vec<&'w crate::inventory::PodContainer<'a>> {
-    let candidates: Vec<_> = workload
+/// The containers of `workload` (indices) a Service port's traffic reaches:
+/// those declaring the target port, else every main container that could
+/// serve (ports need not be declared to be served).
+fn receivers(workload: &WorkloadInfo, port: &ServicePortInfo) -> Vec<usize> {
+    let candidates: Vec<usize> = workload
         .containers
         .iter()
-        .filter(|c| c.place == Place::Main)
-        .filter(|c| !matches!(&c.drainit, Reading::Drainit(s) if s.is_sidecar()))
+        .enumerate()
+        .filter(|(_, c)| {
+            c.place == Place::Main && !matches!(c.drainit, DrainitRole::Sidecar { .. })
+        })
+        .map(|(i, _)| i)
         .collect();
-    let targets: Vec<IntOrString> = services
-        .iter()
-        .flat_map(|s| s.spec.iter().flat_map(|spec| spec.ports.iter().flatten()))
-        .map(|p| p.target_port.clone().unwrap_or(IntOrString::Int(p.port)))
-        .collect();
-    let declared: Vec<_> = candidates
+    let declared: Vec<usize> = candidates
         .iter()
         .copied()
-        .filter(|c| {
-            c.spec.ports.iter().flatten().any(|p| {
-                targets.iter().any(|t| match t {
-                    IntOrString::Int(n) => p.container_port == *n,
-                    IntOrString::String(name) => p.name.as_deref() == Some(name.as_str()),
+        .filter(|&i| {
+            workload.containers[i]
+                .ports
+                .iter()
+                .any(|(name, number)| match &port.target {
+                    IntOrString::Int(n) => number == n,
+                    IntOrString::String(target) => name.as_deref() == Some(target.as_str()),
                 })
-            })
         })
         .collect();
     if declared.is_empty() {
@@ -119,258 +124,234 @@ fn serving<'w, 'a>(
     }
 }
 
-fn serving_containers(workload: &Workload<'_>, services: &[&Service], findings: &mut Vec<Finding>) {
-    let sidecar = workload
-        .drainits()
-        .find(|(c, s)| s.is_sidecar() && c.spec.readiness_probe.is_some());
-    for container in serving(workload, services) {
-        let name = Some(container.spec.name.as_str());
-        let wrapped = matches!(&container.drainit, Reading::Drainit(s) if !s.is_sidecar());
-        if container.spec.readiness_probe.is_none() && sidecar.is_none() {
-            let how = if wrapped {
+/// Who sends the traffic of a Service port to `workload`.
+fn port_role(workload: &WorkloadInfo, port: &ServicePortInfo, receivers: &[usize]) -> PortRole {
+    let target_name = match &port.target {
+        IntOrString::String(name) => Some(name.as_str()),
+        IntOrString::Int(_) => None,
+    };
+    let container_names = receivers.iter().flat_map(|&i| {
+        workload.containers[i]
+            .ports
+            .iter()
+            .filter(|(_, n)| matches!(port.target, IntOrString::Int(t) if t == *n))
+            .filter_map(|(name, _)| name.as_deref())
+    });
+    let named = port
+        .name
+        .as_deref()
+        .into_iter()
+        .chain(target_name)
+        .chain(container_names)
+        .find_map(role_of_name);
+    if let Some(role) = named {
+        return role;
+    }
+    if !receivers.is_empty()
+        && receivers
+            .iter()
+            .all(|&i| workload.containers[i].metrics_only)
+    {
+        PortRole::Scrape
+    } else {
+        PortRole::Client
+    }
+}
+
+/// The containers (indices) of a workload that receive client traffic through a Service.
+fn client_receivers(cluster: &Cluster, workload: &WorkloadInfo, s: usize) -> BTreeSet<usize> {
+    let service: &ServiceInfo = &cluster.services[s];
+    let mut serving = BTreeSet::new();
+    if workload.exporter {
+        return serving;
+    }
+    let reachable = service.exposed || cluster.routed_by_ingress(s);
+    for port in &service.ports {
+        let receivers = receivers(workload, port);
+        let role = port_role(workload, port, &receivers);
+        let client = role == PortRole::Client || (role == PortRole::Webhook && reachable);
+        if client {
+            serving.extend(
+                receivers.into_iter().filter(|&i| {
+                    !workload.containers[i].idle && !workload.containers[i].metrics_only
+                }),
+            );
+        }
+    }
+    serving
+}
+
+/// Per workload: the containers that receive client traffic, and the
+/// client Services (indices) that reach it.
+pub(super) struct Serving {
+    /// Per workload: the containers (indices) that receive client traffic.
+    pub(super) containers: Vec<BTreeSet<usize>>,
+    /// Per workload: the client Services (indices) that reach it.
+    pub(super) services: Vec<Vec<usize>>,
+}
+
+pub(super) fn serving(cluster: &Cluster) -> Serving {
+    let mut containers = vec![BTreeSet::new(); cluster.workloads.len()];
+    let mut services = vec![Vec::new(); cluster.workloads.len()];
+    for (w, workload) in cluster.workloads.iter().enumerate() {
+        for &s in cluster.services_of(w) {
+            let reached = client_receivers(cluster, workload, s);
+            if !reached.is_empty() {
+                containers[w].extend(reached);
+                services[w].push(s);
+            }
+        }
+    }
+    Serving {
+        containers,
+        services,
+    }
+}
+
+/// The fewest pods behind any client Service of workload `w` (`None`: a
+/// kind without a count, such as a DaemonSet, is among them).
+pub(super) fn pods_behind(cluster: &Cluster, serving: &Serving, w: usize) -> Option<i32> {
+    serving.services[w]
+        .iter()
+        .map(|&s| {
+            cluster
+                .behind_service(s)
+                .iter()
+                .filter(|&&other| serving.services[other].contains(&s))
+                .map(|&other| cluster.workloads[other].pods())
+                .try_fold(0i32, |sum, pods| Some(sum.saturating_add(pods?)))
+        })
+        .min_by_key(|pods| pods.unwrap_or(i32::MAX))
+        .flatten()
+}
+
+/// A lone store: a data store (or state on a claim) that is the only pod
+/// behind its Services; a drain delay saves its clients nothing, as they
+/// lose the instance itself.
+fn lone_store(cluster: &Cluster, serving: &Serving, w: usize) -> bool {
+    cluster.workloads[w].store() && pods_behind(cluster, serving, w) == Some(1)
+}
+
+pub(super) fn place(site: &Site, container: Option<&str>, hit: Hit) -> Placed {
+    Placed {
+        site: site.clone(),
+        container: container.map(str::to_string),
+        hit,
+    }
+}
+
+fn no_readiness_probe(cluster: &Cluster, out: &mut Vec<Placed>) {
+    let serving = serving(cluster);
+    for (w, workload) in cluster.workloads.iter().enumerate() {
+        let probed_sidecar = workload
+            .containers
+            .iter()
+            .any(|c| c.drainit == DrainitRole::Sidecar { probed: true });
+        for &c in &serving.containers[w] {
+            let container = &workload.containers[c];
+            if container.readiness || probed_sidecar {
+                continue;
+            }
+            let how = if container.drainit == DrainitRole::Wrapper {
                 "probe drainit's /ready on its admin port"
             } else {
                 "add one on the app's health endpoint"
             };
-            findings.push(Finding::new(
-                Rule::NoReadinessProbe,
-                workload.object,
-                name,
-                format!(
-                    "serves a Service but has no readiness probe: a new pod gets traffic before \
-                     it can answer, and a draining one keeps getting it; {how}"
-                ),
-            ));
-        }
-        if pre_stop(container.spec).is_none() && !wrapped {
-            let message = if workload.drainits().any(|(_, s)| s.is_sidecar()) {
-                "serves a Service beside a drainit sidecar but has no preStop httpGet to the \
-                 sidecar's /prestop: it gets SIGTERM at once, while load balancers still route \
-                 to it; add `preStop: {httpGet: {path: /prestop, port: 9095}}`"
-            } else {
-                "serves a Service with neither a preStop hook nor drainit in front: SIGTERM \
-                 arrives while kube-proxy and load balancers still route to the pod; run it \
-                 under drainit (ENTRYPOINT [\"/drainit\", \"--\"]) or add a preStop hook"
-            };
-            findings.push(Finding::new(
-                Rule::NoDrain,
-                workload.object,
-                name,
-                message.into(),
+            out.push(place(
+                &workload.site,
+                Some(&container.name),
+                Hit::new(format!(
+                    "receives a Service's client traffic but has no readiness probe: a new pod \
+                     gets traffic before it can answer, and a draining one keeps getting it; {how}"
+                )),
             ));
         }
     }
 }
 
-/// `IntOrString` as a count of `total`: percentages round down or up.
-fn scaled(value: &IntOrString, total: i32, round_up: bool) -> Option<i32> {
-    match value {
-        IntOrString::Int(n) => Some(*n),
-        IntOrString::String(s) => {
-            let percent: i64 = s.strip_suffix('%')?.trim().parse().ok()?;
-            let product = percent.checked_mul(i64::from(total))?;
-            let count = if round_up {
-                (product + 99).div_euclid(100)
-            } else {
-                product.div_euclid(100)
-            };
-            i32::try_from(count).ok()
-        }
-    }
-}
-
-fn text(value: &IntOrString) -> String {
-    match value {
-        IntOrString::Int(n) => n.to_string(),
-        IntOrString::String(s) => s.clone(),
-    }
-}
-
-fn rollout(workload: &Workload<'_>, findings: &mut Vec<Finding>) {
-    let Some(replicas) = workload.replicas else {
-        return;
-    };
-    let message = match &workload.rollout {
-        Rollout::Recreate => Some(
-            "strategy Recreate stops every pod before the new ones start: each rollout is an \
-             outage for the Service; use RollingUpdate with maxUnavailable: 0 and maxSurge: 1"
-                .to_string(),
-        ),
-        Rollout::Rolling { max_unavailable } if replicas > 1 => {
-            let is_deployment = matches!(workload.object.kind, crate::input::Kind::Deployment(_));
-            let default = if is_deployment {
-                IntOrString::String("25%".into())
-            } else {
-                IntOrString::Int(1)
-            };
-            let value = max_unavailable.clone().unwrap_or(default);
-            scaled(&value, replicas, false)
-                .filter(|down| *down >= replicas)
-                .map(|_| {
-                    format!(
-                        "maxUnavailable {} lets a rollout take all {replicas} replicas down at \
-                         once: the Service has no ready pod; use maxUnavailable: 0 (with \
-                         maxSurge: 1) or at most {}",
-                        text(&value),
-                        replicas - 1
-                    )
-                })
-        }
-        _ => None,
-    };
-    if let Some(message) = message {
-        findings.push(Finding::new(
-            Rule::RolloutDropsCapacity,
-            workload.object,
-            None,
-            message,
-        ));
-    }
-}
-
-fn single_replica(workload: &Workload<'_>, findings: &mut Vec<Finding>) {
-    if workload.replicas == Some(1) {
-        findings.push(Finding::new(
-            Rule::SingleReplica,
-            workload.object,
-            None,
-            "one replica behind a Service: every node drain, eviction or crash is an outage \
-             (spec.replicas unset means 1, unless an autoscaler sets it); run at least 2"
-                .into(),
-        ));
-    }
-}
-
-fn no_pdb(inventory: &Inventory<'_>, workload: &Workload<'_>, findings: &mut Vec<Finding>) {
-    if workload.replicas.is_some_and(|r| r > 1) && inventory.pdbs_of(workload).is_empty() {
-        findings.push(Finding::new(
-            Rule::NoPdb,
-            workload.object,
-            None,
-            "no PodDisruptionBudget (among the inputs) selects these pods: a node drain may \
-             evict all of them at once; add one with maxUnavailable: 1"
-                .into(),
-        ));
-    }
-}
-
-fn pdb_blocks_drain(
-    inventory: &Inventory<'_>,
-    object: &Object,
-    pdb: &k8s_openapi::api::policy::v1::PodDisruptionBudget,
-    findings: &mut Vec<Finding>,
-) {
-    let Some(spec) = &pdb.spec else { return };
-    let Some(selector) = &spec.selector else {
-        return;
-    };
-    let fix = "node drains hang until someone deletes the budget; use maxUnavailable: 1";
-    for workload in &inventory.workloads {
-        if workload.namespace != crate::inventory::namespace_of(&pdb.metadata)
-            || !crate::inventory::selects(selector, &workload.labels)
-        {
+fn no_drain(cluster: &Cluster, out: &mut Vec<Placed>) {
+    let serving = serving(cluster);
+    for (w, workload) in cluster.workloads.iter().enumerate() {
+        if lone_store(cluster, &serving, w) {
             continue;
         }
-        let name = workload.object.display_name();
-        let blocked = match (
-            &spec.max_unavailable,
-            &spec.min_available,
-            workload.replicas,
-        ) {
-            (Some(max), _, replicas) => scaled(max, replicas.unwrap_or(1), true)
-                .filter(|n| *n <= 0)
-                .map(|_| format!("maxUnavailable {} allows no eviction of {name}", text(max))),
-            (None, Some(IntOrString::String(p)), _) if p.trim() == "100%" => {
-                Some(format!("minAvailable 100% allows no eviction of {name}"))
+        let has_sidecar = workload
+            .containers
+            .iter()
+            .any(|c| matches!(c.drainit, DrainitRole::Sidecar { .. }));
+        for &c in &serving.containers[w] {
+            let container = &workload.containers[c];
+            if container.pre_stop || container.drainit == DrainitRole::Wrapper {
+                continue;
             }
-            (None, Some(min), Some(replicas)) => scaled(min, replicas, true)
-                .filter(|n| *n >= replicas)
-                .map(|_| {
-                    format!(
-                        "minAvailable {} with {replicas} replicas of {name} allows no eviction",
-                        text(min)
-                    )
-                }),
-            _ => None,
-        };
-        if let Some(why) = blocked {
-            findings.push(Finding::new(
-                Rule::PdbBlocksDrain,
-                object,
-                None,
-                format!("{why}: {fix}"),
+            let message = if has_sidecar {
+                "receives client traffic beside a drainit sidecar but has no preStop httpGet to \
+                 the sidecar's /prestop: it gets SIGTERM at once, while load balancers still \
+                 route to it; add `preStop: {httpGet: {path: /prestop, port: 9095}}`"
+            } else {
+                "receives a Service's client traffic with neither a preStop hook nor drainit in \
+                 front: SIGTERM arrives while kube-proxy and load balancers still route to the \
+                 pod; run it under drainit (ENTRYPOINT [\"/drainit\", \"--\"]) or add a preStop \
+                 hook"
+            };
+            out.push(place(
+                &workload.site,
+                Some(&container.name),
+                Hit::new(message),
             ));
         }
     }
 }
 
-/// `deregistration_delay.timeout_seconds` from target-group attributes.
-fn deregistration_delay(attributes: &str) -> Option<Duration> {
-    attributes
-        .split(',')
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| k.trim() == "deregistration_delay.timeout_seconds")
-        .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
-
-fn load_balancer(
-    inventory: &Inventory<'_>,
-    object: &Object,
-    annotations: &BTreeMap<String, String>,
-    attributes_key: &str,
-    ip_mode: bool,
-    behind: &[usize],
-    findings: &mut Vec<Finding>,
-) {
-    let delay = annotations
-        .get(attributes_key)
-        .and_then(|a| deregistration_delay(a));
-    for &index in behind {
-        let workload = &inventory.workloads[index];
-        let grace = workload.grace_period();
-        if let Some(delay) = delay.filter(|d| *d > grace) {
-            findings.push(Finding::new(
-                Rule::DeregistrationExceedsGrace,
-                object,
-                None,
-                format!(
-                    "deregistration_delay.timeout_seconds={} is longer than the {}s grace \
-                     period of {}: the load balancer still sends requests to targets that are \
-                     already gone; keep it below terminationGracePeriodSeconds (and below \
-                     drainit's --propagation-delay)",
-                    delay.as_secs(),
-                    grace.as_secs(),
-                    workload.object.display_name()
-                ),
+fn prestop_no_delay(cluster: &Cluster, out: &mut Vec<Placed>) {
+    let serving = serving(cluster);
+    for (w, workload) in cluster.workloads.iter().enumerate() {
+        if lone_store(cluster, &serving, w) {
+            continue;
+        }
+        for &c in &serving.containers[w] {
+            let container = &workload.containers[c];
+            if container.drainit == DrainitRole::Wrapper {
+                continue;
+            }
+            let Some(command) = &container.pre_stop_without_delay else {
+                continue;
+            };
+            out.push(place(
+                &workload.site,
+                Some(&container.name),
+                Hit::new(format!(
+                    "the preStop hook `{command}` stops the app without waiting first: the pod \
+                     still receives client traffic until every load balancer has removed it, \
+                     so requests are dropped as if there were no hook; sleep first (`sleep 10 \
+                     && …`) or run the app under drainit"
+                )),
             ));
         }
-        let gated_by_pod = workload
-            .pod
-            .readiness_gates
-            .iter()
-            .flatten()
-            .any(|g| g.condition_type.starts_with(READINESS_GATE_CONDITION));
-        let namespace_ungated =
-            inventory
-                .namespaces
-                .get(&workload.namespace)
-                .is_some_and(|labels| {
-                    labels.get(READINESS_GATE_LABEL).map(String::as_str) != Some("enabled")
-                });
-        if ip_mode && namespace_ungated && !gated_by_pod {
-            findings.push(Finding::new(
-                Rule::AlbIpNoReadinessGate,
-                object,
-                None,
-                format!(
-                    "routes to pod IPs of {}, but Namespace {} lacks the label \
-                     {READINESS_GATE_LABEL}: enabled: a rollout can replace pods faster than \
-                     the load balancer registers the new ones; label the namespace",
-                    workload.object.display_name(),
-                    workload.namespace
-                ),
-            ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_names_say_who_sends_the_traffic() {
+        let table = [
+            ("http", None),
+            ("http-metrics", Some(PortRole::Scrape)),
+            ("otlp-grpc", Some(PortRole::Telemetry)),
+            ("jaeger-thrift", Some(PortRole::Telemetry)),
+            ("webhook", Some(PortRole::Webhook)),
+            ("https-webhook", Some(PortRole::Webhook)),
+            ("intra-node", Some(PortRole::Peer)),
+            ("leader-election", Some(PortRole::Peer)),
+            ("healthz", Some(PortRole::Scrape)),
+            ("tcp-redis", None),
+            ("grpc", None),
+        ];
+        for (name, want) in table {
+            assert_eq!(role_of_name(name), want, "{name}");
         }
     }
 }

@@ -57,7 +57,25 @@ pub fn check(args: &[&str]) -> Run {
 
 /// Runs the checker with `args`, `stdin` (else /dev/null) and extra environment variables.
 pub fn check_with(args: &[&str], stdin: Option<&str>, envs: &[(&str, &str)]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_drainit-check"))
+    run_checker(None, args, stdin, envs)
+}
+
+/// Runs the checker with `args` in the directory `dir` (where it looks for its config file).
+pub fn check_in(dir: &Path, args: &[&str]) -> Run {
+    run_checker(Some(dir), args, None, &[])
+}
+
+fn run_checker(
+    dir: Option<&Path>,
+    args: &[&str],
+    stdin: Option<&str>,
+    envs: &[(&str, &str)],
+) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_drainit-check"));
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let mut child = command
         .args(args)
         .envs(envs.iter().copied())
         .stdin(if stdin.is_some() {
