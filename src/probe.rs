@@ -202,7 +202,7 @@ impl Checker {
 
     async fn check_unbounded(&mut self) -> CheckResult {
         let Some(addresses) = self.resolve().await else {
-            return CheckResult::Refused;
+            return CheckResult::NotReady;
         };
         let mut stream = match self.connect(&addresses).await {
             Ok(stream) => stream,
