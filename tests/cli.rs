@@ -103,6 +103,35 @@ fn empty_or_blank_edged_tokens_are_refused() {
     assert_accepted(&["--prestop-token", "s3cret"], &[]);
 }
 
+/// Empty lists switch safety off silently (issue 20, item 7): an empty
+/// `--drain-on` meant "drain on nothing" (SIGTERM straight to the app), an
+/// empty `--prestop-allow-from` a list that refuses every caller. Refused
+/// like every other empty value, naming the flag and the accepted form.
+/// Before the fix all of these started the app (exit 0).
+#[test]
+fn empty_signal_and_network_lists_are_refused() {
+    for value in ["", ",", " , "] {
+        assert_refused(&["--drain-on", value], &[], &["--drain-on", "TERM,INT"]);
+        assert_refused(
+            &[],
+            &[("DRAINIT_DRAIN_ON", value)],
+            &["--drain-on", "TERM,INT"],
+        );
+        assert_refused(
+            &["--prestop-allow-from", value],
+            &[],
+            &["--prestop-allow-from", "10.0.0.7/32"],
+        );
+        assert_refused(
+            &[],
+            &[("DRAINIT_PRESTOP_ALLOW_FROM", value)],
+            &["--prestop-allow-from", "10.0.0.7/32"],
+        );
+    }
+    assert_accepted(&["--drain-on", "TERM,"], &[]);
+    assert_accepted(&[], &[("DRAINIT_PRESTOP_ALLOW_FROM", "10.0.0.7/32")]);
+}
+
 #[test]
 fn signals_that_cannot_work_are_refused() {
     let table: &[(&[&str], &[&str])] = &[

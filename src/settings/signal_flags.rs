@@ -36,6 +36,13 @@ fn is_handled(sig: Sig) -> bool {
 pub fn parse_sig_list(input: &str) -> Result<SigList, String> {
     let list = signals::parse_list(input)
         .map_err(|e| format!("{e} (a comma-separated list, e.g. TERM,INT)"))?;
+    if list.is_empty() {
+        // A blank ConfigMap key would otherwise mean "drain on nothing":
+        // SIGTERM straight to the app, the drain switched off unnoticed.
+        return Err(
+            "names no signal (is a ConfigMap key blank?): expected a comma-separated list of signals, e.g. TERM or TERM,INT".into(),
+        );
+    }
     if let Some(sig) = list.iter().find(|sig| !is_handled(**sig)) {
         return Err(format!(
             "{sig} never reaches drainit as a drain trigger (it cannot be caught, is a fault, or drainit uses it itself); use TERM, INT, QUIT, HUP, USR1, USR2 or a real-time signal"
