@@ -3,7 +3,7 @@
 //!
 //! drainit blocks exactly the signals it handles and reads them from a
 //! signalfd, gives those it inherited as ignored the default disposition,
-//! ignores SIGTTIN/SIGTTOU, raises its open-file limit for the admin
+//! ignores SIGTTIN/SIGTTOU (and blocks SIGPIPE instead of ignoring it), raises its open-file limit for the admin
 //! server, becomes a child subreaper when it is not PID 1 and leaves the
 //! directory it was started in. The app must see none of that: it gets the
 //! captured [`Inherited`] state back in `child`.
@@ -117,7 +117,7 @@ impl Inherited {
     /// SIGTTIN, SIGTTOU): the default, unless drainit was started with it
     /// ignored too.
     pub fn defaults_for_the_app(&self) -> impl Iterator<Item = Sig> + '_ {
-        Sig::ignored_by_drainit()
+        Sig::defaults_for_the_app()
             .into_iter()
             .filter(|&sig| !self.was_ignored(sig))
     }
@@ -155,14 +155,21 @@ impl Inherited {
     }
 
     /// Sets the rest of drainit's own signal state, the handled signals
-    /// staying blocked for the signalfd: SIGTTIN/SIGTTOU (and SIGPIPE)
-    /// ignored, since drainit may write logs while the app owns the
-    /// terminal.
+    /// staying blocked for the signalfd: SIGTTIN/SIGTTOU ignored, since
+    /// drainit may write logs while the app owns the terminal; SIGPIPE
+    /// back to the default (Rust's runtime ignores it before `main`, and
+    /// the kernel discards an ignored signal when it is sent, so a
+    /// `kill -PIPE 1` would never reach the app). Blocked in every thread,
+    /// a SIGPIPE never acts: drainit's own writes to a closed pipe only
+    /// fail with EPIPE.
     pub fn prepare_drainit(&self) {
         for sig in Sig::ignored_by_drainit() {
             // SAFETY: setting SIG_IGN installs no handler code; the numbers are valid.
             unsafe { libc::signal(sig.raw(), libc::SIG_IGN) };
         }
+        // SAFETY: SIG_DFL installs no handler code; SIGPIPE is blocked in
+        // every thread (the handled set, from the constructor on).
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
 
     /// Raises drainit's open-file limit to its hard maximum, for the admin

@@ -430,10 +430,17 @@ fn child_gets_the_signal_state_drainit_inherited(test: &str, ignored: &str) {
         0,
         "drainit itself should not ignore a signal it handles"
     );
-    assert_ne!(
+    // SIGPIPE is blocked and read like a fault, not ignored: an ignored
+    // signal is discarded when sent, and `kill -PIPE` must reach the app.
+    assert_eq!(
         drainit_ign & bit(libc::SIGPIPE),
         0,
-        "drainit itself should ignore SIGPIPE"
+        "drainit itself should not ignore SIGPIPE"
+    );
+    assert_ne!(
+        drainit_blk & bit(libc::SIGPIPE),
+        0,
+        "drainit itself should block SIGPIPE"
     );
     assert_ne!(
         drainit_ign & bit(libc::SIGTTOU),
@@ -551,4 +558,34 @@ fn inherited_ignored_signals_are_forwarded_and_the_exit_is_seen() {
 #[test]
 fn inherited_ignored_signals_are_forwarded_and_the_exit_is_seen_as_pid1() {
     inherited_ignored_signals_still_work("inherited-ignored-pid1", true);
+}
+
+/// `kill -PIPE` reaches the app, as under tini and dumb-init (issue 20,
+/// item 14); drainit blocks SIGPIPE and drops only the ones the kernel
+/// raises for its own writes. Before the fix drainit ignored SIGPIPE, so
+/// the kernel discarded a sent one and the app never got it.
+fn sigpipe_sent_with_kill_is_forwarded(test: &str, pid1: bool) {
+    let dir = scratch(test);
+    let (proc, drainit) = start(&dir, pid1, &["--propagation-delay", "0s"], &[]);
+    assert!(kill(drainit, libc::SIGPIPE));
+    await_records(&proc, &dir, "child", 1, "SIGPIPE");
+    assert!(kill(drainit, libc::SIGUSR1));
+    await_records(&proc, &dir, "child", 2, "SIGUSR1 after SIGPIPE");
+    assert_eq!(
+        names(&signals(&dir, "child")),
+        names(&[libc::SIGPIPE, libc::SIGUSR1]),
+        "{}",
+        proc.report()
+    );
+    finish(proc, drainit);
+}
+
+#[test]
+fn sigpipe_sent_with_kill_is_forwarded_to_the_app() {
+    sigpipe_sent_with_kill_is_forwarded("sigpipe", false);
+}
+
+#[test]
+fn sigpipe_sent_with_kill_is_forwarded_to_the_app_as_pid1() {
+    sigpipe_sent_with_kill_is_forwarded("sigpipe-pid1", true);
 }
