@@ -154,6 +154,11 @@ fn signals_that_cannot_work_are_refused() {
     assert_accepted(&["--stop-signal", "KILL"], &[]);
     assert_accepted(&["--drain-on", "TERM,INT,USR2"], &[]);
     assert_accepted(&["--rewrite", "TERM:QUIT,USR1:0"], &[]);
+    // Every forwarded signal can be rewritten, the faults and PIPE too
+    // (forwarded when sent with kill), both ways (issue 20, item 15).
+    assert_accepted(&["--rewrite", "SYS:HUP"], &[]);
+    assert_accepted(&["--rewrite", "1:31", "--rewrite", "31:1"], &[]);
+    assert_accepted(&["--rewrite", "PIPE:USR1", "--rewrite", "SEGV:0"], &[]);
 }
 
 #[test]

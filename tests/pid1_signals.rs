@@ -589,3 +589,36 @@ fn sigpipe_sent_with_kill_is_forwarded_to_the_app() {
 fn sigpipe_sent_with_kill_is_forwarded_to_the_app_as_pid1() {
     sigpipe_sent_with_kill_is_forwarded("sigpipe-pid1", true);
 }
+
+/// `--rewrite` takes every forwarded signal, both ways: dumb-init's
+/// `-r 1:31 -r 31:1` swaps SIGHUP and SIGSYS (a fault signal, forwarded
+/// when sent with kill). Before the fix `--rewrite 31:1` was refused
+/// ("SIGSYS is never forwarded") and drainit exited 2 (issue 20, item 15).
+#[test]
+fn rewrite_swaps_a_signal_and_a_fault_both_ways_as_pid1() {
+    let dir = scratch("rewrite-swap");
+    let (proc, drainit) = start(
+        &dir,
+        true,
+        &[
+            "--propagation-delay",
+            "0s",
+            "--rewrite",
+            "1:31",
+            "--rewrite",
+            "31:1",
+        ],
+        &["--catch-faults"],
+    );
+    assert!(kill(drainit, libc::SIGHUP));
+    await_records(&proc, &dir, "child", 1, "SIGSYS for SIGHUP");
+    assert!(kill(drainit, libc::SIGSYS));
+    await_records(&proc, &dir, "child", 2, "SIGHUP for SIGSYS");
+    assert_eq!(
+        names(&signals(&dir, "child")),
+        names(&[libc::SIGSYS, libc::SIGHUP]),
+        "{}",
+        proc.report()
+    );
+    finish(proc, drainit);
+}

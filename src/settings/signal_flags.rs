@@ -54,9 +54,12 @@ pub fn parse_sig_list(input: &str) -> Result<SigList, String> {
 /// The parser of `--rewrite`.
 pub fn parse_rewrite(input: &str) -> Result<Rewrite, String> {
     let rule: Rewrite = input.parse()?;
-    if !is_handled(rule.from) {
+    // Every signal drainit forwards, the faults and SIGPIPE included
+    // (forwarded when another process sends them): dumb-init's
+    // `-r 1:31 -r 31:1` swaps HUP and SYS.
+    if !is_handled(rule.from) && !rule.from.is_fault() {
         return Err(format!(
-            "{} is never forwarded, so it cannot be rewritten (it cannot be caught, is a fault, or drainit uses it itself)",
+            "{} is never forwarded, so it cannot be rewritten (it cannot be caught, or drainit uses it itself)",
             rule.from
         ));
     }
