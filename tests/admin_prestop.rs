@@ -184,3 +184,85 @@ fn by_default_other_callers_are_refused_and_told_how_to_allow_the_kubelet() {
     }
     assert!(proc.running(), "{}", proc.report());
 }
+
+/// A browser cannot drain the pod over a loopback admin port (issue 20,
+/// item 5): a foreign `Origin`, `Sec-Fetch-Site: cross-site`/`same-site`
+/// or (DNS rebinding) a `Host` that names another site gets 403 and
+/// starts nothing; the kubelet's form (an IP literal `Host`, none of the
+/// browser headers) and a same-origin request still work. Before the fix
+/// the first of these requests drained the pod.
+#[test]
+fn cross_site_requests_are_refused_and_the_kubelets_are_not() {
+    let admin = loopback_admin();
+    let listen = admin.to_string();
+    let proc = start("cross-site", &listen, &[]);
+    assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
+    let own_host = format!("Host: {admin}\r\n");
+    for (path, headers) in [
+        (
+            "/prestop",
+            format!("{own_host}Origin: http://evil.example\r\n"),
+        ),
+        ("/prestop", format!("{own_host}Origin: null\r\n")),
+        (
+            "/prestop",
+            format!("{own_host}Sec-Fetch-Site: cross-site\r\n"),
+        ),
+        (
+            "/prestop",
+            format!("{own_host}Sec-Fetch-Site: same-site\r\n"),
+        ),
+        (
+            "/prestop",
+            format!("Host: evil.example:{}\r\n", admin.port()),
+        ),
+        (
+            "/status",
+            format!("{own_host}Origin: https://evil.example\r\n"),
+        ),
+    ] {
+        for method in ["GET", "POST"] {
+            let answer = raw(
+                admin,
+                &format!(
+                    "{method} {path} HTTP/1.1\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                ),
+            );
+            assert!(
+                answer.starts_with("HTTP/1.1 403"),
+                "{method} {path} with {headers:?} must be refused: {answer}\n{}",
+                proc.report()
+            );
+        }
+    }
+    assert_eq!(
+        get(admin, "/ready").map(|(code, _)| code),
+        Some(200),
+        "a refused request must start no drain\n{}",
+        proc.report()
+    );
+    assert!(proc.stderr().contains("cross-site"), "{}", proc.report());
+    // The kubelet's probe form still reads, and a same-origin POST drains.
+    let probe = raw(
+        admin,
+        &format!(
+            "GET /ready HTTP/1.1\r\nHost: {admin}\r\nUser-Agent: kube-probe/1.36\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(probe.starts_with("HTTP/1.1 200"), "{probe}");
+    std::thread::spawn(move || {
+        raw(
+            admin,
+            &format!(
+                "POST /prestop HTTP/1.1\r\nHost: localhost:{}\r\nOrigin: http://localhost:{}\r\nSec-Fetch-Site: same-origin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                admin.port(),
+                admin.port()
+            ),
+        )
+    });
+    assert!(
+        wait_status(admin, "/ready", 503, SOON),
+        "a same-origin /prestop must drain\n{}",
+        proc.report()
+    );
+}
