@@ -203,6 +203,60 @@ pub fn stat_fields(stat: &str) -> Option<SplitWhitespace<'_>> {
     Some(rest.split_whitespace())
 }
 
+/// Keeps drainit's secrets from the app, which usually runs as drainit's
+/// user: the values of `names` (the `/prestop` token) are overwritten in
+/// drainit's own environment block, which `/proc/PID/environ` shows, and,
+/// when `secret_in_use`, drainit makes itself non-dumpable, so that a
+/// process of the same user can neither read its `/proc/PID/environ` or
+/// `/proc/PID/mem` nor ptrace it (a core dump is not written either).
+/// drainit's own reads of `/proc/self` (`fd`, `stat`, `maps`) stay
+/// allowed to itself, and the app is dumpable again once it execs. Call
+/// it after the command line is parsed (clap copied every value), before
+/// any other thread exists.
+pub fn hide_private_environment(names: &[&str], secret_in_use: bool) {
+    wipe_environment_values(names);
+    if secret_in_use {
+        if let Err(error) = nix::sys::prctl::set_dumpable(false) {
+            debug!(%error, "could not make drainit non-dumpable");
+        }
+    }
+}
+
+/// Overwrites with NULs the value of every `NAME=value` entry of drainit's
+/// environment block whose name is in `names`.
+fn wipe_environment_values(names: &[&str]) {
+    let Some((start, end)) = environment_block() else {
+        return;
+    };
+    let Some(length) = end.checked_sub(start).filter(|length| *length > 0) else {
+        return;
+    };
+    // SAFETY: [start, end) is this process's environment block as the
+    // kernel reports it (`env_start`/`env_end`): the strings execve copied
+    // to the top of the main thread's stack, mapped, writable and alive
+    // for the whole process. No other thread runs yet, and no Rust
+    // reference points into it (std::env hands out copies); libc's
+    // `environ` points at these strings and reads them as shorter values.
+    let block = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, length) };
+    for entry in block.split_mut(|byte| *byte == 0) {
+        for name in names {
+            let named = entry.starts_with(name.as_bytes()) && entry.get(name.len()) == Some(&b'=');
+            if let Some(value) = entry.get_mut(name.len() + 1..).filter(|_| named) {
+                value.fill(0);
+            }
+        }
+    }
+}
+
+/// `env_start` and `env_end` (fields 50 and 51) of `/proc/self/stat`.
+fn environment_block() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let mut fields = stat_fields(&stat)?;
+    let start = fields.nth(47)?.parse().ok()?;
+    let end = fields.next()?.parse().ok()?;
+    Some((start, end))
+}
+
 /// Makes drainit a child subreaper when it is not PID 1, so orphans of
 /// the app are re-parented to it and reaped, as they would be by PID 1.
 pub fn become_subreaper() -> nix::Result<()> {
