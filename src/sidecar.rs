@@ -186,11 +186,16 @@ fn read_pid_file(path: &Path) -> Result<(i32, u64), String> {
         .ok_or_else(|| problem(&"no pid in it"))?;
     let started =
         start_ticks(pid).ok_or_else(|| format!("--app-pid-file {shown}: no process {pid}"))?;
-    let started_at = boot_time().ok_or_else(|| problem(&"no boot time in /proc/stat"))?
-        + ticks_to_duration(started);
+    let started_at = boot_time()
+        .and_then(|boot| boot.checked_add(ticks_to_duration(started)))
+        .ok_or_else(|| problem(&"no boot time in /proc/stat"))?;
     // Clock ticks and second-granular boot time: allow a second of slack.
+    // Checked: the file's time is whatever its writer set, the far future too.
     let slack = Duration::from_secs(1);
-    if started_at > written + slack {
+    if written
+        .checked_add(slack)
+        .is_some_and(|latest| started_at > latest)
+    {
         return Err(format!("--app-pid-file {shown} names pid {pid}, a process started after the file was written: stale, not signalled"));
     }
     Ok((pid, started))

@@ -189,9 +189,15 @@ impl FromStr for Sig {
         } else if name == "RTMAX" {
             Some(rtmax)
         } else if let Some(offset) = name.strip_prefix("RTMIN+") {
-            offset.parse::<i32>().ok().map(|o| rtmin + o)
+            offset
+                .parse::<i32>()
+                .ok()
+                .and_then(|o| rtmin.checked_add(o))
         } else if let Some(offset) = name.strip_prefix("RTMAX-") {
-            offset.parse::<i32>().ok().map(|o| rtmax - o)
+            offset
+                .parse::<i32>()
+                .ok()
+                .and_then(|o| rtmax.checked_sub(o))
         } else {
             None
         };
@@ -282,6 +288,8 @@ mod tests {
             "TERMINATE",
             "SIG",
             "RTMIN+99",
+            "RTMIN+2147483647",
+            "RTMAX--2147483648",
             "RTMIN+x",
         ] {
             assert!(input.parse::<Sig>().is_err(), "{input} should not parse");

@@ -144,6 +144,9 @@ fn signals_that_cannot_work_are_refused() {
         (&["--rewrite", "CHLD:TERM"], &["--rewrite", "SIGCHLD"]),
         (&["--rewrite", "KILL:TERM"], &["--rewrite", "SIGKILL"]),
         (&["--rewrite", "TERM:STOP"], &["--rewrite", "SIGSTOP"]),
+        // Offsets that overflow a signal number: refused, not a panic.
+        (&["--stop-signal", "RTMIN+2147483647"], &["--stop-signal"]),
+        (&["--rewrite", "RTMAX--2147483648:TERM"], &["--rewrite"]),
     ];
     for (args, needles) in table {
         assert_refused(args, &[], needles);

@@ -496,3 +496,41 @@ fn a_pid_file_that_blocks_or_never_ends_never_stalls_the_sidecar() {
         );
     }
 }
+
+/// A pid file dated at the end of time (tmpfs keeps any `touch -d`): its
+/// time plus drainit's one second of slack overflows. Before the fix that
+/// addition panicked and took the sidecar down at the stop signal; now the
+/// app is found and stopped as with any other date (issue 20, item 1).
+#[test]
+fn a_pid_file_from_the_end_of_time_does_not_panic() {
+    let dir = scratch("sidecar-pidfile-future");
+    let (mut app, port) = start_app(&dir);
+    assert!(
+        Path::new("/dev/shm").is_dir(),
+        "this test needs a tmpfs at /dev/shm"
+    );
+    let pid_file = Path::new("/dev/shm").join(format!("drainit-test-{}.pid", std::process::id()));
+    std::fs::write(&pid_file, app.pid().to_string()).expect("pid file");
+    let dated = std::process::Command::new("touch")
+        .args(["-d", "@9223372036854775807"])
+        .arg(&pid_file)
+        .status()
+        .expect("run touch");
+    assert!(dated.success(), "touch -d failed");
+    let pid_arg = pid_file.to_string_lossy().into_owned();
+    let (mut sidecar, admin) = start_sidecar_with(
+        &scratch("sidecar-pidfile-future-s"),
+        port,
+        &["--propagation-delay", "1s"],
+        &["--app-pid-file", &pid_arg],
+    );
+    assert_sidecar_stops_the_app_after_1s(&sidecar, admin, &mut app);
+    let status = sidecar.wait(Duration::from_secs(10));
+    let _ = std::fs::remove_file(&pid_file);
+    assert_eq!(status.code(), Some(0), "{}", sidecar.report());
+    assert!(
+        !sidecar.stderr().contains("panicked"),
+        "{}",
+        sidecar.report()
+    );
+}
