@@ -364,3 +364,52 @@ fn out_of_descriptors_is_not_the_app_gone() {
     assert!(!proc.stderr().contains("panicked"), "{}", proc.report());
     assert_eq!(status.code(), Some(0), "{}", proc.report());
 }
+
+/// At `pids.max` from the start, with room for `unshare`, drainit and its
+/// app only: the thread that writes drainit's log lines cannot start at
+/// the first line. drainit keeps running, queues its lines, and writes
+/// them once a later line finds room for the thread. Before the fix the
+/// first failed start lost stderr for good: not one line of the drain.
+#[test]
+fn log_lines_wait_for_a_thread_at_pids_max() {
+    let cgroup = PidsCgroup::new("log");
+    // unshare, drainit, the app: nothing else.
+    cgroup.set_max("3");
+    let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("addr");
+    let listen = admin.to_string();
+    let mut proc = pid1_in_cgroup(
+        &scratch("limits-log"),
+        &cgroup,
+        &["--admin-listen", &listen, "--propagation-delay", "3s"],
+    );
+    assert!(
+        wait_status(admin, "/live", 200, PROMPT),
+        "{}",
+        proc.report()
+    );
+    let drainit = drainit_under_unshare(proc.pid());
+    common::kill(drainit, libc::SIGTERM);
+    // The drain's first line finds no room for the writer thread.
+    assert!(
+        wait_status(admin, "/ready", 503, PROMPT),
+        "{}",
+        proc.report()
+    );
+    assert!(proc.running(), "{}", proc.report());
+    cgroup.set_max("max");
+    let status = proc.wait(PROMPT);
+    assert_eq!(status.code(), Some(143), "{}", proc.report());
+    for line in [
+        "drain started",
+        "propagation delay over",
+        "drainit exits with 143",
+    ] {
+        assert!(
+            proc.stderr().contains(line),
+            "{line:?} never reached stderr\n{}",
+            proc.report()
+        );
+    }
+}
