@@ -267,4 +267,34 @@ mod tests {
         let received = next.expect("SIGCHLD within 5 s").expect("a signal");
         assert_eq!(received.sig, Sig::CHLD);
     }
+
+    #[test]
+    fn a_signal_drainit_caused_itself_is_not_from_another_process() {
+        let pipe = Sig::from_raw(libc::SIGPIPE).expect("PIPE");
+        let own = std::process::id();
+        // The kernel's SIGPIPE for a write of drainit's: SI_USER, its own pid.
+        let own_write = Received {
+            sig: pipe,
+            code: libc::SI_USER,
+            from_pid: own,
+        };
+        assert!(own_write.sent_by_a_process() && !own_write.sent_by_another_process());
+        let killed = Received {
+            from_pid: own.wrapping_add(1),
+            ..own_write
+        };
+        assert!(killed.sent_by_another_process());
+        // From outside drainit's namespace the kernel reports pid 0.
+        let from_outside = Received {
+            from_pid: 0,
+            ..own_write
+        };
+        assert!(from_outside.sent_by_another_process());
+        let raised_by_the_kernel = Received {
+            code: 1,
+            from_pid: 0,
+            ..own_write
+        };
+        assert!(!raised_by_the_kernel.sent_by_another_process());
+    }
 }
