@@ -29,7 +29,7 @@ use crate::traffic::OwnClients;
 /// lookup (the check says "not ready"), tried again at the next check.
 #[derive(Debug, Default)]
 struct Resolver {
-    requests: Option<std::sync::mpsc::Sender<Lookup>>,
+    requests: Option<mpsc::Sender<Lookup>>,
 }
 
 /// What a lookup answers: the addresses, or getaddrinfo's failure.
@@ -54,13 +54,16 @@ impl Resolver {
             answer,
         };
         if let Some(requests) = &self.requests {
-            match requests.send(lookup) {
+            // One lookup at a time (the checker waits for its answer), so
+            // the one slot is free unless the thread is gone.
+            match requests.try_send(lookup) {
                 Ok(()) => return Some(answered),
+                Err(mpsc::error::TrySendError::Full(_)) => return None,
                 // The thread is gone: start another one below.
-                Err(std::sync::mpsc::SendError(returned)) => lookup = returned,
+                Err(mpsc::error::TrySendError::Closed(returned)) => lookup = returned,
             }
         }
-        let (requests, incoming) = std::sync::mpsc::channel::<Lookup>();
+        let (requests, mut incoming) = mpsc::channel::<Lookup>(1);
         let spawned = std::thread::Builder::new()
             .name("drainit-dns".into())
             .stack_size(RESOLVER_STACK)
@@ -69,7 +72,7 @@ impl Resolver {
                 // thread started with the handled ones blocked; block the
                 // rest too, so none is ever delivered here.
                 let _ = nix::sys::signal::SigSet::all().thread_block();
-                while let Ok(lookup) = incoming.recv() {
+                while let Some(lookup) = incoming.blocking_recv() {
                     let addresses = std::net::ToSocketAddrs::to_socket_addrs(&lookup.authority)
                         .map(Iterator::collect);
                     let _ = lookup.answer.send(addresses);
@@ -80,7 +83,7 @@ impl Resolver {
             self.requests = None;
             return None;
         }
-        let sent = requests.send(lookup).is_ok();
+        let sent = requests.try_send(lookup).is_ok();
         self.requests = Some(requests);
         sent.then_some(answered)
     }
