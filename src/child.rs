@@ -26,13 +26,8 @@ use std::process::Command;
 
 use tracing::debug;
 
-use crate::os::Inherited;
+use crate::os::{Inherited, PRIVATE_ENV};
 use crate::signals::Sig;
-
-/// Environment variables drainit reads that the app must not see: the
-/// `/prestop` token is a secret of drainit's, not of the app's (see also
-/// [`crate::os::hide_private_environment`]).
-pub const PRIVATE_ENV: &[&str] = &["DRAINIT_PRESTOP_TOKEN"];
 
 /// Why the app could not be started.
 #[derive(Debug, thiserror::Error)]

@@ -203,8 +203,14 @@ pub fn stat_fields(stat: &str) -> Option<SplitWhitespace<'_>> {
     Some(rest.split_whitespace())
 }
 
+/// Environment variables drainit reads that the app must not see: the
+/// `/prestop` token is a secret of drainit's, not of the app's. The app
+/// starts without them (`child`); [`hide_private_environment`]
+/// hides them in drainit itself.
+pub const PRIVATE_ENV: &[&str] = &["DRAINIT_PRESTOP_TOKEN"];
+
 /// Keeps drainit's secrets from the app, which usually runs as drainit's
-/// user: the values of `names` (the `/prestop` token) are overwritten in
+/// user: the values of [`PRIVATE_ENV`] (the `/prestop` token) are overwritten in
 /// drainit's own environment block, which `/proc/PID/environ` shows, and,
 /// when `secret_in_use`, drainit makes itself non-dumpable, so that a
 /// process of the same user can neither read its `/proc/PID/environ` or
@@ -213,8 +219,8 @@ pub fn stat_fields(stat: &str) -> Option<SplitWhitespace<'_>> {
 /// allowed to itself, and the app is dumpable again once it execs. Call
 /// it after the command line is parsed (clap copied every value), before
 /// any other thread exists.
-pub fn hide_private_environment(names: &[&str], secret_in_use: bool) {
-    wipe_environment_values(names);
+pub fn hide_private_environment(secret_in_use: bool) {
+    wipe_environment_values(PRIVATE_ENV);
     if secret_in_use {
         if let Err(error) = nix::sys::prctl::set_dumpable(false) {
             debug!(%error, "could not make drainit non-dumpable");
