@@ -328,6 +328,26 @@ fn how_the_app_was_started(strace_log: &str) -> &'static str {
     }
 }
 
+/// The app of [`child_gets_the_signal_state_drainit_inherited`]: waits
+/// (bounded, with shell builtins only) until drainit (`$1`, its status)
+/// is out of `posix_spawn`, which blocks every signal in drainit until the
+/// child has exec'd (SIGTTOU, bit 22, is blocked only then), then `cat`s
+/// its own state and drainit's. `sh` passes the mask, the ignored signals
+/// and the limits on to `cat` unchanged.
+const AFTER_THE_SPAWN: &str = r#"
+i=0
+while [ $i -lt 20000 ]; do
+    i=$((i + 1))
+    blocked=
+    while read -r name value; do
+        [ "$name" = SigBlk: ] && blocked=$value
+    done < "$1"
+    low=${blocked#????????}
+    [ -n "$low" ] && [ $((0x$low & 0x200000)) -eq 0 ] && break
+done
+exec cat /proc/self/status /proc/self/limits "$1"
+"#;
+
 /// Runs the wrapper (one signal ignored, SIGUSR2 blocked, a low file
 /// limit) with drainit under strace and `true` as the app; returns how
 /// drainit started the app.
@@ -380,9 +400,10 @@ fn child_gets_the_signal_state_drainit_inherited(test: &str, ignored: &str) {
             "--admin-listen",
             "off",
             "--",
-            "cat",
-            "/proc/self/status",
-            "/proc/self/limits",
+            "sh",
+            "-c",
+            AFTER_THE_SPAWN,
+            "sh",
             "/proc/{PID}/status",
         ],
         &[("IGNORE", ignored)],
