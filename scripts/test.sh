@@ -11,6 +11,8 @@ missing=()
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v tini >/dev/null 2>&1 || missing+=(tini)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+# tests/pid1_limits.rs and admin_prestop.rs: limits and another user.
+command -v prlimit >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use self::connections::{AcceptBackoff, Connections, InFlight, Slot};
-use self::guard::{refusal, RefusalWarnings};
+use self::guard::{refusal, Refusal, RefusalWarnings};
 use crate::lifecycle::{Event, Phase, Status, Trigger};
 use crate::metrics::Metrics;
 use crate::settings::CidrList;
@@ -231,6 +231,10 @@ async fn route(shared: &Shared, peer: IpAddr, request: Request<Incoming>) -> Ans
     // HEAD is a read (clients and scanners send it freely): it must never
     // start a drain, so /prestop takes only GET and POST.
     let drain = method == Method::GET || method == Method::POST;
+    if guard::cross_site(&request) {
+        shared.refusal_warnings.refused(Refusal::CrossSite, peer);
+        return text(StatusCode::FORBIDDEN, Refusal::CrossSite.answer().into());
+    }
     match request.uri().path() {
         "/ready" if get => ready(context),
         "/live" if get => live(context),

@@ -26,12 +26,8 @@ use std::process::Command;
 
 use tracing::debug;
 
-use crate::os::Inherited;
+use crate::os::{Inherited, PRIVATE_ENV};
 use crate::signals::Sig;
-
-/// Environment variables drainit reads that the app must not see: the
-/// `/prestop` token is a secret of drainit's, not of the app's.
-const PRIVATE_ENV: &[&str] = &["DRAINIT_PRESTOP_TOKEN"];
 
 /// Why the app could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -140,10 +136,31 @@ pub struct App {
 /// forks.
 pub fn spawn(command: &[OsString], inherited: &Inherited) -> Result<App, SpawnError> {
     let (program, _) = command.split_first().ok_or(SpawnError::Empty)?;
-    let started = if spawnable_without_fork(inherited) {
-        posix_spawn(command, inherited)
-    } else {
-        fork_and_exec(command, inherited)
+    let start = |command: &[OsString]| {
+        if spawnable_without_fork(inherited) {
+            posix_spawn(command, inherited)
+        } else {
+            fork_and_exec(command, inherited)
+        }
+    };
+    let started = match start(command) {
+        Err(error) if error.raw_os_error() == Some(libc::ENOEXEC) => {
+            // No `#!` line: what execvp does (and tini, dumb-init and
+            // catatonit with it), on both paths alike, whatever the C
+            // library's own execvp and posix_spawnp do.
+            match run_by_the_shell(command) {
+                Some(with_shell) => start(&with_shell).map_err(|shell_error| {
+                    // No /bin/sh (distroless): the script's own failure.
+                    if shell_error.kind() == io::ErrorKind::NotFound {
+                        error
+                    } else {
+                        shell_error
+                    }
+                }),
+                None => Err(error),
+            }
+        }
+        other => other,
     };
     let command = || program.to_string_lossy().into_owned();
     match started {
@@ -162,6 +179,38 @@ pub fn spawn(command: &[OsString], inherited: &Inherited) -> Result<App, SpawnEr
             source,
         }),
     }
+}
+
+/// The shell a file without `#!` is handed to, as execvp does on ENOEXEC.
+const SHELL: &str = "/bin/sh";
+
+/// `/bin/sh FILE ARGS...` for a `command` whose program the kernel would
+/// not execute (ENOEXEC): FILE is the program as exec found it (searched
+/// in `PATH` when it has no `/`, as `posix_spawnp` and execvp search).
+fn run_by_the_shell(command: &[OsString]) -> Option<Vec<OsString>> {
+    let (program, args) = command.split_first()?;
+    let file = if program.as_bytes().contains(&b'/') {
+        std::path::PathBuf::from(program)
+    } else {
+        let path =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/bin:/usr/bin".into());
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| is_executable_file(candidate))?
+    };
+    let mut with_shell = vec![OsString::from(SHELL), file.into_os_string()];
+    with_shell.extend(args.iter().cloned());
+    Some(with_shell)
+}
+
+/// Whether `path` is a regular file this process may execute.
+fn is_executable_file(path: &std::path::Path) -> bool {
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access(2) reads the NUL-terminated path and touches nothing else.
+    let executable = unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } == 0;
+    executable && path.is_file()
 }
 
 /// Whether `posix_spawn` can give the app exactly the state a hook would:

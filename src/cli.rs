@@ -181,7 +181,7 @@ pub struct Settings {
     )]
     pub signal_target: SignalTarget,
 
-    /// Rewrite a forwarded signal: FROM:TO (TERM:QUIT, 15:3, USR1:0 drops USR1). Repeatable.
+    /// Rewrite a forwarded signal: FROM:TO (TERM:QUIT, 15:3, USR1:0 drops USR1, HUP:SYS). Repeatable.
     #[arg(long = "rewrite", env = "DRAINIT_REWRITE", value_delimiter = ',', value_parser = parse_rewrite, value_name = "FROM:TO", global = true)]
     pub rewrites: Vec<Rewrite>,
 
@@ -374,7 +374,7 @@ mod tests {
             ),
             (&["--stop-signal", "STOP", "x"], "freezes"),
             (&["--drain-on", "TERM,SEGV", "x"], "SIGSEGV"),
-            (&["--rewrite", "PIPE:TERM", "x"], "SIGPIPE"),
+            (&["--rewrite", "CHLD:TERM", "x"], "SIGCHLD"),
             (&["--rewrite", "TERM:STOP", "x"], "SIGSTOP"),
             (&["--ready-check", "tcp://h:0", "x"], "port 0"),
             (&["--prestop-token", "", "x"], "empty"),

@@ -115,7 +115,8 @@ mod runtime {
         logging::FlushOnDrop
     }
 
-    /// How long drainit's exit waits for blocking-pool threads to finish.
+    /// How long drainit's exit waits for blocking-pool threads to finish (it
+    /// uses none: `--ready-check` lookups run on `probe`'s own thread).
     const RUNTIME_SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_millis(100);
 
     /// Runs drainit as parsed from the command line; returns its exit code.
@@ -142,8 +143,9 @@ mod runtime {
                     }
                 }
             });
-            // The work is done: do not wait on blocking-pool threads (a DNS
-            // lookup of --ready-check stuck on a hung name server) to exit.
+            // The work is done: wait for no thread (a lookup of --ready-check
+            // stuck on a hung name server runs on a thread of its own and
+            // ends with the process).
             runtime.shutdown_timeout(RUNTIME_SHUTDOWN_LIMIT);
             result
         });

@@ -558,9 +558,13 @@ impl Machine {
         let previous = self.app_check.replace(result);
         let phase = self.state.phase();
         let inferred = self.timeline.app_exit == AppExitSeen::Inferred;
-        if inferred && phase >= Phase::Draining && result == CheckResult::Refused {
+        let refused_again =
+            result == CheckResult::Refused && previous == Some(CheckResult::Refused);
+        if inferred && phase >= Phase::Draining && refused_again {
             // The app's exit cannot be seen; its address refusing
             // connections during a drain is how the machine learns it is gone.
+            // Twice in a row: one refusal may be a restart of the listener,
+            // and nothing else (a failed lookup, a timeout) means gone.
             self.finish(AppExit::Gone, now, steps);
             return;
         }

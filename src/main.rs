@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     // constructor did not, and then captures now).
     let (inherited, taken) = drainit::os::early_init();
     let cli = parse_command_line();
+    drainit::os::hide_private_environment(cli.settings.prestop_token.is_some());
     drainit::os::release_unused_stack();
     if cli.mode.is_none() && cli.command.is_empty() {
         Cli::command()

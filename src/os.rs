@@ -3,7 +3,7 @@
 //!
 //! drainit blocks exactly the signals it handles and reads them from a
 //! signalfd, gives those it inherited as ignored the default disposition,
-//! ignores SIGTTIN/SIGTTOU, raises its open-file limit for the admin
+//! ignores SIGTTIN/SIGTTOU (and blocks SIGPIPE instead of ignoring it), raises its open-file limit for the admin
 //! server, becomes a child subreaper when it is not PID 1 and leaves the
 //! directory it was started in. The app must see none of that: it gets the
 //! captured [`Inherited`] state back in `child`.
@@ -117,7 +117,7 @@ impl Inherited {
     /// SIGTTIN, SIGTTOU): the default, unless drainit was started with it
     /// ignored too.
     pub fn defaults_for_the_app(&self) -> impl Iterator<Item = Sig> + '_ {
-        Sig::ignored_by_drainit()
+        Sig::defaults_for_the_app()
             .into_iter()
             .filter(|&sig| !self.was_ignored(sig))
     }
@@ -155,14 +155,21 @@ impl Inherited {
     }
 
     /// Sets the rest of drainit's own signal state, the handled signals
-    /// staying blocked for the signalfd: SIGTTIN/SIGTTOU (and SIGPIPE)
-    /// ignored, since drainit may write logs while the app owns the
-    /// terminal.
+    /// staying blocked for the signalfd: SIGTTIN/SIGTTOU ignored, since
+    /// drainit may write logs while the app owns the terminal; SIGPIPE
+    /// back to the default (Rust's runtime ignores it before `main`, and
+    /// the kernel discards an ignored signal when it is sent, so a
+    /// `kill -PIPE 1` would never reach the app). Blocked in every thread,
+    /// a SIGPIPE never acts: drainit's own writes to a closed pipe only
+    /// fail with EPIPE.
     pub fn prepare_drainit(&self) {
         for sig in Sig::ignored_by_drainit() {
             // SAFETY: setting SIG_IGN installs no handler code; the numbers are valid.
             unsafe { libc::signal(sig.raw(), libc::SIG_IGN) };
         }
+        // SAFETY: SIG_DFL installs no handler code; SIGPIPE is blocked in
+        // every thread (the handled set, from the constructor on).
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
 
     /// Raises drainit's open-file limit to its hard maximum, for the admin
@@ -194,6 +201,66 @@ pub fn with_proc_stat<T>(
 pub fn stat_fields(stat: &str) -> Option<SplitWhitespace<'_>> {
     let (_, rest) = stat.rsplit_once(')')?;
     Some(rest.split_whitespace())
+}
+
+/// Environment variables drainit reads that the app must not see: the
+/// `/prestop` token is a secret of drainit's, not of the app's. The app
+/// starts without them (`child`); [`hide_private_environment`]
+/// hides them in drainit itself.
+pub const PRIVATE_ENV: &[&str] = &["DRAINIT_PRESTOP_TOKEN"];
+
+/// Keeps drainit's secrets from the app, which usually runs as drainit's
+/// user: the values of [`PRIVATE_ENV`] (the `/prestop` token) are overwritten in
+/// drainit's own environment block, which `/proc/PID/environ` shows, and,
+/// when `secret_in_use`, drainit makes itself non-dumpable, so that a
+/// process of the same user can neither read its `/proc/PID/environ` or
+/// `/proc/PID/mem` nor ptrace it (a core dump is not written either).
+/// drainit's own reads of `/proc/self` (`fd`, `stat`, `maps`) stay
+/// allowed to itself, and the app is dumpable again once it execs. Call
+/// it after the command line is parsed (clap copied every value), before
+/// any other thread exists.
+pub fn hide_private_environment(secret_in_use: bool) {
+    wipe_environment_values(PRIVATE_ENV);
+    if secret_in_use {
+        if let Err(error) = nix::sys::prctl::set_dumpable(false) {
+            debug!(%error, "could not make drainit non-dumpable");
+        }
+    }
+}
+
+/// Overwrites with NULs the value of every `NAME=value` entry of drainit's
+/// environment block whose name is in `names`.
+fn wipe_environment_values(names: &[&str]) {
+    let Some((start, end)) = environment_block() else {
+        return;
+    };
+    let Some(length) = end.checked_sub(start).filter(|length| *length > 0) else {
+        return;
+    };
+    // SAFETY: [start, end) is this process's environment block as the
+    // kernel reports it (`env_start`/`env_end`): the strings execve copied
+    // to the top of the main thread's stack, mapped, writable and alive
+    // for the whole process. No other thread runs yet, and no Rust
+    // reference points into it (std::env hands out copies); libc's
+    // `environ` points at these strings and reads them as shorter values.
+    let block = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, length) };
+    for entry in block.split_mut(|byte| *byte == 0) {
+        for name in names {
+            let named = entry.starts_with(name.as_bytes()) && entry.get(name.len()) == Some(&b'=');
+            if let Some(value) = entry.get_mut(name.len() + 1..).filter(|_| named) {
+                value.fill(0);
+            }
+        }
+    }
+}
+
+/// `env_start` and `env_end` (fields 50 and 51) of `/proc/self/stat`.
+fn environment_block() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let mut fields = stat_fields(&stat)?;
+    let start = fields.nth(47)?.parse().ok()?;
+    let end = fields.next()?.parse().ok()?;
+    Some((start, end))
 }
 
 /// Makes drainit a child subreaper when it is not PID 1, so orphans of

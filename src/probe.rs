@@ -13,25 +13,104 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use std::net::SocketAddr;
-use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::debug;
 
 use crate::lifecycle::{CheckResult, Event};
 use crate::settings::ReadyCheck;
 use crate::traffic::OwnClients;
 
+/// Resolves host names on one thread of drainit's own, started at the
+/// first lookup and kept for drainit's life. Not tokio's blocking pool:
+/// its idle thread exits after 10 s, the next lookup needs a new one, and
+/// when the pod is at its process limit tokio panics on the failed thread
+/// creation ("OS can't spawn worker thread"), which takes PID 1 and the
+/// whole container down. Here a thread that cannot be started is a failed
+/// lookup (the check says "not ready"), tried again at the next check.
+#[derive(Debug, Default)]
+struct Resolver {
+    requests: Option<mpsc::Sender<Lookup>>,
+}
+
+/// What a lookup answers: the addresses, or getaddrinfo's failure.
+type LookupAnswer = std::io::Result<Vec<SocketAddr>>;
+
+/// One name to resolve, and where its answer goes.
+struct Lookup {
+    authority: String,
+    answer: oneshot::Sender<LookupAnswer>,
+}
+
+/// The resolver thread's stack: getaddrinfo with glibc's NSS modules
+/// needs some room; only the pages it touches become resident.
+const RESOLVER_STACK: usize = 256 * 1024;
+
+impl Resolver {
+    /// Starts a lookup of `authority`; `None` if no thread can run it now.
+    fn start(&mut self, authority: &str) -> Option<oneshot::Receiver<LookupAnswer>> {
+        let (answer, answered) = oneshot::channel();
+        let mut lookup = Lookup {
+            authority: authority.to_string(),
+            answer,
+        };
+        if let Some(requests) = &self.requests {
+            // One lookup at a time (the checker waits for its answer), so
+            // the one slot is free unless the thread is gone.
+            match requests.try_send(lookup) {
+                Ok(()) => return Some(answered),
+                Err(mpsc::error::TrySendError::Full(_)) => return None,
+                // The thread is gone: start another one below.
+                Err(mpsc::error::TrySendError::Closed(returned)) => lookup = returned,
+            }
+        }
+        let (requests, mut incoming) = mpsc::channel::<Lookup>(1);
+        let spawned = std::thread::Builder::new()
+            .name("drainit-dns".into())
+            .stack_size(RESOLVER_STACK)
+            .spawn(move || {
+                // Signals are read by the event loop's signalfd only: the
+                // thread started with the handled ones blocked; block the
+                // rest too, so none is ever delivered here.
+                let _ = nix::sys::signal::SigSet::all().thread_block();
+                while let Some(lookup) = incoming.blocking_recv() {
+                    let addresses = std::net::ToSocketAddrs::to_socket_addrs(&lookup.authority)
+                        .map(Iterator::collect);
+                    let _ = lookup.answer.send(addresses);
+                }
+            });
+        if let Err(error) = spawned {
+            debug!(%error, "no thread for the --ready-check lookup; not ready for now");
+            self.requests = None;
+            return None;
+        }
+        let sent = requests.try_send(lookup).is_ok();
+        self.requests = Some(requests);
+        sent.then_some(answered)
+    }
+}
+
 /// Runs one [`ReadyCheck`] after another, with at most one DNS lookup in
-/// flight: a host name is resolved on tokio's blocking pool (getaddrinfo
-/// cannot be cancelled), so with a hung name server a new lookup per
-/// check would pile up blocked threads. A lookup still running when a
-/// check times out is picked up again by the next check.
+/// flight: a host name is resolved on the [`Resolver`]'s thread
+/// (getaddrinfo cannot be cancelled), so with a hung name server a new
+/// lookup per check would pile up. A lookup still running when a check
+/// times out is picked up again by the next check.
 #[derive(Debug)]
 pub struct Checker {
     check: ReadyCheck,
-    lookup: Option<JoinHandle<std::io::Result<Vec<SocketAddr>>>>,
+    resolver: Resolver,
+    lookup: Option<oneshot::Receiver<LookupAnswer>>,
     /// Where each connection's local address is noted, so the traffic
     /// observer never counts drainit's own checks as the app's traffic.
     own_clients: OwnClients,
+}
+
+/// Why the check's address could not be reached.
+enum Unreachable {
+    /// Every address refused the connection: nothing listens there.
+    Refused,
+    /// Anything else (a failed or unfinished lookup, no socket, no route,
+    /// a timeout): says nothing about whether the app is gone.
+    Failed,
 }
 
 impl Checker {
@@ -40,6 +119,7 @@ impl Checker {
     pub fn new(check: ReadyCheck, own_clients: OwnClients) -> Checker {
         Checker {
             check,
+            resolver: Resolver::default(),
             lookup: None,
             own_clients,
         }
@@ -53,22 +133,31 @@ impl Checker {
         }
     }
 
-    /// The addresses of the check's `HOST:PORT`; `None` if it does not resolve.
+    /// The addresses of the check's `HOST:PORT`; `None` while they cannot
+    /// be had (a failed lookup says nothing about whether the app is gone).
     async fn resolve(&mut self) -> Option<Vec<SocketAddr>> {
         let authority = self.check.authority();
         if let Ok(address) = authority.parse::<SocketAddr>() {
             return Some(vec![address]);
         }
-        let lookup = self.lookup.get_or_insert_with(|| {
-            let authority = authority.to_string();
-            tokio::task::spawn_blocking(move || {
-                std::net::ToSocketAddrs::to_socket_addrs(&authority).map(Iterator::collect)
-            })
-        });
+        if self.lookup.is_none() {
+            self.lookup = self.resolver.start(authority);
+        }
         // Awaited by reference: a timeout leaves the lookup for the next check.
-        let resolved = lookup.await;
+        let resolved = self.lookup.as_mut()?.await;
         self.lookup = None;
-        resolved.ok()?.ok()
+        match resolved {
+            Ok(Ok(addresses)) => Some(addresses),
+            Ok(Err(error)) => {
+                debug!(%error, "--ready-check lookup failed; not ready for now");
+                None
+            }
+            // The thread ended without answering: start another next time.
+            Err(_) => {
+                self.resolver.requests = None;
+                None
+            }
+        }
     }
 
     /// Connects to the first address that accepts. The local address is
@@ -76,37 +165,52 @@ impl Checker {
     /// to the target's own IP, which is local: the app is in drainit's
     /// network namespace), so no dump can catch it unnoted; where that
     /// bind fails, it is noted right after the connect.
-    async fn connect(&self, addresses: &[SocketAddr]) -> Option<TcpStream> {
+    async fn connect(&self, addresses: &[SocketAddr]) -> Result<TcpStream, Unreachable> {
+        let mut every_one_refused = !addresses.is_empty();
         for address in addresses {
             let socket = match address {
                 SocketAddr::V4(_) => TcpSocket::new_v4(),
                 SocketAddr::V6(_) => TcpSocket::new_v6(),
             };
-            let Ok(socket) = socket else { continue };
+            let Ok(socket) = socket else {
+                // Out of descriptors, say: nothing learnt about the app.
+                every_one_refused = false;
+                continue;
+            };
             let bound = socket
                 .bind(SocketAddr::new(address.ip(), 0))
                 .and_then(|()| socket.local_addr());
             if let Ok(local) = bound {
                 self.own_clients.note(local);
             }
-            if let Ok(stream) = socket.connect(*address).await {
-                if bound.is_err() {
-                    if let Ok(local) = stream.local_addr() {
-                        self.own_clients.note(local);
+            match socket.connect(*address).await {
+                Ok(stream) => {
+                    if bound.is_err() {
+                        if let Ok(local) = stream.local_addr() {
+                            self.own_clients.note(local);
+                        }
                     }
+                    return Ok(stream);
                 }
-                return Some(stream);
+                Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Err(_) => every_one_refused = false,
             }
         }
-        None
+        Err(if every_one_refused {
+            Unreachable::Refused
+        } else {
+            Unreachable::Failed
+        })
     }
 
     async fn check_unbounded(&mut self) -> CheckResult {
         let Some(addresses) = self.resolve().await else {
-            return CheckResult::Refused;
+            return CheckResult::NotReady;
         };
-        let Some(mut stream) = self.connect(&addresses).await else {
-            return CheckResult::Refused;
+        let mut stream = match self.connect(&addresses).await {
+            Ok(stream) => stream,
+            Err(Unreachable::Refused) => return CheckResult::Refused,
+            Err(Unreachable::Failed) => return CheckResult::NotReady,
         };
         let ReadyCheck::Http { authority, path } = &self.check else {
             return CheckResult::Ready;

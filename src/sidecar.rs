@@ -10,7 +10,10 @@
 //! bounded by the grace period. Nothing is persisted: a restarted sidecar
 //! starts fresh in Starting, never stuck in Draining.
 
+use std::io::Read as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::{debug, error, info, warn};
@@ -49,13 +52,98 @@ impl AppLocator {
         }
     }
 
-    /// The app now, held by a pidfd opened while its identity was checked.
-    pub fn find(&self) -> Option<Process> {
-        let (pid, started) = match self {
-            AppLocator::Unreachable => return None,
-            AppLocator::PidFile(path) => read_pid_file(path)?,
-            AppLocator::ProcessName(name) => find_process(name)?,
-        };
+    /// The app's pid and start time now, or why it is not found. Reads a
+    /// file of the user's and other processes' `/proc` entries: run only on
+    /// the [`Finder`]'s thread, never on the event loop.
+    fn locate(&self) -> Result<(i32, u64), String> {
+        match self {
+            AppLocator::Unreachable => Err("no --app-pid-file or --app-process".into()),
+            AppLocator::PidFile(path) => read_pid_file(path),
+            AppLocator::ProcessName(name) => {
+                find_process(name).ok_or_else(|| format!("no process named {name}"))
+            }
+        }
+    }
+}
+
+/// How often the finder's thread looks for the app again.
+const FIND_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The finder thread's stack: it reads small files and `/proc`.
+const FINDER_STACK: usize = 64 * 1024;
+
+/// The largest `--app-pid-file` read: a pid and a newline, with room to spare.
+const MAX_PID_FILE: u64 = 64;
+
+/// The longest command line read to match `--app-process` (argv[0] is a
+/// path, at most `PATH_MAX`).
+const MAX_CMDLINE: u64 = 4096;
+
+/// Looks for the app on a thread of its own, every [`FIND_INTERVAL`], and
+/// keeps the last answer for the event loop. The pid file may be a FIFO,
+/// `/dev/zero` or sit on a hung volume, and reading another process's
+/// command line waits for that process's memory lock: none of that may
+/// ever stall the loop that reaps, forwards and enforces the deadline.
+#[derive(Debug)]
+pub struct Finder {
+    how: AppLocator,
+    latest: Arc<Mutex<Option<(i32, u64)>>>,
+    thread: Option<std::thread::Thread>,
+}
+
+impl Finder {
+    /// A finder that has not started looking yet.
+    pub fn new(how: AppLocator) -> Finder {
+        Finder {
+            how,
+            latest: Arc::default(),
+            thread: None,
+        }
+    }
+
+    /// Starts the thread (nothing for [`AppLocator::Unreachable`]); where
+    /// it cannot start now, the next [`Finder::find`] tries again.
+    fn start(&mut self) {
+        if self.thread.is_some() || matches!(self.how, AppLocator::Unreachable) {
+            return;
+        }
+        let how = self.how.clone();
+        let latest = Arc::clone(&self.latest);
+        let spawned = std::thread::Builder::new()
+            .name("drainit-find".into())
+            .stack_size(FINDER_STACK)
+            .spawn(move || {
+                // Signals are the event loop's: block every one here.
+                let _ = nix::sys::signal::SigSet::all().thread_block();
+                let mut last_problem = None;
+                loop {
+                    let found = how.locate();
+                    match &found {
+                        Err(problem) if last_problem.as_ref() != Some(problem) => {
+                            warn!("{problem}");
+                        }
+                        _ => {}
+                    }
+                    last_problem = found.as_ref().err().cloned();
+                    *latest.lock().unwrap_or_else(PoisonError::into_inner) = found.ok();
+                    std::thread::park_timeout(FIND_INTERVAL);
+                }
+            });
+        match spawned {
+            Ok(handle) => self.thread = Some(handle.thread().clone()),
+            Err(error) => {
+                warn!(%error, "cannot start the thread that finds the app; trying again later")
+            }
+        }
+    }
+
+    /// The app as last found, held by a pidfd opened while its identity
+    /// was checked; asks the thread to look again.
+    pub fn find(&mut self) -> Option<Process> {
+        self.start();
+        let thread = self.thread.as_ref()?;
+        thread.unpark();
+        let (pid, started) = (*self.latest.lock().unwrap_or_else(PoisonError::into_inner))?;
         // Same pid, same start time, after the pidfd is open: the same process.
         Process::verified(pid, |pid| start_ticks(pid) == Some(started))
     }
@@ -63,22 +151,54 @@ impl AppLocator {
 
 /// The pid in the file, if the process of that pid can have written it:
 /// a process that started after the file was last written is a stranger
-/// that got a stale pid (the app is gone, the number was reused).
-fn read_pid_file(path: &Path) -> Option<(i32, u64)> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| warn!(path = %path.display(), %error, "cannot read --app-pid-file"))
-        .ok()?;
-    let written = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
-    let pid = text.trim().parse::<i32>().ok().filter(|pid| *pid > 0)?;
-    let started = start_ticks(pid)?;
-    let started_at = boot_time()? + ticks_to_duration(started);
-    // Clock ticks and second-granular boot time: allow a second of slack.
-    let slack = Duration::from_secs(1);
-    if started_at > written + slack {
-        warn!(pid, path = %path.display(), "--app-pid-file names a process started after the file was written: stale, not signalled");
-        return None;
+/// that got a stale pid (the app is gone, the number was reused). Only a
+/// regular file is read, and only its first [`MAX_PID_FILE`] bytes.
+fn read_pid_file(path: &Path) -> Result<(i32, u64), String> {
+    let shown = path.display();
+    let problem =
+        |what: &dyn std::fmt::Display| format!("cannot read --app-pid-file {shown}: {what}");
+    // Non-blocking: opening a FIFO for reading would wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|error| problem(&error))?;
+    let metadata = file.metadata().map_err(|error| problem(&error))?;
+    if !metadata.file_type().is_file() {
+        return Err(problem(&"not a regular file"));
     }
-    Some((pid, started))
+    if metadata.len() > MAX_PID_FILE {
+        return Err(problem(&format!(
+            "{} bytes, too large for a pid file",
+            metadata.len()
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_PID_FILE)
+        .read_to_string(&mut text)
+        .map_err(|error| problem(&error))?;
+    let written = metadata.modified().map_err(|error| problem(&error))?;
+    let pid = text
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|pid| *pid > 0)
+        .ok_or_else(|| problem(&"no pid in it"))?;
+    let started =
+        start_ticks(pid).ok_or_else(|| format!("--app-pid-file {shown}: no process {pid}"))?;
+    let started_at = boot_time()
+        .and_then(|boot| boot.checked_add(ticks_to_duration(started)))
+        .ok_or_else(|| problem(&"no boot time in /proc/stat"))?;
+    // Clock ticks and second-granular boot time: allow a second of slack.
+    // Checked: the file's time is whatever its writer set, the far future too.
+    let slack = Duration::from_secs(1);
+    if written
+        .checked_add(slack)
+        .is_some_and(|latest| started_at > latest)
+    {
+        return Err(format!("--app-pid-file {shown} names pid {pid}, a process started after the file was written: stale, not signalled"));
+    }
+    Ok((pid, started))
 }
 
 /// The oldest process whose program is `name`: with several (nginx's
@@ -106,7 +226,10 @@ fn find_process(name: &str) -> Option<(i32, u64)> {
 /// Whether the process at `/proc/PID` runs the program `name`.
 fn names_match(proc_dir: &Path, name: &str) -> bool {
     let file_name = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
-    let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
+    let mut cmdline = Vec::new();
+    if let Ok(file) = std::fs::File::open(proc_dir.join("cmdline")) {
+        let _ = file.take(MAX_CMDLINE).read_to_end(&mut cmdline);
+    }
     let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
     let argv0 = String::from_utf8_lossy(argv0);
     // nginx rewrites its argv[0] to "nginx: master process ...".
@@ -153,7 +276,7 @@ fn ticks_to_duration(ticks: u64) -> Duration {
 /// The sidecar: no child of its own; signals to the app only when it can
 /// be found, through the handle found at the stop signal.
 pub struct Sidecar {
-    app: AppLocator,
+    app: Finder,
     stop_signal: Option<Sig>,
     /// The app as found when the stop signal went out, for the deadline.
     stopped: Option<Process>,
@@ -163,7 +286,7 @@ impl Sidecar {
     /// The sidecar for these settings and flags.
     pub fn new(settings: &Settings, args: &SidecarArgs) -> Sidecar {
         Sidecar {
-            app: AppLocator::from_args(args),
+            app: Finder::new(AppLocator::from_args(args)),
             stop_signal: signals::rewrite(&settings.rewrites, settings.stop_signal),
             stopped: None,
         }
@@ -177,6 +300,7 @@ impl Supervised for Sidecar {
 
     fn start(&mut self) -> Result<Option<i32>, u8> {
         info!("sidecar started");
+        self.app.start();
         Ok(None)
     }
 

@@ -76,12 +76,22 @@ pub struct Received {
     /// `ssi_code`: ≤ 0 when a process sent it (`SI_USER`, `SI_QUEUE`,
     /// `SI_TKILL`), > 0 when the kernel raised it.
     pub code: i32,
+    /// `ssi_pid`: the sender's pid in drainit's namespace (0 when the
+    /// sender is outside it).
+    pub from_pid: u32,
 }
 
 impl Received {
-    /// Whether another process sent it, rather than the kernel.
+    /// Whether a process sent it, rather than the kernel.
     pub fn sent_by_a_process(&self) -> bool {
         self.code <= 0
+    }
+
+    /// Whether another process sent it: neither the kernel nor drainit
+    /// itself (the kernel marks the SIGPIPE of a write to a closed pipe
+    /// as sent by the writer, `SI_USER` from its own pid).
+    pub fn sent_by_another_process(&self) -> bool {
+        self.sent_by_a_process() && self.from_pid != std::process::id()
     }
 }
 
@@ -165,7 +175,7 @@ fn read_batch(fd: &SignalFd, queue: &mut VecDeque<Received>) -> nix::Result<bool
 }
 
 /// The fields of one `struct signalfd_siginfo` drainit uses: `ssi_signo`
-/// (u32 at 0) and `ssi_code` (i32 at 8).
+/// (u32 at 0), `ssi_code` (i32 at 8) and `ssi_pid` (u32 at 12).
 fn decode(record: &[u8]) -> Option<Received> {
     let field = |at: usize| -> Option<[u8; 4]> { record.get(at..at + 4)?.try_into().ok() };
     let signo = u32::from_ne_bytes(field(0)?);
@@ -173,6 +183,7 @@ fn decode(record: &[u8]) -> Option<Received> {
     Some(Received {
         sig,
         code: i32::from_ne_bytes(field(8)?),
+        from_pid: u32::from_ne_bytes(field(12)?),
     })
 }
 
@@ -213,7 +224,7 @@ mod tests {
         assert!(expected.contains(&libc::SIGCHLD));
         assert!(expected.contains(&(libc::SIGRTMIN() + 1)));
         assert!(expected.contains(&libc::SIGRTMAX()));
-        assert!(!expected.contains(&libc::SIGPIPE));
+        assert!(expected.contains(&libc::SIGPIPE));
         assert!(!expected.contains(&libc::SIGTTOU));
     }
 
@@ -255,5 +266,35 @@ mod tests {
         let next = tokio::time::timeout(wait, stream.next()).await;
         let received = next.expect("SIGCHLD within 5 s").expect("a signal");
         assert_eq!(received.sig, Sig::CHLD);
+    }
+
+    #[test]
+    fn a_signal_drainit_caused_itself_is_not_from_another_process() {
+        let pipe = Sig::from_raw(libc::SIGPIPE).expect("PIPE");
+        let own = std::process::id();
+        // The kernel's SIGPIPE for a write of drainit's: SI_USER, its own pid.
+        let own_write = Received {
+            sig: pipe,
+            code: libc::SI_USER,
+            from_pid: own,
+        };
+        assert!(own_write.sent_by_a_process() && !own_write.sent_by_another_process());
+        let killed = Received {
+            from_pid: own.wrapping_add(1),
+            ..own_write
+        };
+        assert!(killed.sent_by_another_process());
+        // From outside drainit's namespace the kernel reports pid 0.
+        let from_outside = Received {
+            from_pid: 0,
+            ..own_write
+        };
+        assert!(from_outside.sent_by_another_process());
+        let raised_by_the_kernel = Received {
+            code: 1,
+            from_pid: 0,
+            ..own_write
+        };
+        assert!(!raised_by_the_kernel.sent_by_another_process());
     }
 }

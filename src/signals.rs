@@ -52,10 +52,13 @@ const NAMES: &[(&str, i32)] = &[
 /// The accepted spellings, quoted in every parse error.
 pub const SIGNAL_FORMS: &str = "a signal name or number such as TERM, SIGTERM, 15 or RTMIN+2";
 
-/// The signals that are normally synchronous faults. drainit forwards them
-/// only when another process sent them (`kill`, `sigqueue`): a real fault
-/// of drainit's own is delivered by the kernel even while blocked, and
-/// still kills drainit.
+/// The signals the kernel raises for something drainit itself did:
+/// synchronous faults, and SIGPIPE for a write to a closed pipe. drainit
+/// forwards them only when another process sent them (`kill`, `sigqueue`):
+/// a real fault of drainit's own is delivered by the kernel even while
+/// blocked, and still kills drainit; its own SIGPIPE (which the kernel
+/// marks as sent by drainit itself) stays blocked, is read and dropped,
+/// and the write just fails with EPIPE.
 const FAULTS: &[i32] = &[
     libc::SIGILL,
     libc::SIGTRAP,
@@ -64,18 +67,18 @@ const FAULTS: &[i32] = &[
     libc::SIGFPE,
     libc::SIGSEGV,
     libc::SIGSYS,
+    libc::SIGPIPE,
 ];
 
 /// Standard signals drainit never forwards, besides the [`FAULTS`]
 /// (forwarded only when sent): the ones that cannot be caught (KILL,
-/// STOP), CHLD (drainit reaps instead), PIPE (a closed log pipe must not
-/// kill PID 1) and TTIN/TTOU (sent by the terminal to drainit itself when
-/// it is in the background; it ignores them).
+/// STOP), CHLD (drainit reaps instead) and TTIN/TTOU (sent by the
+/// terminal to drainit itself when it is in the background; it ignores
+/// them).
 const NOT_FORWARDED: &[i32] = &[
     libc::SIGKILL,
     libc::SIGSTOP,
     libc::SIGCHLD,
-    libc::SIGPIPE,
     libc::SIGTTIN,
     libc::SIGTTOU,
 ];
@@ -114,7 +117,7 @@ impl Sig {
 
     /// Whether drainit leaves the standard signal `number` alone: never
     /// blocked, never read from the signalfd (KILL and STOP cannot be;
-    /// PIPE, TTIN and TTOU are ignored by drainit for itself). Without
+    /// TTIN and TTOU are ignored by drainit for itself). Without
     /// allocating, for the constructor that blocks the rest first thing.
     pub fn never_taken(number: i32) -> bool {
         // Every one not forwarded but SIGCHLD, which wakes the reaper.
@@ -132,7 +135,14 @@ impl Sig {
     }
 
     /// Signals drainit ignores for itself (but restores for the child).
-    pub fn ignored_by_drainit() -> [Sig; 3] {
+    pub fn ignored_by_drainit() -> [Sig; 2] {
+        [Sig(libc::SIGTTIN), Sig(libc::SIGTTOU)]
+    }
+
+    /// Dispositions the app gets as the default unless drainit inherited
+    /// them ignored: drainit's own ignores, and SIGPIPE, which Rust's
+    /// runtime ignores before `main`.
+    pub fn defaults_for_the_app() -> [Sig; 3] {
         [Sig(libc::SIGPIPE), Sig(libc::SIGTTIN), Sig(libc::SIGTTOU)]
     }
 }
@@ -179,9 +189,15 @@ impl FromStr for Sig {
         } else if name == "RTMAX" {
             Some(rtmax)
         } else if let Some(offset) = name.strip_prefix("RTMIN+") {
-            offset.parse::<i32>().ok().map(|o| rtmin + o)
+            offset
+                .parse::<i32>()
+                .ok()
+                .and_then(|o| rtmin.checked_add(o))
         } else if let Some(offset) = name.strip_prefix("RTMAX-") {
-            offset.parse::<i32>().ok().map(|o| rtmax - o)
+            offset
+                .parse::<i32>()
+                .ok()
+                .and_then(|o| rtmax.checked_sub(o))
         } else {
             None
         };
@@ -272,6 +288,8 @@ mod tests {
             "TERMINATE",
             "SIG",
             "RTMIN+99",
+            "RTMIN+2147483647",
+            "RTMAX--2147483648",
             "RTMIN+x",
         ] {
             assert!(input.parse::<Sig>().is_err(), "{input} should not parse");

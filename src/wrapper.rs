@@ -125,10 +125,10 @@ impl Supervised for Wrapper {
 
     fn on_signal(&mut self, received: Received, metrics: &Metrics) -> SignalOutcome {
         let sig = received.sig;
-        if sig.is_fault() && !received.sent_by_a_process() {
+        if sig.is_fault() && !received.sent_by_another_process() {
             debug!(
                 code = received.code,
-                "{sig} raised by the kernel, not forwarded"
+                "{sig} raised for drainit itself, not forwarded"
             );
             return SignalOutcome::Handled;
         }

@@ -184,3 +184,177 @@ fn by_default_other_callers_are_refused_and_told_how_to_allow_the_kubelet() {
     }
     assert!(proc.running(), "{}", proc.report());
 }
+
+/// A browser cannot drain the pod over a loopback admin port (issue 20,
+/// item 5): a foreign `Origin`, `Sec-Fetch-Site: cross-site`/`same-site`
+/// or (DNS rebinding) a `Host` that names another site gets 403 and
+/// starts nothing; the kubelet's form (an IP literal `Host`, none of the
+/// browser headers) and a same-origin request still work. Before the fix
+/// the first of these requests drained the pod.
+#[test]
+fn cross_site_requests_are_refused_and_the_kubelets_are_not() {
+    let admin = loopback_admin();
+    let listen = admin.to_string();
+    let proc = start("cross-site", &listen, &[]);
+    assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
+    let own_host = format!("Host: {admin}\r\n");
+    for (path, headers) in [
+        (
+            "/prestop",
+            format!("{own_host}Origin: http://evil.example\r\n"),
+        ),
+        ("/prestop", format!("{own_host}Origin: null\r\n")),
+        (
+            "/prestop",
+            format!("{own_host}Sec-Fetch-Site: cross-site\r\n"),
+        ),
+        (
+            "/prestop",
+            format!("{own_host}Sec-Fetch-Site: same-site\r\n"),
+        ),
+        (
+            "/prestop",
+            format!("Host: evil.example:{}\r\n", admin.port()),
+        ),
+        (
+            "/status",
+            format!("{own_host}Origin: https://evil.example\r\n"),
+        ),
+    ] {
+        for method in ["GET", "POST"] {
+            let answer = raw(
+                admin,
+                &format!(
+                    "{method} {path} HTTP/1.1\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                ),
+            );
+            assert!(
+                answer.starts_with("HTTP/1.1 403"),
+                "{method} {path} with {headers:?} must be refused: {answer}\n{}",
+                proc.report()
+            );
+        }
+    }
+    assert_eq!(
+        get(admin, "/ready").map(|(code, _)| code),
+        Some(200),
+        "a refused request must start no drain\n{}",
+        proc.report()
+    );
+    assert!(proc.stderr().contains("cross-site"), "{}", proc.report());
+    // The kubelet's probe form still reads, and a same-origin POST drains.
+    let probe = raw(
+        admin,
+        &format!(
+            "GET /ready HTTP/1.1\r\nHost: {admin}\r\nUser-Agent: kube-probe/1.36\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(probe.starts_with("HTTP/1.1 200"), "{probe}");
+    std::thread::spawn(move || {
+        raw(
+            admin,
+            &format!(
+                "POST /prestop HTTP/1.1\r\nHost: localhost:{}\r\nOrigin: http://localhost:{}\r\nSec-Fetch-Site: same-origin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                admin.port(),
+                admin.port()
+            ),
+        )
+    });
+    assert!(
+        wait_status(admin, "/ready", 503, SOON),
+        "a same-origin /prestop must drain\n{}",
+        proc.report()
+    );
+}
+
+/// The `/prestop` token is no secret the app can read (issue 20, item 4):
+/// the app runs as drainit's user (not root), as PID 1's child, and tries
+/// `/proc/1/environ`. drainit is non-dumpable (the app cannot open it)
+/// and has wiped the value from its own environment block (so not even
+/// root, who can open it, finds it there), while the app itself is
+/// dumpable again (it reads its own `/proc/self/environ`) and drainit's
+/// own `/proc/self` reads still work: the token still drains. Before the
+/// fix the app read the token from `/proc/1/environ`.
+#[test]
+fn the_prestop_token_is_not_readable_by_the_app() {
+    let dir = scratch("token-hidden");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod the scratch dir");
+    let admin = loopback_admin();
+    let listen = admin.to_string();
+    let out = dir.to_str().expect("utf-8 path").to_string();
+    let app = "cat /proc/1/environ > \"$0/seen\" 2> \"$0/seen.err\"; \
+               cat /proc/self/environ > /dev/null && touch \"$0/app-dumpable\"; \
+               touch \"$0/done\"; exec sleep 300";
+    let proc = Proc::start(
+        &dir,
+        "unshare",
+        &[
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+            "setpriv",
+            "--reuid=64121",
+            "--regid=64121",
+            "--clear-groups",
+            common::drainit(),
+            "--admin-listen",
+            &listen,
+            "--propagation-delay",
+            "30s",
+            "--grace-period",
+            "60s",
+            "--",
+            "sh",
+            "-c",
+            app,
+            &out,
+        ],
+        &[("DRAINIT_PRESTOP_TOKEN", "s3cret-token-value")],
+    );
+    assert!(
+        wait_for(SOON, || dir.join("done").exists()),
+        "{}",
+        proc.report()
+    );
+    let seen = std::fs::read(dir.join("seen")).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&seen).contains("s3cret-token-value"),
+        "the app read the token from /proc/1/environ\n{}",
+        proc.report()
+    );
+    assert!(
+        dir.join("app-dumpable").exists(),
+        "the app must not inherit drainit's non-dumpable state\n{}",
+        proc.report()
+    );
+    let drainit = common::drainit_under_unshare(proc.pid());
+    if let Ok(environ) = std::fs::read(format!("/proc/{drainit}/environ")) {
+        assert!(
+            !String::from_utf8_lossy(&environ).contains("s3cret-token-value"),
+            "the token is still in drainit's environment block"
+        );
+    }
+    assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
+    assert_eq!(
+        http(admin, "POST", "/prestop", &[], SOON).map(|(code, _)| code),
+        Some(403),
+        "{}",
+        proc.report()
+    );
+    std::thread::spawn(move || {
+        http(
+            admin,
+            "POST",
+            "/prestop",
+            &[("X-Drainit-Token", "s3cret-token-value")],
+            Duration::from_secs(2),
+        )
+    });
+    assert!(
+        wait_status(admin, "/ready", 503, SOON),
+        "the token must still drain\n{}",
+        proc.report()
+    );
+}

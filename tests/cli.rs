@@ -103,6 +103,35 @@ fn empty_or_blank_edged_tokens_are_refused() {
     assert_accepted(&["--prestop-token", "s3cret"], &[]);
 }
 
+/// Empty lists switch safety off silently (issue 20, item 7): an empty
+/// `--drain-on` meant "drain on nothing" (SIGTERM straight to the app), an
+/// empty `--prestop-allow-from` a list that refuses every caller. Refused
+/// like every other empty value, naming the flag and the accepted form.
+/// Before the fix all of these started the app (exit 0).
+#[test]
+fn empty_signal_and_network_lists_are_refused() {
+    for value in ["", ",", " , "] {
+        assert_refused(&["--drain-on", value], &[], &["--drain-on", "TERM,INT"]);
+        assert_refused(
+            &[],
+            &[("DRAINIT_DRAIN_ON", value)],
+            &["--drain-on", "TERM,INT"],
+        );
+        assert_refused(
+            &["--prestop-allow-from", value],
+            &[],
+            &["--prestop-allow-from", "10.0.0.7/32"],
+        );
+        assert_refused(
+            &[],
+            &[("DRAINIT_PRESTOP_ALLOW_FROM", value)],
+            &["--prestop-allow-from", "10.0.0.7/32"],
+        );
+    }
+    assert_accepted(&["--drain-on", "TERM,"], &[]);
+    assert_accepted(&[], &[("DRAINIT_PRESTOP_ALLOW_FROM", "10.0.0.7/32")]);
+}
+
 #[test]
 fn signals_that_cannot_work_are_refused() {
     let table: &[(&[&str], &[&str])] = &[
@@ -115,6 +144,9 @@ fn signals_that_cannot_work_are_refused() {
         (&["--rewrite", "CHLD:TERM"], &["--rewrite", "SIGCHLD"]),
         (&["--rewrite", "KILL:TERM"], &["--rewrite", "SIGKILL"]),
         (&["--rewrite", "TERM:STOP"], &["--rewrite", "SIGSTOP"]),
+        // Offsets that overflow a signal number: refused, not a panic.
+        (&["--stop-signal", "RTMIN+2147483647"], &["--stop-signal"]),
+        (&["--rewrite", "RTMAX--2147483648:TERM"], &["--rewrite"]),
     ];
     for (args, needles) in table {
         assert_refused(args, &[], needles);
@@ -125,6 +157,11 @@ fn signals_that_cannot_work_are_refused() {
     assert_accepted(&["--stop-signal", "KILL"], &[]);
     assert_accepted(&["--drain-on", "TERM,INT,USR2"], &[]);
     assert_accepted(&["--rewrite", "TERM:QUIT,USR1:0"], &[]);
+    // Every forwarded signal can be rewritten, the faults and PIPE too
+    // (forwarded when sent with kill), both ways (issue 20, item 15).
+    assert_accepted(&["--rewrite", "SYS:HUP"], &[]);
+    assert_accepted(&["--rewrite", "1:31", "--rewrite", "31:1"], &[]);
+    assert_accepted(&["--rewrite", "PIPE:USR1", "--rewrite", "SEGV:0"], &[]);
 }
 
 #[test]

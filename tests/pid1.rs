@@ -605,3 +605,49 @@ fn options_stop_at_the_first_non_option_and_double_dash_is_accepted() {
     );
     assert_eq!(got, 4, "{stderr}");
 }
+
+/// A script without `#!` runs through `/bin/sh` (execvp's ENOEXEC
+/// fallback, as under tini, dumb-init and catatonit), by path and by
+/// `PATH` search, on both spawn paths: `posix_spawn` (the usual case) and
+/// fork + exec (forced here by a handled signal inherited as ignored, as a
+/// terminal forces it). Before the fix the `posix_spawn` path exited 126
+/// while the fork path ran the script (glibc's execvp falls back itself).
+#[test]
+fn a_script_without_a_shebang_runs_through_sh_on_both_spawn_paths() {
+    let dir = scratch("no-shebang");
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).expect("bin dir");
+    let script = bin.join("drainit-test-start");
+    std::fs::write(&script, "echo \"ran by sh with $1\"\nexit 7\n").expect("write script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let path = format!("{}:/usr/bin:/bin", arg(&bin));
+    let by_path = arg(&script);
+    for (spawn_path, ignore) in [("posix_spawn", ""), ("fork", "trap '' USR1; ")] {
+        for program in [by_path.as_str(), "drainit-test-start"] {
+            let line = format!(
+                "{ignore}exec unshare --pid --fork --mount-proc --kill-child \"$0\" \
+                 --admin-listen off {program} an-argument"
+            );
+            let case_dir = scratch("no-shebang-case");
+            let mut proc = Proc::start(
+                &case_dir,
+                "sh",
+                &["-c", &line, common::drainit()],
+                &[("PATH", &path)],
+            );
+            let status = proc.wait(SOON);
+            assert_eq!(
+                code(status),
+                7,
+                "{spawn_path}, {program}: the script must run through sh\n{}",
+                proc.report()
+            );
+            assert!(
+                proc.stdout().contains("ran by sh with an-argument"),
+                "{spawn_path}, {program}\n{}",
+                proc.report()
+            );
+        }
+    }
+}

@@ -328,6 +328,26 @@ fn how_the_app_was_started(strace_log: &str) -> &'static str {
     }
 }
 
+/// The app of [`child_gets_the_signal_state_drainit_inherited`]: waits
+/// (bounded, with shell builtins only) until drainit (`$1`, its status)
+/// is out of `posix_spawn`, which blocks every signal in drainit until the
+/// child has exec'd (SIGTTOU, bit 22, is blocked only then), then `cat`s
+/// its own state and drainit's. `sh` passes the mask, the ignored signals
+/// and the limits on to `cat` unchanged.
+const AFTER_THE_SPAWN: &str = r#"
+i=0
+while [ $i -lt 20000 ]; do
+    i=$((i + 1))
+    blocked=
+    while read -r name value; do
+        [ "$name" = SigBlk: ] && blocked=$value
+    done < "$1"
+    low=${blocked#????????}
+    [ -n "$low" ] && [ $((0x$low & 0x200000)) -eq 0 ] && break
+done
+exec cat /proc/self/status /proc/self/limits "$1"
+"#;
+
 /// Runs the wrapper (one signal ignored, SIGUSR2 blocked, a low file
 /// limit) with drainit under strace and `true` as the app; returns how
 /// drainit started the app.
@@ -380,9 +400,10 @@ fn child_gets_the_signal_state_drainit_inherited(test: &str, ignored: &str) {
             "--admin-listen",
             "off",
             "--",
-            "cat",
-            "/proc/self/status",
-            "/proc/self/limits",
+            "sh",
+            "-c",
+            AFTER_THE_SPAWN,
+            "sh",
             "/proc/{PID}/status",
         ],
         &[("IGNORE", ignored)],
@@ -430,10 +451,17 @@ fn child_gets_the_signal_state_drainit_inherited(test: &str, ignored: &str) {
         0,
         "drainit itself should not ignore a signal it handles"
     );
-    assert_ne!(
+    // SIGPIPE is blocked and read like a fault, not ignored: an ignored
+    // signal is discarded when sent, and `kill -PIPE` must reach the app.
+    assert_eq!(
         drainit_ign & bit(libc::SIGPIPE),
         0,
-        "drainit itself should ignore SIGPIPE"
+        "drainit itself should not ignore SIGPIPE"
+    );
+    assert_ne!(
+        drainit_blk & bit(libc::SIGPIPE),
+        0,
+        "drainit itself should block SIGPIPE"
     );
     assert_ne!(
         drainit_ign & bit(libc::SIGTTOU),
@@ -551,4 +579,67 @@ fn inherited_ignored_signals_are_forwarded_and_the_exit_is_seen() {
 #[test]
 fn inherited_ignored_signals_are_forwarded_and_the_exit_is_seen_as_pid1() {
     inherited_ignored_signals_still_work("inherited-ignored-pid1", true);
+}
+
+/// `kill -PIPE` reaches the app, as under tini and dumb-init (issue 20,
+/// item 14); drainit blocks SIGPIPE and drops only the ones the kernel
+/// raises for its own writes. Before the fix drainit ignored SIGPIPE, so
+/// the kernel discarded a sent one and the app never got it.
+fn sigpipe_sent_with_kill_is_forwarded(test: &str, pid1: bool) {
+    let dir = scratch(test);
+    let (proc, drainit) = start(&dir, pid1, &["--propagation-delay", "0s"], &[]);
+    assert!(kill(drainit, libc::SIGPIPE));
+    await_records(&proc, &dir, "child", 1, "SIGPIPE");
+    assert!(kill(drainit, libc::SIGUSR1));
+    await_records(&proc, &dir, "child", 2, "SIGUSR1 after SIGPIPE");
+    assert_eq!(
+        names(&signals(&dir, "child")),
+        names(&[libc::SIGPIPE, libc::SIGUSR1]),
+        "{}",
+        proc.report()
+    );
+    finish(proc, drainit);
+}
+
+#[test]
+fn sigpipe_sent_with_kill_is_forwarded_to_the_app() {
+    sigpipe_sent_with_kill_is_forwarded("sigpipe", false);
+}
+
+#[test]
+fn sigpipe_sent_with_kill_is_forwarded_to_the_app_as_pid1() {
+    sigpipe_sent_with_kill_is_forwarded("sigpipe-pid1", true);
+}
+
+/// `--rewrite` takes every forwarded signal, both ways: dumb-init's
+/// `-r 1:31 -r 31:1` swaps SIGHUP and SIGSYS (a fault signal, forwarded
+/// when sent with kill). Before the fix `--rewrite 31:1` was refused
+/// ("SIGSYS is never forwarded") and drainit exited 2 (issue 20, item 15).
+#[test]
+fn rewrite_swaps_a_signal_and_a_fault_both_ways_as_pid1() {
+    let dir = scratch("rewrite-swap");
+    let (proc, drainit) = start(
+        &dir,
+        true,
+        &[
+            "--propagation-delay",
+            "0s",
+            "--rewrite",
+            "1:31",
+            "--rewrite",
+            "31:1",
+        ],
+        &["--catch-faults"],
+    );
+    assert!(kill(drainit, libc::SIGHUP));
+    await_records(&proc, &dir, "child", 1, "SIGSYS for SIGHUP");
+    assert!(kill(drainit, libc::SIGSYS));
+    await_records(&proc, &dir, "child", 2, "SIGHUP for SIGSYS");
+    assert_eq!(
+        names(&signals(&dir, "child")),
+        names(&[libc::SIGSYS, libc::SIGHUP]),
+        "{}",
+        proc.report()
+    );
+    finish(proc, drainit);
 }

@@ -76,3 +76,104 @@ fn a_hung_dns_lookup_does_not_delay_the_exit() {
         proc.report()
     );
 }
+
+/// A name that stops resolving for a while (a DNS blip: here the app's
+/// line leaves a bind-mounted /etc/hosts, and the name server of
+/// /etc/resolv.conf refuses at once) says nothing about the app: a
+/// draining sidecar must keep to its propagation delay, answer `/prestop`
+/// when the delay is over, and take the app for gone only once its
+/// address refuses connections (issue 20, item 2). Before the fix the
+/// first failed lookup counted as "the app is gone": `/prestop` answered
+/// `app exited` at once and the sidecar exited.
+#[test]
+fn a_dns_blip_does_not_end_a_sidecars_drain() {
+    let dir = scratch("dns-blip");
+    let hosts = dir.join("hosts");
+    let resolvable = "127.0.0.1 app.drainit-test.example\n";
+    std::fs::write(&hosts, resolvable).expect("write hosts");
+    let resolv = dir.join("resolv.conf");
+    // Nothing listens there: every query is refused at once.
+    std::fs::write(
+        &resolv,
+        "nameserver 127.77.0.54\noptions timeout:1 attempts:1\n",
+    )
+    .expect("write resolv.conf");
+
+    let app_port = common::free_port();
+    let port_arg = app_port.to_string();
+    let mut app = Proc::start(
+        &scratch("dns-blip-app"),
+        "python3",
+        &["-m", "http.server", &port_arg, "--bind", "127.0.0.1"],
+        &[],
+    );
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("addr");
+    let script = "mount --bind \"$1\" /etc/hosts && mount --bind \"$2\" /etc/resolv.conf && \
+                  shift 2 && exec \"$@\"";
+    let check = format!("http://app.drainit-test.example:{app_port}/");
+    let listen = admin.to_string();
+    let proc = Proc::start(
+        &dir,
+        "unshare",
+        &[
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            hosts.to_str().expect("utf-8 path"),
+            resolv.to_str().expect("utf-8 path"),
+            common::drainit(),
+            "--admin-listen",
+            &listen,
+            "--ready-check",
+            &check,
+            "--ready-check-interval",
+            "100ms",
+            "--propagation-delay",
+            "3s",
+            "--grace-period",
+            "30s",
+            "sidecar",
+        ],
+        &[],
+    );
+    let mut proc = proc;
+    assert!(
+        common::wait_status(admin, "/ready", 200, Duration::from_secs(20)),
+        "{}\n{}",
+        proc.report(),
+        app.report()
+    );
+    // The blip: the name no longer resolves (rewritten in place, so the
+    // bind mount sees it).
+    std::fs::write(&hosts, "").expect("blank hosts");
+    let hook = std::thread::spawn(move || {
+        let answer = common::http(admin, "GET", "/prestop", &[], Duration::from_secs(30));
+        (answer, Instant::now())
+    });
+    let asked = Instant::now();
+    let (answer, answered) = hook.join().expect("the hook thread");
+    let took = answered.duration_since(asked);
+    let (code, body) = answer.unwrap_or_else(|| panic!("no /prestop answer\n{}", proc.report()));
+    assert_eq!(code, 200, "{body}\n{}", proc.report());
+    assert!(
+        body.contains("propagation delay over") && took >= Duration::from_millis(2_900),
+        "a failed lookup ended the drain: /prestop answered {body:?} after {took:?}\n{}",
+        proc.report()
+    );
+    assert!(
+        proc.running(),
+        "the sidecar left while the app still runs\n{}",
+        proc.report()
+    );
+    // The name resolves again, and the app goes: now the sidecar follows.
+    std::fs::write(&hosts, resolvable).expect("restore hosts");
+    app.signal(libc::SIGKILL);
+    app.wait(Duration::from_secs(10));
+    let status = proc.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", proc.report());
+    assert!(proc.stderr().contains("app is gone"), "{}", proc.report());
+}

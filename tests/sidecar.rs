@@ -432,3 +432,105 @@ fn a_stale_app_pid_file_is_never_signalled() {
         sidecar.report()
     );
 }
+
+/// `--app-pid-file` is read off the event loop and only as a small
+/// regular file (issue 20, item 3): a FIFO (which blocks a plain read
+/// for good), `/dev/zero` and a 1 GiB file (read without bound before) are
+/// refused with a warning naming the file, and the drain keeps its
+/// timeline: `/prestop` answers when the delay is over, `/live` answers.
+/// Before the fix the stop at the delay's end read the FIFO on the event
+/// loop and froze it: `/prestop` never answered.
+#[test]
+fn a_pid_file_that_blocks_or_never_ends_never_stalls_the_sidecar() {
+    let dir = scratch("sidecar-bad-pidfile");
+    let fifo = dir.join("app.pid.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    let huge = dir.join("huge.pid");
+    std::fs::File::create(&huge)
+        .and_then(|file| file.set_len(1 << 30))
+        .expect("a sparse 1 GiB file");
+    for bad in [fifo.clone(), "/dev/zero".into(), huge.clone()] {
+        let (mut app, port) = start_app(&scratch("sidecar-bad-pidfile-app"));
+        let shown = bad.to_string_lossy().into_owned();
+        let (mut sidecar, admin) = start_sidecar_with(
+            &scratch("sidecar-bad-pidfile-s"),
+            port,
+            &["--propagation-delay", "1s", "--grace-period", "30s"],
+            &["--app-pid-file", &shown],
+        );
+        assert!(
+            wait_status(admin, "/ready", 200, Duration::from_secs(10)),
+            "{}",
+            sidecar.report()
+        );
+        let answer = http(admin, "GET", "/prestop", &[], Duration::from_secs(10));
+        assert!(
+            answer
+                .as_ref()
+                .is_some_and(|(code, body)| *code == 200 && body.contains("delay over")),
+            "{shown}: /prestop must answer once the delay is over, got {answer:?}\n{}",
+            sidecar.report()
+        );
+        assert_eq!(
+            get(admin, "/live").map(|(code, _)| code),
+            Some(200),
+            "{shown}\n{}",
+            sidecar.report()
+        );
+        assert!(
+            sidecar.stderr().contains(&shown),
+            "{shown}: the sidecar must say why it found no app\n{}",
+            sidecar.report()
+        );
+        app.signal(libc::SIGKILL);
+        app.wait(Duration::from_secs(10));
+        assert_eq!(
+            sidecar.wait(Duration::from_secs(20)).code(),
+            Some(0),
+            "{shown}\n{}",
+            sidecar.report()
+        );
+    }
+}
+
+/// A pid file dated at the end of time (tmpfs keeps any `touch -d`): its
+/// time plus drainit's one second of slack overflows. Before the fix that
+/// addition panicked and took the sidecar down at the stop signal; now the
+/// app is found and stopped as with any other date (issue 20, item 1).
+#[test]
+fn a_pid_file_from_the_end_of_time_does_not_panic() {
+    let dir = scratch("sidecar-pidfile-future");
+    let (mut app, port) = start_app(&dir);
+    assert!(
+        Path::new("/dev/shm").is_dir(),
+        "this test needs a tmpfs at /dev/shm"
+    );
+    let pid_file = Path::new("/dev/shm").join(format!("drainit-test-{}.pid", std::process::id()));
+    std::fs::write(&pid_file, app.pid().to_string()).expect("pid file");
+    let dated = std::process::Command::new("touch")
+        .args(["-d", "@9223372036854775807"])
+        .arg(&pid_file)
+        .status()
+        .expect("run touch");
+    assert!(dated.success(), "touch -d failed");
+    let pid_arg = pid_file.to_string_lossy().into_owned();
+    let (mut sidecar, admin) = start_sidecar_with(
+        &scratch("sidecar-pidfile-future-s"),
+        port,
+        &["--propagation-delay", "1s"],
+        &["--app-pid-file", &pid_arg],
+    );
+    assert_sidecar_stops_the_app_after_1s(&sidecar, admin, &mut app);
+    let status = sidecar.wait(Duration::from_secs(10));
+    let _ = std::fs::remove_file(&pid_file);
+    assert_eq!(status.code(), Some(0), "{}", sidecar.report());
+    assert!(
+        !sidecar.stderr().contains("panicked"),
+        "{}",
+        sidecar.report()
+    );
+}

@@ -323,6 +323,37 @@ fn trigger_orders() {
             },
         ),
         (
+            "a sidecar takes the app for gone only when refused twice in a row",
+            Timeline {
+                app_exit: AppExitSeen::Inferred,
+                has_ready_check: true,
+                ..timeline()
+            },
+            vec![
+                At(s(0), Event::AppCheck(CheckResult::Ready)),
+                At(s(1), TERM),
+                At(s(2), Event::AppCheck(CheckResult::Refused)),
+                At(s(3), Event::AppCheck(CheckResult::NotReady)),
+                At(s(4), Event::AppCheck(CheckResult::Refused)),
+                At(ms(4_100), Event::AppCheck(CheckResult::Refused)),
+            ],
+            Expect {
+                steps: vec![
+                    (s(0), Step::CheckPassed),
+                    (s(1), started(term)),
+                    (
+                        ms(4_100),
+                        Step::Finished {
+                            exit: AppExit::Gone,
+                            after: ms(3_100),
+                            drained: true,
+                        },
+                    ),
+                ],
+                phase: Phase::Exited,
+            },
+        ),
+        (
             "auto: the evidence ends the delay before its ceiling",
             Timeline {
                 auto: true,

@@ -18,11 +18,11 @@
 //!
 //! The writer blocks every signal for itself, so no handled signal is ever
 //! delivered to it and a SIGPIPE of its writes stays pending on it instead
-//! of acting (Rust's runtime ignores SIGPIPE anyway, see `tests/logging.rs`).
+//! of acting (see `tests/logging.rs`).
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -141,14 +141,24 @@ impl LineQueue {
         let was_empty = pending.lines.is_empty();
         pending.bytes = pending.bytes.saturating_add(line.len());
         pending.lines.push_back(line);
-        if let Some(output) = pending.output.take() {
+        if let Some(output) = pending.output.as_ref().filter(|_| !pending.writer) {
+            // The output stays in `pending` for good, so a thread that
+            // cannot be started now (at the pod's process limit) is tried
+            // again at the next line, and the started one borrows it.
+            let fd = output.as_raw_fd();
             // The new thread inherits this thread's mask, in which the
             // handled signals are blocked (every thread of drainit has
             // them blocked: `main` blocks them before the first starts).
             let writer = std::thread::Builder::new()
                 .name("drainit-log".into())
                 .stack_size(WRITER_STACK)
-                .spawn(move || self.write_forever(output.as_fd()));
+                .spawn(move || {
+                    // SAFETY: `fd` is the `OwnedFd` in `pending.output` of
+                    // this `'static` queue, which is never taken, replaced
+                    // (`open` sets it only while empty) or closed.
+                    let output = unsafe { BorrowedFd::borrow_raw(fd) };
+                    self.write_forever(output);
+                });
             // Without a thread the lines stay queued, and the next ones
             // are dropped and counted once the queue is full.
             pending.writer = writer.is_ok();

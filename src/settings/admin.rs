@@ -28,6 +28,12 @@ pub fn parse_admin_listen(input: &str) -> Result<AdminListen, String> {
 
 /// The parser of `--prestop-allow-from`.
 pub fn parse_cidr_list(input: &str) -> Result<CidrList, String> {
+    if input.split(',').all(|part| part.trim().is_empty()) {
+        // An empty list would refuse every caller, the kubelet included.
+        return Err(
+            "names no network (is a ConfigMap key blank?): expected CIDRs such as 10.0.0.7/32,192.168.0.0/16 or fd00::/8".into(),
+        );
+    }
     input
         .split(',')
         .map(str::trim)

@@ -36,6 +36,13 @@ fn is_handled(sig: Sig) -> bool {
 pub fn parse_sig_list(input: &str) -> Result<SigList, String> {
     let list = signals::parse_list(input)
         .map_err(|e| format!("{e} (a comma-separated list, e.g. TERM,INT)"))?;
+    if list.is_empty() {
+        // A blank ConfigMap key would otherwise mean "drain on nothing":
+        // SIGTERM straight to the app, the drain switched off unnoticed.
+        return Err(
+            "names no signal (is a ConfigMap key blank?): expected a comma-separated list of signals, e.g. TERM or TERM,INT".into(),
+        );
+    }
     if let Some(sig) = list.iter().find(|sig| !is_handled(**sig)) {
         return Err(format!(
             "{sig} never reaches drainit as a drain trigger (it cannot be caught, is a fault, or drainit uses it itself); use TERM, INT, QUIT, HUP, USR1, USR2 or a real-time signal"
@@ -47,9 +54,12 @@ pub fn parse_sig_list(input: &str) -> Result<SigList, String> {
 /// The parser of `--rewrite`.
 pub fn parse_rewrite(input: &str) -> Result<Rewrite, String> {
     let rule: Rewrite = input.parse()?;
-    if !is_handled(rule.from) {
+    // Every signal drainit forwards, the faults and SIGPIPE included
+    // (forwarded when another process sends them): dumb-init's
+    // `-r 1:31 -r 31:1` swaps HUP and SYS.
+    if !is_handled(rule.from) && !rule.from.is_fault() {
         return Err(format!(
-            "{} is never forwarded, so it cannot be rewritten (it cannot be caught, is a fault, or drainit uses it itself)",
+            "{} is never forwarded, so it cannot be rewritten (it cannot be caught, or drainit uses it itself)",
             rule.from
         ));
     }
