@@ -25,6 +25,9 @@ pub enum Error {
     /// `drainit sidecar` without `--ready-check`.
     #[error("sidecar mode needs --ready-check URL (e.g. http://127.0.0.1:8080/healthz) to follow the app")]
     SidecarNeedsReadyCheck,
+    /// `drainit install DIR` could not put the binary there.
+    #[error(transparent)]
+    Install(#[from] crate::install::InstallError),
     /// The async runtime could not be built.
     #[error("failed to start the runtime: {0}")]
     Runtime(std::io::Error),

@@ -24,6 +24,7 @@
 //!   its `/status` and `/metrics` answers;
 //! - [`logging`]: drainit's own log lines, written by a thread of their
 //!   own so that stderr can never block or kill PID 1;
+//! - [`install`]: `drainit install DIR`, the binary copied into a volume;
 //! - [`error`](mod@error): drainit's own failures.
 
 pub mod admin;
@@ -31,6 +32,7 @@ pub mod child;
 pub mod cli;
 pub mod error;
 pub mod evidence;
+pub mod install;
 pub mod leftovers;
 pub mod lifecycle;
 pub mod logging;
@@ -93,6 +95,12 @@ pub fn run(cli: Cli, inherited: Inherited) -> ExitCode {
                     let sidecar = Sidecar::new(&cli.settings, &args);
                     supervisor::run(cli.settings, inherited, sidecar).await
                 }
+                Some(Mode::Install(args)) => install::install(&args.dir)
+                    .map(|(path, size)| {
+                        tracing::info!(path = %path.display(), size, "installed drainit");
+                        0
+                    })
+                    .map_err(Error::Install),
                 None => {
                     let wrapper = Wrapper::new(&cli.settings, cli.command, inherited);
                     supervisor::run(cli.settings, inherited, wrapper).await
