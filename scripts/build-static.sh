@@ -222,6 +222,14 @@ if [ "$target" = "$musl" ] && [ "$bin_name" = drainit ]; then
     fi
     how="$how, no unwind tables"
     budget=1200000
+    # The budget was set on x86_64; the same source is bigger where the
+    # instruction set is less dense: powerpc64le has fixed 4-byte
+    # instructions and no compressed form (1 251 264 bytes against x86_64's
+    # 1 149 616 at commit 3ce27ff, +8.8%; riscv64's compressed instructions
+    # come out smaller than x86_64).
+    case $target in
+        powerpc64le-*) budget=1300000 ;;
+    esac
     if [ "$profile" = release ] && [ "$size" -gt "$budget" ]; then
         echo "build-static: $bin is $size bytes, over the budget of $budget (issue 13); measure what grew (cargo bloat) before raising it" >&2
         exit 1
