@@ -128,6 +128,11 @@ if [ -n "$cross" ]; then
         flags="$flags -L native=$sysroot"
         build+=(-Z build-std=std,panic_abort)
         export RUSTC_BOOTSTRAP=1
+        # A directory of their own: rustc records RUSTC_BOOTSTRAP in the
+        # host's build scripts and proc macros, which would otherwise be
+        # rebuilt (and everything after them) at each switch between a
+        # rustup target and a build-std one.
+        export CARGO_TARGET_DIR=$CARGO_TARGET_DIR/build-std
     fi
     export "CARGO_TARGET_${var}_RUSTFLAGS=$flags"
     "${build[@]}" --target "$target" >&2

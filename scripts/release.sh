@@ -102,7 +102,7 @@ for arch in $arches; do rust_target "$arch" >/dev/null; done
 out=${out:-${CARGO_TARGET_DIR:-$repo/target}/dist/$version}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-rm -f "$out"/drainit* "$out"/SIZES "$out"/SHA256SUMS*
+rm -f "$out"/drainit* "$out"/SIZES* "$out"/SHA256SUMS*
 
 bins=(drainit)
 [[ -n $with_check ]] && bins+=(drainit-check)
