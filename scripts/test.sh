@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check of drainit on a fresh machine: installs what the tests
 # need (HAProxy and tini for the rollout rig, Docker and containerd for
-# tests/container.rs, the musl target for the static build), then format,
+# tests/container.rs, the musl target for the static build, cross compilers,
+# qemu-user, rust-src and cargo-deb for tests/platforms.rs), then format,
 # lint, the static build run as PID 1, and the whole test suite. The last
 # line sums cargo test's results.
 set -euo pipefail
@@ -21,6 +22,14 @@ command -v strace >/dev/null 2>&1 || missing+=(strace)
 [[ -x /usr/bin/docker && -x /usr/sbin/dockerd ]] || missing+=(docker.io)
 [[ -x /usr/bin/containerd && -x /usr/bin/ctr ]] || missing+=(containerd)
 command -v runc >/dev/null 2>&1 || [[ -x /usr/sbin/runc ]] || missing+=(runc)
+# tests/platforms.rs: scripts/release.sh for every architecture (Debian's
+# cross compilers as linker drivers, also for the C test app), qemu-user to
+# run each as PID 1, gpg for the signatures.
+for triplet in aarch64-linux-gnu arm-linux-gnueabihf arm-linux-gnueabi i686-linux-gnu powerpc64le-linux-gnu riscv64-linux-gnu; do
+    command -v "$triplet-gcc" >/dev/null 2>&1 || missing+=("gcc-$triplet")
+done
+command -v qemu-aarch64-static >/dev/null 2>&1 || missing+=(qemu-user-static)
+command -v gpg >/dev/null 2>&1 || missing+=(gnupg)
 if ((${#missing[@]})); then
     echo "test.sh: installing ${missing[*]}" >&2
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
@@ -28,6 +37,27 @@ if ((${#missing[@]})); then
         exit 1
     fi
 fi
+
+# scripts/release.sh builds the standard library from source for the
+# targets rustup cannot install here (-Z build-std needs rust-src), and
+# packages with cargo-deb (a few minutes to build, once per machine).
+rustup component add rust-src >/dev/null 2>&1 || {
+    echo "test.sh: FAILED to add the rust-src component (rustup component add rust-src)" >&2
+    exit 1
+}
+if ! command -v cargo-deb >/dev/null 2>&1; then
+    echo "test.sh: installing cargo-deb" >&2
+    cargo install --locked --quiet cargo-deb || {
+        echo "test.sh: FAILED to install cargo-deb (cargo install --locked cargo-deb): scripts/release.sh needs it" >&2
+        exit 1
+    }
+fi
+# drainit-check/tests/kustomize.rs renders with kubectl (kustomize 5 built
+# in); the machine image has it, Debian has no package of it.
+command -v kubectl >/dev/null 2>&1 || {
+    echo "test.sh: kubectl is not installed: drainit-check/tests/kustomize.rs needs kubectl 1.27+ (kustomize 5)" >&2
+    exit 1
+}
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

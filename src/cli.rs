@@ -39,7 +39,7 @@ use crate::signals::{Rewrite, Sig};
     about,
     subcommand_precedence_over_arg = true,
     disable_help_subcommand = true,
-    override_usage = "drainit [OPTIONS] [--] COMMAND [ARGS]...\n       drainit [OPTIONS] sidecar --ready-check URL [--app-pid-file PATH | --app-process NAME]",
+    override_usage = "drainit [OPTIONS] [--] COMMAND [ARGS]...\n       drainit [OPTIONS] sidecar --ready-check URL [--app-pid-file PATH | --app-process NAME]\n       drainit install DIR",
     after_help = "Every flag can also be set by an environment variable DRAINIT_<FLAG>, e.g. DRAINIT_PROPAGATION_DELAY=10s.\nDurations are written like 500ms, 5s, 1m30s, and are at most 24h."
 )]
 pub struct Cli {
@@ -65,6 +65,16 @@ pub struct Cli {
 pub enum Mode {
     /// Run as a sidecar container: serve /ready and /prestop for an app in another container.
     Sidecar(SidecarArgs),
+    /// Copy this binary into DIR as DIR/drainit (atomically, mode 0755), e.g. from an init container into a shared volume.
+    Install(InstallArgs),
+}
+
+/// Where `drainit install` puts the binary.
+#[derive(Debug, Args, Clone)]
+pub struct InstallArgs {
+    /// The directory to install into (it must exist: a mounted volume).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// Flags only the sidecar mode has.

@@ -22,6 +22,9 @@ pub enum Error {
     /// `--strict` and a budget that does not fit.
     #[error("{0} (--strict)")]
     Budget(String),
+    /// `drainit install DIR` could not put the binary there.
+    #[error(transparent)]
+    Install(#[from] crate::install::InstallError),
     /// The async runtime could not be built.
     #[error("failed to start the runtime: {0}")]
     Runtime(std::io::Error),

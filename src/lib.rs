@@ -31,6 +31,7 @@
 //!   auto` and reports every drain, and the event loop's adapter;
 //! - the HTTP face: `admin` (the hyper server), `status` (the snapshot the
 //!   loop publishes, and `/status`), `metrics` (`/metrics`);
+//! - `install`: `drainit install DIR`, the binary copied into a volume;
 //! - `logging`: drainit's own log lines, written by a thread of their own
 //!   so that stderr can never block or kill PID 1; `error`: drainit's own
 //!   failures.
@@ -54,6 +55,8 @@ pub(crate) mod admin;
 pub(crate) mod child;
 #[cfg(feature = "runtime")]
 pub(crate) mod error;
+#[cfg(feature = "runtime")]
+pub(crate) mod install;
 #[cfg(feature = "runtime")]
 pub(crate) mod leftovers;
 #[cfg(feature = "runtime")]
@@ -137,6 +140,12 @@ mod runtime {
                         let sidecar = Sidecar::new(&cli.settings, &args);
                         supervisor::run(cli.settings, inherited, sidecar).await
                     }
+                    Some(Mode::Install(args)) => crate::install::install(&args.dir)
+                        .map(|(path, size)| {
+                            tracing::info!(path = %path.display(), size, "installed drainit");
+                            0
+                        })
+                        .map_err(Error::Install),
                     None => {
                         let wrapper = Wrapper::new(&cli.settings, cli.command, inherited);
                         supervisor::run(cli.settings, inherited, wrapper).await

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use common::{get, monotonic_ns, wait_for, wait_status, Proc};
 use container_support::{
-    metric, signal_times, succeed, Container, CtrTask, Engines, APP_IMAGE, ENGINE_LIMIT,
+    metric, run_bounded, signal_times, succeed, Container, CtrTask, Engines, APP_IMAGE,
+    ENGINE_LIMIT,
 };
 
 /// The propagation delay of the drain cases.
@@ -73,6 +74,10 @@ const CASES: &[(&str, Case)] = &[
     (
         "auto_delay_under_docker_as_nobody",
         auto_delay_under_docker_as_nobody,
+    ),
+    (
+        "install_into_a_volume_drains_an_unmodified_image",
+        install_into_a_volume_drains_an_unmodified_image,
     ),
 ];
 
@@ -157,7 +162,12 @@ fn drain_on_docker_stop(engines: &Engines, drainit_flags: &[&str], exit_code: i3
     let mut flags = vec!["--propagation-delay", &delay];
     flags.extend_from_slice(drainit_flags);
     let container = Container::run(engines, &[], &flags, &[]);
+    assert_drains_on_docker_stop(&container, exit_code);
+}
 
+/// The checks of [`drain_on_docker_stop`] on a running container whose
+/// drainit has the propagation delay DELAY.
+fn assert_drains_on_docker_stop(container: &Container, exit_code: i32) {
     let stop_began = monotonic_ns();
     let (took, draining) = std::thread::scope(|scope| {
         let stop = scope.spawn(|| container.stop(30));
@@ -186,6 +196,111 @@ fn drain_on_docker_stop(engines: &Engines, drainit_flags: &[&str], exit_code: i3
     assert!(
         !container.docker_used_force(),
         "dockerd SIGKILLed the container\n{logs}"
+    );
+}
+
+/// 9. drainit into an image nobody rebuilds (issue 21): the image as
+///    `scripts/release.sh` makes it (`scripts/oci-image.py`, from the
+///    static drainit) loaded with `docker load`; a named volume filled by
+///    its `drainit install` (refused with a clear error as the image's
+///    non-root user, whom a fresh volume does not let write); an app image
+///    without drainit (FROM scratch, the app alone) started through the
+///    volume's drainit; `docker stop` drains it.
+fn install_into_a_volume_drains_an_unmodified_image(engines: &Engines) {
+    let work = engines.dir.join("install-case");
+    std::fs::create_dir_all(&work).expect("create the case directory");
+    let archive = work.join("drainit-image.tar");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    succeed(
+        std::process::Command::new("python3")
+            .arg(repo.join("scripts/oci-image.py"))
+            .args(["--version", "itest", "--name", "drainit-release", "--out"])
+            .arg(&archive)
+            .arg(format!("amd64={}", engines.static_drainit.display())),
+        ENGINE_LIMIT,
+    );
+    let loaded = engines.docker_ok(&["load", "-i", archive.to_str().expect("UTF-8 path")]);
+    assert!(
+        loaded.contains("drainit-release:itest"),
+        "docker load said: {loaded}"
+    );
+
+    let app_context = work.join("context-plain-app");
+    std::fs::create_dir_all(&app_context).expect("create the build context");
+    std::fs::write(
+        app_context.join("Dockerfile"),
+        "FROM scratch\nCOPY http_app /http_app\nENTRYPOINT [\"/http_app\"]\n",
+    )
+    .expect("write the app's Dockerfile");
+    std::fs::copy(&engines.static_app, app_context.join("http_app")).expect("copy the app");
+    let plain_image = "drainit-test-plain-app:latest";
+    engines.docker_ok(&[
+        "build",
+        "--quiet",
+        "-t",
+        plain_image,
+        app_context.to_str().expect("UTF-8 path"),
+    ]);
+    assert_eq!(engines.image_files(plain_image), ["http_app"]);
+
+    let volume = format!("drainit-bin-{}", std::process::id());
+    engines.docker_ok(&["volume", "create", &volume]);
+    let mount = format!("{volume}:/drainit-bin");
+    // As the image's user (65532) a fresh volume, owned by root, is not writable.
+    let refused = run_bounded(
+        &mut engines.docker(&[
+            "run",
+            "--rm",
+            "-v",
+            &mount,
+            "drainit-release:itest",
+            "install",
+            "/drainit-bin",
+        ]),
+        ENGINE_LIMIT,
+    )
+    .unwrap_or_else(|e| panic!("docker run: {e}"));
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(said.contains("permission denied"), "{said}");
+    let installed = run_bounded(
+        &mut engines.docker(&[
+            "run",
+            "--rm",
+            "--user",
+            "0",
+            "-v",
+            &mount,
+            "drainit-release:itest",
+            "install",
+            "/drainit-bin",
+        ]),
+        ENGINE_LIMIT,
+    )
+    .unwrap_or_else(|e| panic!("docker run: {e}"));
+    let said = String::from_utf8_lossy(&installed.stderr).into_owned();
+    assert!(installed.status.success(), "{said}");
+    assert!(said.contains("installed drainit"), "{said}");
+
+    let read_only_mount = format!("{volume}:/drainit-bin:ro");
+    let delay = format!("{}s", DELAY.as_secs());
+    let container = Container::run_image(
+        engines,
+        plain_image,
+        &[
+            "-v",
+            &read_only_mount,
+            "--entrypoint",
+            "/drainit-bin/drainit",
+        ],
+        &["--propagation-delay", &delay],
+        &[],
+    );
+    assert_drains_on_docker_stop(&container, EXIT_SIGTERM);
+    drop(container);
+    let _ = run_bounded(
+        &mut engines.docker(&["volume", "rm", "-f", &volume]),
+        ENGINE_LIMIT,
     );
 }
 

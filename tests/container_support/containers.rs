@@ -29,6 +29,18 @@ impl<'e> Container<'e> {
         drainit_flags: &[&str],
         app_flags: &[&str],
     ) -> Container<'e> {
+        Container::run_image(engines, APP_IMAGE, docker_flags, drainit_flags, app_flags)
+    }
+
+    /// The same with another image, whose entrypoint (or `--entrypoint`
+    /// among `docker_flags`) is a drainit.
+    pub fn run_image(
+        engines: &'e Engines,
+        image: &str,
+        docker_flags: &[&str],
+        drainit_flags: &[&str],
+        app_flags: &[&str],
+    ) -> Container<'e> {
         let admin = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
         let app = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
         let name = format!("drainit-test-{}-{}", std::process::id(), admin.port());
@@ -38,7 +50,7 @@ impl<'e> Container<'e> {
         let mut args = vec!["run", "-d", "--name", &name, "--network", "host"];
         args.extend_from_slice(docker_flags);
         args.extend([
-            APP_IMAGE,
+            image,
             "--admin-listen",
             &admin_listen,
             "--ready-check",

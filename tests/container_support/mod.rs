@@ -48,6 +48,10 @@ pub struct Engines {
     pub storage_driver: &'static str,
     /// The app image's reference in the test's containerd.
     pub ctr_image: String,
+    /// The static drainit the images hold (`scripts/build-static.sh`).
+    pub static_drainit: PathBuf,
+    /// The static test app (`tests/container_app`).
+    pub static_app: PathBuf,
     dockerd: Option<Proc>,
     containerd: Option<Proc>,
 }
@@ -77,10 +81,14 @@ impl Engines {
             dir,
             storage_driver: "overlay2",
             ctr_image: String::new(),
+            static_drainit: PathBuf::new(),
+            static_app: PathBuf::new(),
             dockerd: None,
             containerd: None,
         };
         let (drainit, app) = build_static_binaries();
+        engines.static_drainit = drainit.clone();
+        engines.static_app = app.clone();
         engines.start_dockerd();
         engines.build_images(&drainit, &app);
         engines.start_containerd();
