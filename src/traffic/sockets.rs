@@ -9,9 +9,13 @@
 //! cookie (unique for the socket's life, kept into TIME_WAIT):
 //!
 //! - a **new connection** is a socket on a watched port whose cookie the
-//!   previous dump did not have: accepted since then, in any state but
-//!   LISTEN (a short connection the server closed first is still seen, in
-//!   TIME_WAIT, for a minute);
+//!   previous dump did not have and that the kernel dates after that
+//!   dump began: by its last receive (which a new socket's creation
+//!   sets), or, in TIME_WAIT, by what its timer has left (a short
+//!   connection the server closed first is still seen there for a
+//!   minute). A socket left on the port earlier (by a previous server, a
+//!   restarted container, before the port was watched) is only
+//!   remembered: what it receives from then on counts, it never does;
 //! - **inbound bytes** are the growth of `tcpi_bytes_received` (all of it
 //!   for a new connection), and `tcpi_last_data_recv` dates the last byte
 //!   to the kernel's tick rather than to the sampling interval;
@@ -51,7 +55,7 @@ use netlink_packet_sock_diag::inet::StateFlags;
 use tokio::time::Instant;
 
 use super::accounting::{account, watched_listeners, OwnSockets, Tracked};
-use super::sock_diag::{canonical, connection_states, SockDiag};
+use super::sock_diag::{canonical, connection_states, PortFilter, SockDiag};
 use super::Evidence;
 use crate::settings::TrafficPorts;
 
@@ -194,6 +198,9 @@ pub struct Sample {
     pub last_close_unseen: Option<Instant>,
     /// How long the dump itself took.
     pub dump_duration: Duration,
+    /// How many connections the kernel handed over (what a dump costs
+    /// follows it): only those on the watched ports.
+    pub dumped_connections: u32,
 }
 
 impl Sample {
@@ -217,7 +224,7 @@ pub struct PortCounter {
     own_clients: OwnClients,
     /// The watched connections of the previous dump, by socket cookie.
     known: HashMap<u64, Tracked>,
-    /// When the previous dump completed; `None` before the first one.
+    /// When the previous dump began; `None` before the first one.
     previous: Option<Instant>,
     /// The address families the kernel can dump (IPv6 may be disabled).
     families: Vec<u8>,
@@ -249,14 +256,18 @@ impl PortCounter {
     /// most of a dump's cost, whatever the number of sockets.
     pub fn sample(&mut self) -> Result<Sample, TrafficError> {
         let started = std::time::Instant::now();
+        let began = Instant::now();
         let mut listeners = Vec::new();
         let mut supported = Vec::with_capacity(2);
         let mut unsupported = None;
         for &family in &self.families {
-            match self
-                .diag
-                .dump(family, StateFlags::LISTEN, 0, &mut listeners)
-            {
+            match self.diag.dump(
+                family,
+                StateFlags::LISTEN,
+                PortFilter::Any,
+                false,
+                &mut listeners,
+            ) {
                 Ok(()) => supported.push(family),
                 // IPv6 disabled on the node (ipv6.disable=1): no inet6
                 // diag handler. Go on with IPv4, and never ask again.
@@ -277,13 +288,16 @@ impl PortCounter {
                 .filter(|(_, f)| *f == family)
                 .map(|(port, _)| *port)
                 .collect();
-            let only_port = match ports.as_slice() {
-                [] => continue,
-                [port] => *port,
-                _ => 0,
-            };
-            self.diag
-                .dump(family, connection_states(), only_port, &mut connections)?;
+            if ports.is_empty() {
+                continue;
+            }
+            self.diag.dump(
+                family,
+                connection_states(),
+                PortFilter::Only(&ports),
+                true,
+                &mut connections,
+            )?;
         }
         let dump_duration = started.elapsed();
         let at = Instant::now();
@@ -304,9 +318,10 @@ impl PortCounter {
             at,
         );
         self.known = known;
-        self.previous = Some(at);
+        self.previous = Some(began);
         Ok(Sample {
             dump_duration,
+            dumped_connections: u32::try_from(connections.len()).unwrap_or(u32::MAX),
             ..sample
         })
     }
