@@ -419,7 +419,7 @@ fn a_drain_ends_on_quiet_once_real_clients_stop() {
             drain.observe(&sample.evidence());
             let decision = drain.decide(tokio::time::Instant::now());
             assert!(
-                matches!(decision, Decision::Wait),
+                matches!(decision, Decision::Wait { .. }),
                 "ended while traffic flowed: {decision:?}"
             );
         }

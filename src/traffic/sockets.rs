@@ -59,12 +59,14 @@ use super::sock_diag::{canonical, connection_states, PortFilter, SockDiag};
 use super::Evidence;
 use crate::settings::TrafficPorts;
 
-/// How often the sampler dumps the sockets during a drain: 100 ms. Fine
-/// enough that the quiet window's floor
-/// (`evidence::QUIET_WINDOW_FLOOR`) spans several samples and the
-/// delay ends within 0.1 s of being provably quiet; a dump costs a few
-/// milliseconds of kernel time (BENCHMARKS.md, "Traffic observation"), a
-/// few percent of one core for the seconds a drain lasts.
+/// The shortest gap between two samples: 100 ms. During a drain the
+/// sampler dumps by each moment the delay could end (the earliest end
+/// the quiet window allows, or just before a fixed delay's end), at least
+/// every [`RUNNING_INTERVAL`], never more often than this: the quiet
+/// window's floor (`evidence::QUIET_WINDOW_FLOOR`) spans several of
+/// these. A dump walks the kernel's whole connection table, every
+/// namespace's (BENCHMARKS.md, "Sampling while draining"), so a dump that
+/// cannot change the decision is not taken.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How often the sampler dumps the sockets while the app runs: 1 s. The
