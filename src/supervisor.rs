@@ -161,7 +161,7 @@ pub async fn run<M: Supervised>(
                 events: events_tx.clone(),
                 metrics: metrics.clone(),
                 settings: status::settings_json(&settings, M::NAME),
-                prestop_allow_from: settings.prestop_allow_from.clone(),
+                prestop_allow_from: settings.prestop_allow_from.clone().map(admin::admit_node),
                 prestop_token: settings.prestop_token.clone(),
                 prestop_returns: M::PRESTOP_RETURNS,
             };
