@@ -341,6 +341,14 @@ impl Wiring {
                     (_, true) => info!(after = %after, "app exited {exit}"),
                     (_, false) => debug!(after = %after, "app exited {exit}"),
                 }
+                // Gone before the stop signal, during the delay: every
+                // drain reports its traffic all the same.
+                if drained {
+                    if let Some(report) = self.traffic.app_exited(Instant::now()) {
+                        self.metrics.record_drain_report(report);
+                        info!("drain traffic: {report}");
+                    }
+                }
             }
         }
     }

@@ -511,3 +511,41 @@ fn sockets_a_previous_server_left_on_the_port_are_no_arrivals() {
         proc.report()
     );
 }
+
+#[test]
+fn an_app_that_dies_during_the_delay_still_gets_its_traffic_report() {
+    let dir = scratch("report-app-dies");
+    let (mut proc, admin, app) = start(
+        &dir,
+        &[],
+        &["--propagation-delay", "20s", "--grace-period", "30s"],
+    );
+    let mut client = Client::start(app, 20.0, Duration::from_secs(40));
+    assert!(
+        wait_for(SOON, || client.answered.load(Ordering::SeqCst) >= 5),
+        "the app answered nothing\n{}",
+        proc.report()
+    );
+    proc.signal(libc::SIGTERM);
+    assert!(
+        wait_for(SOON, || common::get(admin, "/ready")
+            .is_some_and(|(code, _)| code == 503)),
+        "the drain did not start\n{}",
+        proc.report()
+    );
+    // The app dies on its own, 18 s before the delay's end.
+    let children = common::children_of(proc.pid());
+    assert!(!children.is_empty(), "no app process\n{}", proc.report());
+    for child in children {
+        common::kill(child, libc::SIGKILL);
+    }
+    proc.wait(SOON);
+    client.stop();
+    let stderr = proc.stderr();
+    let report = stderr.lines().find(|line| line.contains("drain traffic: "));
+    assert!(
+        report.is_some_and(|line| line.contains("last inbound byte")),
+        "no traffic report for a drain whose app died during the delay\n{}",
+        proc.report()
+    );
+}

@@ -153,7 +153,17 @@ impl TrafficWatch {
         self.report.as_ref()
     }
 
-    /// The report, once the stop signal went out.
+    /// The app exited during the drain: the report, taken now if the stop
+    /// signal has not gone out yet (an app that dies during the delay is
+    /// when the operator needs it most), `None` if it was taken already.
+    pub fn app_exited(&mut self, now: Instant) -> Option<&DrainReport> {
+        if self.report.is_some() {
+            return None;
+        }
+        self.stopped(now)
+    }
+
+    /// The report, once the stop signal went out (or the app exited).
     pub fn report(&self) -> Option<&DrainReport> {
         self.report.as_ref()
     }
