@@ -145,6 +145,13 @@ pub async fn run<M: Supervised>(
         warn!(%error, "could not become a child subreaper; orphans will not be reaped");
     }
     let listener = bind_admin(&settings).await?;
+    // The admin port as bound (`:0` picks one): never the app's traffic.
+    let own_ports: Vec<u16> = listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port())
+        .into_iter()
+        .collect();
     let signals = SignalStream::new().map_err(Error::Signals)?;
     inherited.prepare_drainit();
     let metrics = Arc::new(Metrics::new());
@@ -171,7 +178,7 @@ pub async fn run<M: Supervised>(
         None => None,
     };
     let probe = Arc::new(ProbeControl::default());
-    let traffic = TrafficWatch::new(&settings, probe.own_clients.clone());
+    let traffic = TrafficWatch::new(&settings, probe.own_clients.clone(), own_ports);
     let mut wiring = Wiring {
         signals,
         metrics,

@@ -549,3 +549,44 @@ fn an_app_that_dies_during_the_delay_still_gets_its_traffic_report() {
         proc.report()
     );
 }
+
+#[test]
+fn without_a_readable_proc_auto_never_watches_drainits_own_admin_port() {
+    // A network namespace of its own (drainit's and the app's listeners
+    // are all there is), /proc hidden under a tmpfs, and a prober like the
+    // kubelet's on drainit's admin port, 20 times a second (the kubelet
+    // sends `Connection: close`: drainit closes first, and its side stays
+    // in TIME_WAIT on the admin port). The app gets no traffic at all.
+    let dir = scratch("auto-no-proc");
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app_server.py");
+    let inner = format!(
+        r#"ip link set lo up
+mount -t tmpfs none /proc
+( while :; do curl -s -o /dev/null -H 'Connection: close' --max-time 1 http://127.0.0.1:9901/ready; sleep 0.05; done ) &
+exec "$0" --admin-listen 127.0.0.1:9901 --propagation-delay auto --propagation-delay-max 4s \
+    --grace-period 30s -- python3 {} --port 8080 --work-ms 0"#,
+        arg(&app)
+    );
+    let mut proc = Proc::start(
+        &dir,
+        "unshare",
+        &["--mount", "--net", "sh", "-c", &inner, common::drainit()],
+        &[],
+    );
+    assert!(
+        proc.wait_stderr("listening on", SOON),
+        "the app did not start\n{}",
+        proc.report()
+    );
+    // Long enough for the rate before the drain (1 s samples) to see the
+    // prober, were its port watched.
+    std::thread::sleep(Duration::from_secs(4));
+    proc.signal(libc::SIGTERM);
+    proc.wait(Duration::from_secs(30));
+    let end = delay_end(&proc);
+    assert!(
+        end.contains("no traffic"),
+        "the app had no traffic; the probes on drainit's own admin port were counted: {end}\n{}",
+        proc.report()
+    );
+}

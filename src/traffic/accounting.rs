@@ -54,6 +54,9 @@ pub(super) struct OwnSockets {
     /// connections noted in [`OwnClients`]: the app-side socket whose
     /// peer is one of these is drainit's.
     pub(super) endpoints: Vec<SocketAddr>,
+    /// The ports drainit listens on as it bound them (its admin port):
+    /// never watched, even where /proc cannot show its sockets.
+    pub(super) ports: Vec<u16>,
 }
 
 impl OwnSockets {
@@ -126,6 +129,7 @@ pub(super) fn watched_listeners(
         .iter()
         .filter(|s| is_own(s))
         .map(|s| s.local_port)
+        .chain(own.ports.iter().copied())
         .collect();
     let mut watched = Vec::new();
     for listener in listeners.iter().filter(|s| s.state == TCP_LISTEN) {
@@ -385,7 +389,7 @@ mod tests {
     fn drainit_listeners_are_not_watched() {
         let own = OwnSockets {
             inodes: vec![9],
-            endpoints: Vec::new(),
+            ..OwnSockets::default()
         };
         let listeners = [
             listener(AF_INET, 8080, 1),
@@ -401,6 +405,16 @@ mod tests {
         );
         let only = watched_listeners(&listeners, &own, &TrafficPorts::Only(vec![8443, 7000]));
         assert_eq!(only, vec![(8443, AF_INET6)]);
+        // No /proc: no inode is known, the bound port still is.
+        let bound = OwnSockets {
+            ports: vec![9901],
+            ..OwnSockets::default()
+        };
+        let all = watched_listeners(&listeners, &bound, &TrafficPorts::AllListening);
+        assert_eq!(
+            all,
+            vec![(8080, AF_INET), (8080, AF_INET6), (8443, AF_INET6)]
+        );
     }
 
     #[test]

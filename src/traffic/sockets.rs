@@ -230,6 +230,8 @@ pub struct PortCounter {
     previous: Option<Instant>,
     /// The address families the kernel can dump (IPv6 may be disabled).
     families: Vec<u8>,
+    /// The ports drainit itself listens on (see [`PortCounter::own_ports`]).
+    own_ports: Vec<u16>,
 }
 
 impl PortCounter {
@@ -246,7 +248,16 @@ impl PortCounter {
             known: HashMap::new(),
             previous: None,
             families: vec![AF_INET, AF_INET6],
+            own_ports: Vec::new(),
         })
+    }
+
+    /// The ports drainit listens on, as it bound them (its admin port):
+    /// never watched. `/proc/self/fd` shows drainit's listeners too, but
+    /// only where /proc is readable.
+    pub fn own_ports(mut self, ports: Vec<u16>) -> PortCounter {
+        self.own_ports = ports;
+        self
     }
 
     /// Dumps the sockets and compares them with the previous dump.
@@ -282,6 +293,7 @@ impl PortCounter {
             _ => self.families = supported,
         }
         let mut own = OwnSockets::of_this_process();
+        own.ports.clone_from(&self.own_ports);
         let watched = watched_listeners(&listeners, &own, &self.ports);
         let mut connections = Vec::new();
         for &family in &self.families {

@@ -32,6 +32,8 @@ pub struct TrafficWatch {
     bounds: AutoBounds,
     ports: TrafficPorts,
     own_clients: OwnClients,
+    /// The ports drainit listens on (its admin port).
+    own_ports: Vec<u16>,
     sampler: Option<Sampler>,
     history: TrafficHistory,
     drain: Option<DrainEvidence>,
@@ -43,13 +45,15 @@ pub struct TrafficWatch {
 
 impl TrafficWatch {
     /// The watch for these settings; `own_clients` are drainit's own
-    /// connections to the app (its ready-check), never counted.
-    pub fn new(settings: &Settings, own_clients: OwnClients) -> TrafficWatch {
+    /// connections to the app (its ready-check), never counted, and
+    /// `own_ports` the ports it listens on (its admin port), never watched.
+    pub fn new(settings: &Settings, own_clients: OwnClients, own_ports: Vec<u16>) -> TrafficWatch {
         TrafficWatch {
             delay: settings.propagation_delay,
             bounds: settings.auto_bounds(),
             ports: settings.traffic_ports.clone(),
             own_clients,
+            own_ports,
             sampler: None,
             history: TrafficHistory::default(),
             drain: None,
@@ -170,7 +174,7 @@ impl TrafficWatch {
 
     fn start(&mut self, interval: Duration) {
         let observer = match PortCounter::open(self.ports.clone(), self.own_clients.clone()) {
-            Ok(observer) => observer,
+            Ok(observer) => observer.own_ports(self.own_ports.clone()),
             Err(error) => return self.give_up(error.to_string()),
         };
         match Sampler::spawn(observer, interval) {
