@@ -14,8 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use netlink_packet_core::{
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLMSG_DONE,
-    NLMSG_ERROR, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NlasIterator, NLMSG_DONE, NLMSG_ERROR,
+    NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_sock_diag::constants::{AF_INET, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY};
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
@@ -250,7 +250,6 @@ fn decode_datagram(
             .map_err(|e| TrafficError::Decode(e.to_string()))?;
         let length = message.length() as usize;
         let (kind, number) = (message.message_type(), message.sequence_number());
-        let whole = datagram.get(..length).unwrap_or_default();
         // Netlink messages are padded to 4 bytes.
         datagram = datagram
             .get(length.next_multiple_of(4)..)
@@ -261,13 +260,25 @@ fn decode_datagram(
         match kind {
             SOCK_DIAG_BY_FAMILY => sockets.push(SocketRecord::parse(message.payload())?),
             NLMSG_DONE => return Ok(true),
-            NLMSG_ERROR => {
-                let message = NetlinkMessage::<SockDiagMessage>::deserialize(whole)
-                    .map_err(|e| TrafficError::Decode(e.to_string()))?;
-                if let NetlinkPayload::Error(error) = message.payload {
-                    return Err(TrafficError::classify(error.to_io(), TrafficError::Refused));
+            // struct nlmsgerr: a negative errno (0: an acknowledgement),
+            // then the request's header. Read by hand: the crate's decoder
+            // of whole messages would come into the binary for this alone.
+            NLMSG_ERROR => match message
+                .payload()
+                .get(..4)
+                .map(|b| i32::from_ne_bytes(b.try_into().unwrap_or_default()))
+            {
+                Some(0) => {}
+                Some(code) => {
+                    let error = std::io::Error::from_raw_os_error(code.saturating_neg());
+                    return Err(TrafficError::classify(error, TrafficError::Refused));
                 }
-            }
+                None => {
+                    return Err(TrafficError::Decode(
+                        "an error message without its code".to_string(),
+                    ))
+                }
+            },
             _ => {}
         }
     }
@@ -395,7 +406,7 @@ pub(super) fn canonical(addr: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_core::{DoneMessage, ErrorMessage};
+    use netlink_packet_core::{DoneMessage, ErrorMessage, NetlinkPayload};
     use std::num::NonZeroI32;
 
     /// One serialized netlink message with `payload`, numbered `sequence`.
