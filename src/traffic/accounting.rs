@@ -268,7 +268,10 @@ fn dated_after(socket: &SocketRecord, previous: Instant, at: Instant) -> Option<
         (None, Some(counters)) => at.checked_sub(counters.since_last_receive)?,
         (None, None) => at,
     };
-    (dated + KERNEL_TICK >= previous).then_some(dated)
+    let late_enough = dated
+        .checked_add(KERNEL_TICK)
+        .is_none_or(|dated| dated >= previous);
+    late_enough.then_some(dated)
 }
 
 #[cfg(test)]
