@@ -138,7 +138,7 @@ fn sample(args: &[String]) -> Result<ExitCode, String> {
             sample.at.duration_since(t).as_millis().to_string()
         });
         println!(
-            "sample n={n} ports={} new={} bytes={} segments={} arrivals={} open={} last_inbound_ms_ago={last_inbound} dump_us={}",
+            "sample n={n} ports={} new={} bytes={} segments={} arrivals={} open={} last_inbound_ms_ago={last_inbound} dump_us={} dumped={}",
             if ports.is_empty() { "-".to_string() } else { ports.join(",") },
             sample.new_connections,
             sample.inbound_bytes,
@@ -146,6 +146,7 @@ fn sample(args: &[String]) -> Result<ExitCode, String> {
             sample.arrivals,
             sample.open_connections,
             sample.dump_duration.as_micros(),
+            sample.dumped_connections,
         );
     }
     let (user, system) = own_cpu();

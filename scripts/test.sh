@@ -18,6 +18,11 @@ command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 command -v strace >/dev/null 2>&1 || missing+=(strace)
+# tests/prestop_node.rs builds pod networks with ip netns and calls with
+# curl; tests/auto_delay.rs counts TIME_WAIT sockets with ss.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 # tests/container.rs starts these itself (Debian's client: /usr/bin/docker).
 [[ -x /usr/bin/docker && -x /usr/sbin/dockerd ]] || missing+=(docker.io)
 [[ -x /usr/bin/containerd && -x /usr/bin/ctr ]] || missing+=(containerd)

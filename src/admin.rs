@@ -8,6 +8,9 @@
 
 mod connections;
 mod guard;
+mod routes;
+
+pub use self::routes::admit_node;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};

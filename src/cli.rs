@@ -165,8 +165,8 @@ pub struct Settings {
     #[arg(long, env = "DRAINIT_ADMIN_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), value_name = "N", global = true)]
     pub admin_max_connections: u32,
 
-    /// Only these networks may call /prestop (comma-separated CIDRs, e.g. the node's IP/32).
-    #[arg(long, env = "DRAINIT_PRESTOP_ALLOW_FROM", value_parser = parse_cidr_list, value_name = "CIDR[,CIDR]", global = true)]
+    /// Only these may call /prestop: comma-separated CIDRs and `node` (the gateways of this pod's routes: the node on a bridge network), e.g. node,$(NODE_IP)/32.
+    #[arg(long, env = "DRAINIT_PRESTOP_ALLOW_FROM", value_parser = parse_cidr_list, value_name = "node|CIDR[,...]", global = true)]
     pub prestop_allow_from: Option<CidrList>,
 
     /// /prestop requires this value in the X-Drainit-Token header (not empty, no surrounding blanks).

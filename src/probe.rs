@@ -125,10 +125,19 @@ impl Checker {
         }
     }
 
-    /// Runs one check, lookup included, bounded by `timeout`.
+    /// Runs one check, lookup included, bounded by `timeout`. The answer
+    /// is then read to its end within what is left of `timeout`, so that
+    /// the connection closes cleanly (a close with unread bytes is a
+    /// reset at the app: ECONNRESET, and a traceback in many frameworks,
+    /// once per check); the result never waits for that.
     pub async fn check(&mut self, timeout: Duration) -> CheckResult {
-        match tokio::time::timeout(timeout, self.check_unbounded()).await {
-            Ok(result) => result,
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, self.check_unbounded()).await {
+            Ok((result, Some(answer))) => {
+                let _ = tokio::time::timeout_at(deadline, answer.read_to_end()).await;
+                result
+            }
+            Ok((result, None)) => result,
             Err(_) => CheckResult::NotReady,
         }
     }
@@ -203,40 +212,121 @@ impl Checker {
         })
     }
 
-    async fn check_unbounded(&mut self) -> CheckResult {
+    /// The check's result, and for HTTP the answer whose status line gave
+    /// it (to be read to its end).
+    async fn check_unbounded(&mut self) -> (CheckResult, Option<Answer>) {
         let Some(addresses) = self.resolve().await else {
-            return CheckResult::NotReady;
+            return (CheckResult::NotReady, None);
         };
         let mut stream = match self.connect(&addresses).await {
             Ok(stream) => stream,
-            Err(Unreachable::Refused) => return CheckResult::Refused,
-            Err(Unreachable::Failed) => return CheckResult::NotReady,
+            Err(Unreachable::Refused) => return (CheckResult::Refused, None),
+            Err(Unreachable::Failed) => return (CheckResult::NotReady, None),
         };
         let ReadyCheck::Http { authority, path } = &self.check else {
-            return CheckResult::Ready;
+            return (CheckResult::Ready, None);
         };
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: drainit\r\nConnection: close\r\n\r\n"
         );
         if stream.write_all(request.as_bytes()).await.is_err() {
-            return CheckResult::NotReady;
+            return (CheckResult::NotReady, None);
         }
-        // The status line is all we need: "HTTP/1.1 200 OK".
-        let mut head = [0u8; 16];
-        let mut filled = 0;
-        while filled < 12 {
-            match stream.read(&mut head[filled..]).await {
-                Ok(0) | Err(_) => return CheckResult::NotReady,
-                Ok(n) => filled += n,
+        let mut answer = Answer {
+            stream,
+            head: Vec::with_capacity(256),
+            received: 0,
+        };
+        // The status line is all the result needs: "HTTP/1.1 200 OK".
+        while answer.head.len() < 12 {
+            if !answer.read_some().await {
+                return (CheckResult::NotReady, None);
             }
         }
-        let is_2xx = head.starts_with(b"HTTP/1.") && head[8] == b' ' && head[9] == b'2';
-        if is_2xx {
+        let head = &answer.head;
+        let is_2xx = head.starts_with(b"HTTP/1.") && head.get(8..10) == Some(b" 2".as_slice());
+        let result = if is_2xx {
             CheckResult::Ready
         } else {
             CheckResult::NotReady
+        };
+        (result, Some(answer))
+    }
+}
+
+/// The most of an answer a check reads: a health endpoint answers in a
+/// few bytes. Past it the connection is closed unread (a reset at the
+/// app, once, rather than memory or time without bound).
+const MOST_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The most of an answer's head kept to find its end.
+const MOST_HEAD_BYTES: usize = 8 * 1024;
+
+/// An HTTP answer being read: its head (kept, up to [`MOST_HEAD_BYTES`])
+/// and how many bytes came in all.
+struct Answer {
+    stream: TcpStream,
+    head: Vec<u8>,
+    received: usize,
+}
+
+impl Answer {
+    /// Reads what has come; false at the end of the stream, on an error,
+    /// or past [`MOST_ANSWER_BYTES`].
+    async fn read_some(&mut self) -> bool {
+        let mut buffer = [0u8; 1024];
+        match self.stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                let chunk = buffer.get(..n).unwrap_or_default();
+                let room = MOST_HEAD_BYTES.saturating_sub(self.head.len());
+                self.head
+                    .extend_from_slice(chunk.get(..room.min(n)).unwrap_or_default());
+                self.received += n;
+                self.received <= MOST_ANSWER_BYTES
+            }
         }
     }
+
+    /// Reads until the server closes or the whole answer is in (its
+    /// `Content-Length`, the last chunk, or the head alone where no body
+    /// can follow), whichever comes first; then the connection is
+    /// dropped with nothing unread: a FIN, not a reset.
+    async fn read_to_end(mut self) {
+        while !answer_complete(&self.head, self.received) {
+            if !self.read_some().await {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether an answer whose first bytes are `head` (all of them if
+/// `received` is its length) is all in, by its head.
+fn answer_complete(head: &[u8], received: usize) -> bool {
+    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let body_start = end + 4;
+    let text = String::from_utf8_lossy(head.get(..end).unwrap_or_default()).to_ascii_lowercase();
+    let status = text.get(9..12).unwrap_or("");
+    if status.starts_with('1') || status == "204" || status == "304" {
+        return true;
+    }
+    let header = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim_start().strip_prefix(':'))
+            .map(str::trim)
+    };
+    if let Some(length) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        return received >= body_start.saturating_add(length);
+    }
+    if header("transfer-encoding").is_some_and(|v| v.ends_with("chunked")) {
+        // The head is all that is kept: a chunked answer is complete
+        // when it ends in the last chunk, within the head.
+        return received == head.len() && head.ends_with(b"0\r\n\r\n");
+    }
+    false // until the server closes
 }
 
 /// How often a hurried probe checks: a sidecar in a drain watches for the
@@ -302,6 +392,36 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_is_complete_by_its_length_its_last_chunk_or_its_status() {
+        let table: &[(&[u8], usize, bool)] = &[
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 40, true),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no", 39, false),
+            (b"HTTP/1.1 200 OK\r\ncontent-length:0\r\n\r\n", 37, true),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n", 36, false),
+            (b"HTTP/1.1 204 No Content\r\n\r\n", 27, true),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+                59,
+                true,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n",
+                54,
+                false,
+            ),
+            (b"HTTP/1.0 200 OK\r\n\r\nuntil the close", 33, false),
+        ];
+        for (head, received, complete) in table {
+            assert_eq!(
+                answer_complete(head, *received),
+                *complete,
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
 
     #[tokio::test]
     async fn http_check_reads_the_status() {

@@ -48,7 +48,9 @@ pub fn settings_json(settings: &Settings, mode: &str) -> Value {
             format!("{}:{}", r.from, r.to.map_or_else(|| "0".to_string(), |to| to.to_string()))
         }).collect::<Vec<_>>(),
         "prestop_allow_from": settings.prestop_allow_from.as_ref().map(|list| {
-            list.0.iter().map(ToString::to_string).collect::<Vec<_>>()
+            list.node.then(|| "node".to_string()).into_iter()
+                .chain(list.networks.iter().map(ToString::to_string))
+                .collect::<Vec<_>>()
         }),
         "prestop_token_required": settings.prestop_token.is_some(),
         "strict": settings.strict,

@@ -145,6 +145,13 @@ pub async fn run<M: Supervised>(
         warn!(%error, "could not become a child subreaper; orphans will not be reaped");
     }
     let listener = bind_admin(&settings).await?;
+    // The admin port as bound (`:0` picks one): never the app's traffic.
+    let own_ports: Vec<u16> = listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port())
+        .into_iter()
+        .collect();
     let signals = SignalStream::new().map_err(Error::Signals)?;
     inherited.prepare_drainit();
     let metrics = Arc::new(Metrics::new());
@@ -161,7 +168,7 @@ pub async fn run<M: Supervised>(
                 events: events_tx.clone(),
                 metrics: metrics.clone(),
                 settings: status::settings_json(&settings, M::NAME),
-                prestop_allow_from: settings.prestop_allow_from.clone(),
+                prestop_allow_from: settings.prestop_allow_from.clone().map(admin::admit_node),
                 prestop_token: settings.prestop_token.clone(),
                 prestop_returns: M::PRESTOP_RETURNS,
             };
@@ -171,7 +178,7 @@ pub async fn run<M: Supervised>(
         None => None,
     };
     let probe = Arc::new(ProbeControl::default());
-    let traffic = TrafficWatch::new(&settings, probe.own_clients.clone());
+    let traffic = TrafficWatch::new(&settings, probe.own_clients.clone(), own_ports);
     let mut wiring = Wiring {
         signals,
         metrics,
@@ -340,6 +347,14 @@ impl Wiring {
                     (AppExit::Gone, _) => info!(after = %after, "app is gone"),
                     (_, true) => info!(after = %after, "app exited {exit}"),
                     (_, false) => debug!(after = %after, "app exited {exit}"),
+                }
+                // Gone before the stop signal, during the delay: every
+                // drain reports its traffic all the same.
+                if drained {
+                    if let Some(report) = self.traffic.app_exited(Instant::now()) {
+                        self.metrics.record_drain_report(report);
+                        info!("drain traffic: {report}");
+                    }
                 }
             }
         }

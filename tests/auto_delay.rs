@@ -129,7 +129,17 @@ fn request(mut conn: BufReader<TcpStream>) -> std::io::Result<BufReader<TcpStrea
 /// drainit (wrapped by `prefix`, e.g. setpriv) in front of the app, its
 /// admin server and the app answering.
 fn start(dir: &Path, prefix: &[String], flags: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
-    let app_port = free_port();
+    start_on(dir, prefix, flags, free_port(), &[])
+}
+
+/// [`start`] with the app on `app_port`, given `app_flags` too.
+fn start_on(
+    dir: &Path,
+    prefix: &[String],
+    flags: &[&str],
+    app_port: u16,
+    app_flags: &[&str],
+) -> (Proc, SocketAddr, SocketAddr) {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
     let listen = admin.to_string();
     let mut all: Vec<String> = prefix.to_vec();
@@ -145,6 +155,7 @@ fn start(dir: &Path, prefix: &[String], flags: &[&str]) -> (Proc, SocketAddr, So
     all.extend(flags.iter().map(|f| f.to_string()));
     all.push("--".into());
     all.extend(app_command(app_port));
+    all.extend(app_flags.iter().map(|f| f.to_string()));
     let (program, rest) = all.split_first().expect("a program");
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     let proc = Proc::start(dir, program, &rest, &[]);
@@ -430,6 +441,151 @@ fn drainits_own_ready_checks_are_never_the_apps_traffic() {
         line.contains("last new connection none, last inbound byte none")
             && line.contains("no traffic in the"),
         "the ready-check's own connections were counted: {line}\n{}",
+        proc.report()
+    );
+}
+
+/// The rate before the drain in the delay's report ("from R arrivals/s").
+fn rate_before(proc: &Proc) -> Option<f64> {
+    let end = delay_end(proc);
+    let (_, rest) = end.split_once(" from ")?;
+    rest.split_once(" arrivals/s")?.0.parse().ok()
+}
+
+#[test]
+fn sockets_a_previous_server_left_on_the_port_are_no_arrivals() {
+    // The previous server on the app's port (a restarted container): 3000
+    // connections it closed first, left in TIME_WAIT there for a minute.
+    let app_port = free_port();
+    let leftovers = 3000;
+    {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", app_port)).expect("bind");
+        for _ in 0..leftovers {
+            let client = TcpStream::connect(("127.0.0.1", app_port)).expect("connect");
+            let (server, _) = listener.accept().expect("accept");
+            drop(server);
+            drop(client);
+        }
+    }
+    let time_wait = || {
+        let out = std::process::Command::new("ss")
+            .args([
+                "-Htn",
+                "state",
+                "time-wait",
+                "sport",
+                "=",
+                &format!(":{app_port}"),
+            ])
+            .output()
+            .expect("ss (iproute2) runs");
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert!(
+        wait_for(SOON, || time_wait() >= leftovers * 9 / 10),
+        "only {} TIME_WAIT sockets on the port",
+        time_wait()
+    );
+    // The new app listens 2 s after its start: drainit watches the port
+    // from then on and meets the leftovers at once.
+    let dir = scratch("auto-port-reuse");
+    let (mut proc, _admin, app) = start_on(&dir, &[], &AUTO, app_port, &["--slow-start", "2"]);
+    // 5 requests/s really sent, for 5 s, then the drain; the client stops
+    // at once.
+    let mut client = Client::start(app, 5.0, Duration::from_secs(40));
+    std::thread::sleep(Duration::from_secs(5));
+    proc.signal(libc::SIGTERM);
+    client.stop();
+    proc.wait(Duration::from_secs(30));
+    let answered = client.answered.load(Ordering::SeqCst);
+    assert!(
+        answered >= 15,
+        "only {answered} requests answered\n{}",
+        proc.report()
+    );
+    let rate = rate_before(&proc);
+    assert!(
+        rate.is_some_and(|r| r > 1.0 && r < 15.0),
+        "5 requests/s were sent, {} TIME_WAIT sockets left on the port: the rate before the drain must be the 5/s, got {rate:?}\n{}",
+        leftovers,
+        proc.report()
+    );
+}
+
+#[test]
+fn an_app_that_dies_during_the_delay_still_gets_its_traffic_report() {
+    let dir = scratch("report-app-dies");
+    // auto samples from the app's start: the drain has its traffic from
+    // the first moment, however soon the app dies.
+    let (mut proc, admin, app) = start(&dir, &[], &AUTO);
+    let mut client = Client::start(app, 20.0, Duration::from_secs(40));
+    assert!(
+        wait_for(SOON, || client.answered.load(Ordering::SeqCst) >= 5),
+        "the app answered nothing\n{}",
+        proc.report()
+    );
+    proc.signal(libc::SIGTERM);
+    assert!(
+        wait_for(SOON, || common::get(admin, "/ready")
+            .is_some_and(|(code, _)| code == 503)),
+        "the drain did not start\n{}",
+        proc.report()
+    );
+    // The app dies on its own while the traffic goes on: long before the
+    // delay could end.
+    let children = common::children_of(proc.pid());
+    assert!(!children.is_empty(), "no app process\n{}", proc.report());
+    for child in children {
+        common::kill(child, libc::SIGKILL);
+    }
+    proc.wait(SOON);
+    client.stop();
+    let stderr = proc.stderr();
+    let report = stderr.lines().find(|line| line.contains("drain traffic: "));
+    assert!(
+        report.is_some_and(|line| line.contains("last inbound byte")),
+        "no traffic report for a drain whose app died during the delay\n{}",
+        proc.report()
+    );
+}
+
+#[test]
+fn without_a_readable_proc_auto_never_watches_drainits_own_admin_port() {
+    // A network namespace of its own (drainit's and the app's listeners
+    // are all there is), /proc hidden under a tmpfs, and a prober like the
+    // kubelet's on drainit's admin port, 20 times a second (the kubelet
+    // sends `Connection: close`: drainit closes first, and its side stays
+    // in TIME_WAIT on the admin port). The app gets no traffic at all.
+    let dir = scratch("auto-no-proc");
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app_server.py");
+    let inner = format!(
+        r#"ip link set lo up
+mount -t tmpfs none /proc
+( while :; do curl -s -o /dev/null -H 'Connection: close' --max-time 1 http://127.0.0.1:9901/ready; sleep 0.05; done ) &
+exec "$0" --admin-listen 127.0.0.1:9901 --propagation-delay auto --propagation-delay-max 4s \
+    --grace-period 30s -- python3 {} --port 8080 --work-ms 0"#,
+        arg(&app)
+    );
+    let mut proc = Proc::start(
+        &dir,
+        "unshare",
+        &["--mount", "--net", "sh", "-c", &inner, common::drainit()],
+        &[],
+    );
+    assert!(
+        proc.wait_stderr("listening on", SOON),
+        "the app did not start\n{}",
+        proc.report()
+    );
+    // Long enough for the rate before the drain (1 s samples) to see the
+    // prober, were its port watched.
+    std::thread::sleep(Duration::from_secs(4));
+    proc.signal(libc::SIGTERM);
+    proc.wait(Duration::from_secs(30));
+    let end = delay_end(&proc);
+    assert!(
+        end.contains("no traffic"),
+        "the app had no traffic; the probes on drainit's own admin port were counted: {end}\n{}",
         proc.report()
     );
 }

@@ -131,6 +131,38 @@ fn new_connections_inbound_bytes_and_open_connections_are_seen() {
 }
 
 #[test]
+fn the_kernel_hands_over_only_the_connections_of_the_watched_ports() {
+    // Two watched ports (the request's single-port filter cannot hold
+    // them: a bytecode filter must) and a third with more connections.
+    let listeners: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let targets: Vec<SocketAddr> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("address"))
+        .collect();
+    let watched = vec![targets[0].port(), targets[1].port()];
+    let mut observer =
+        PortCounter::open(TrafficPorts::Only(watched.clone()), OwnClients::default())
+            .expect("sock_diag works here");
+    observer.sample().expect("baseline");
+    let _first = foreign_clients(targets[0], 2, &[]);
+    let _second = foreign_clients(targets[1], 3, &[]);
+    let _unwatched = foreign_clients(targets[2], 20, &[]);
+    let totals = sample_until(&mut observer, "two ports", |t| {
+        t.new_connections >= 5 && t.inbound_bytes >= 500
+    });
+    assert_eq!((totals.new_connections, totals.open_connections), (5, 5));
+    let sample = observer.sample().expect("sample");
+    let mut ports = watched;
+    ports.sort_unstable();
+    assert_eq!(sample.ports, ports);
+    // The 5 server-side sockets: not the 25 clients' (other local ports),
+    // not the unwatched port's 20.
+    assert_eq!(sample.dumped_connections, 5, "{sample:?}");
+}
+
+#[test]
 fn ipv6_and_dual_stack_listeners_are_seen() {
     for (bind, connect) in [("[::1]:0", "[::1]"), ("[::]:0", "127.0.0.1")] {
         let listener = TcpListener::bind(bind).expect("bind");
@@ -387,7 +419,7 @@ fn a_drain_ends_on_quiet_once_real_clients_stop() {
             drain.observe(&sample.evidence());
             let decision = drain.decide(tokio::time::Instant::now());
             assert!(
-                matches!(decision, Decision::Wait),
+                matches!(decision, Decision::Wait { .. }),
                 "ended while traffic flowed: {decision:?}"
             );
         }

@@ -4,9 +4,11 @@
 //! callers may drain: anyone else in the cluster (or an SSRF in any app)
 //! could otherwise take the pod out of rotation. A browser's cross-site
 //! request (a page reaching a loopback admin port through `kubectl
-//! port-forward` or `--network host`) is refused on every path. A refused kubelet hook
-//! loses nothing: the kubelet records `FailedPreStopHook` and sends
-//! SIGTERM, which starts the same drain.
+//! port-forward` or `--network host`) is refused on every path. A refused
+//! kubelet hook fails silently: the kubelet ignores the hook's status
+//! code, records no `FailedPreStopHook` and sends SIGTERM right after
+//! (which starts the drain, without the hook's timeline); only drainit's
+//! log says so.
 
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
@@ -47,8 +49,8 @@ impl Refusal {
 
     fn log_message(self) -> &'static str {
         match self {
-            Refusal::NotLoopback => "refused /prestop: only loopback callers may drain by default; to let the kubelet's preStop hook drain, set --prestop-allow-from $(NODE_IP)/32 with NODE_IP from the downward API (status.hostIP), or --prestop-token",
-            Refusal::NotAllowed => "refused /prestop: caller not in --prestop-allow-from",
+            Refusal::NotLoopback => "refused /prestop: only loopback callers may drain by default; to let the kubelet's preStop hook drain, set --prestop-allow-from node,$(NODE_IP)/32 with NODE_IP from the downward API (status.hostIP), or --prestop-token",
+            Refusal::NotAllowed => "refused /prestop: caller not in --prestop-allow-from (a kubelet hook on a bridge network comes from the pod's gateway: add `node`)",
             Refusal::BadToken => "refused /prestop: missing or wrong X-Drainit-Token",
             Refusal::CrossSite => "refused a cross-site request to the admin server (a browser's Origin, Sec-Fetch-Site or a Host name other than localhost); the kubelet sends none of these",
         }

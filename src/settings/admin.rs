@@ -31,25 +31,41 @@ pub fn parse_cidr_list(input: &str) -> Result<CidrList, String> {
     if input.split(',').all(|part| part.trim().is_empty()) {
         // An empty list would refuse every caller, the kubelet included.
         return Err(
-            "names no network (is a ConfigMap key blank?): expected CIDRs such as 10.0.0.7/32,192.168.0.0/16 or fd00::/8".into(),
+            "names no network (is a ConfigMap key blank?): expected `node` and CIDRs such as 10.0.0.7/32,192.168.0.0/16 or fd00::/8".into(),
         );
     }
-    input
+    let mut list = CidrList {
+        networks: Vec::new(),
+        node: false,
+    };
+    for part in input
         .split(',')
         .map(str::trim)
         .filter(|part| !part.is_empty())
-        .map(|part| {
-            part.parse::<IpNet>()
-                .or_else(|_| part.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("'{part}' is not a network: expected CIDRs such as 10.0.0.7/32,192.168.0.0/16 or fd00::/8"))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(CidrList)
+    {
+        if part.eq_ignore_ascii_case("node") {
+            list.node = true;
+            continue;
+        }
+        let network = part
+            .parse::<IpNet>()
+            .or_else(|_| part.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| format!("'{part}' is not a network: expected `node` and CIDRs such as 10.0.0.7/32,192.168.0.0/16 or fd00::/8"))?;
+        list.networks.push(network);
+    }
+    Ok(list)
 }
 
-/// A list of networks; a newtype so clap treats it as one value.
+/// `--prestop-allow-from`: networks, and whether `node` was given; one
+/// type so clap treats it as one value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CidrList(pub Vec<IpNet>);
+pub struct CidrList {
+    /// The CIDRs given (and, once resolved at start, the node's addresses).
+    pub networks: Vec<IpNet>,
+    /// `node`: the addresses this pod's routes name as gateways (see
+    /// `admin::routes`), added to `networks` when drainit starts.
+    pub node: bool,
+}
 
 impl CidrList {
     /// Whether `ip` lies in one of the networks, in either of its forms: a
@@ -61,7 +77,7 @@ impl CidrList {
             std::net::IpAddr::V4(v4) => std::net::IpAddr::V6(v4.to_ipv6_mapped()),
             v6 => v6,
         };
-        self.0
+        self.networks
             .iter()
             .any(|net| net.contains(&plain) || net.contains(&mapped))
     }
@@ -98,6 +114,11 @@ mod tests {
         assert!(!list.contains("10.1.2.4".parse().expect("ip")));
         let single = parse_cidr_list("127.0.0.1").expect("a bare IP is a /32");
         assert!(single.contains("127.0.0.1".parse().expect("ip")));
+        let node = parse_cidr_list("node, 192.0.2.2/32").expect("valid");
+        assert!(node.node && !list.node);
+        assert_eq!(node.networks.len(), 1);
+        let error = parse_cidr_list("nodes").expect_err("not a keyword");
+        assert!(error.contains("`node`"), "{error}");
     }
 
     #[test]

@@ -12,6 +12,15 @@ use tokio::time::Instant;
 use super::sock_diag::{
     canonical, SocketRecord, TcpCounters, PEER_CLOSED, PEER_MAY_SEND, TCP_ESTABLISHED, TCP_LISTEN,
 };
+
+/// How long Linux keeps a socket in TIME_WAIT (`TCP_TIMEWAIT_LEN`), and an
+/// orphaned FIN_WAIT2 one by default (`tcp_fin_timeout`): what a TIME_WAIT
+/// socket's timer has left dates its entry into that state.
+const TIME_WAIT_PERIOD: Duration = Duration::from_secs(60);
+
+/// The kernel's stamps are counted in ticks (1–10 ms): a stamp this much
+/// before the previous dump's start may still be from after it.
+const KERNEL_TICK: Duration = Duration::from_millis(20);
 use super::{Sample, TrafficPorts};
 
 /// What the previous dump recorded of one connection.
@@ -45,6 +54,9 @@ pub(super) struct OwnSockets {
     /// connections noted in [`OwnClients`]: the app-side socket whose
     /// peer is one of these is drainit's.
     pub(super) endpoints: Vec<SocketAddr>,
+    /// The ports drainit listens on as it bound them (its admin port):
+    /// never watched, even where /proc cannot show its sockets.
+    pub(super) ports: Vec<u16>,
 }
 
 impl OwnSockets {
@@ -117,6 +129,7 @@ pub(super) fn watched_listeners(
         .iter()
         .filter(|s| is_own(s))
         .map(|s| s.local_port)
+        .chain(own.ports.iter().copied())
         .collect();
     let mut watched = Vec::new();
     for listener in listeners.iter().filter(|s| s.state == TCP_LISTEN) {
@@ -133,7 +146,15 @@ pub(super) fn watched_listeners(
 }
 
 /// Compares one dump of the connections on `ports` with the previous
-/// one: the sample, and what to remember for the next comparison.
+/// one, which began at `previous` (`None`: this dump is the first, the
+/// baseline): the sample, and what to remember for the next comparison.
+///
+/// A connection the previous dump did not show is new only when the
+/// kernel dates it after that dump began: by its TIME_WAIT timer, or by
+/// its last receive (a new socket's creation). Every other one was there
+/// unseen (left on the port by an earlier server, a restarted container,
+/// a port the previous dump did not watch yet): it is remembered, never
+/// counted, so the rate is what the app really served while observed.
 pub(super) fn account(
     ports: Vec<u16>,
     connections: &[SocketRecord],
@@ -155,6 +176,7 @@ pub(super) fn account(
         closed_unseen: 0,
         last_close_unseen: None,
         dump_duration: Duration::ZERO,
+        dumped_connections: 0,
     };
     // A stamp the kernel dates before the previous dump can only be the
     // rounding of its tick: clamp it into this sample's interval.
@@ -198,11 +220,16 @@ pub(super) fn account(
                 tracked.bytes_received.saturating_sub(t.bytes_received),
                 tracked.segments_in.saturating_sub(t.segments_in),
             ),
-            None => {
-                sample.new_connections += 1;
-                sample.last_new_connection = sample.last_new_connection.max(Some(stamp(counters)));
-                (tracked.bytes_received, tracked.segments_in)
-            }
+            None => match previous.and_then(|p| dated_after(socket, p, at)) {
+                Some(opened) => {
+                    sample.new_connections += 1;
+                    let opened = previous.map_or(opened, |p| opened.max(p));
+                    sample.last_new_connection = sample.last_new_connection.max(Some(opened));
+                    (tracked.bytes_received, tracked.segments_in)
+                }
+                // There before the previous dump, unseen: a baseline.
+                None => continue,
+            },
         };
         let requests = requests_in(bytes, segments, counters.map_or(1, |c| c.receive_mss));
         // A new connection is one arrival even without data (a bare
@@ -230,6 +257,23 @@ pub(super) fn account(
     (sample, remembered)
 }
 
+/// When the kernel says a socket absent from the dump that began at
+/// `previous` last did something (entered TIME_WAIT, received data, or
+/// was created), if that is after `previous` (less a tick): only then
+/// can it be a connection made since. A request socket (SYN_RECV, no
+/// tcp_info, no timer) is always that young.
+fn dated_after(socket: &SocketRecord, previous: Instant, at: Instant) -> Option<Instant> {
+    let dated = match (socket.time_wait_left, &socket.counters) {
+        (Some(left), _) => at.checked_sub(TIME_WAIT_PERIOD.saturating_sub(left))?,
+        (None, Some(counters)) => at.checked_sub(counters.since_last_receive)?,
+        (None, None) => at,
+    };
+    let late_enough = dated
+        .checked_add(KERNEL_TICK)
+        .is_none_or(|dated| dated >= previous);
+    late_enough.then_some(dated)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +298,7 @@ mod tests {
                 segments_in: u32::from(bytes > 0),
                 since_last_receive: Duration::from_millis(10),
             }),
+            time_wait_left: None,
         }
     }
 
@@ -266,6 +311,7 @@ mod tests {
             inode,
             cookie: u64::from(inode),
             counters: None,
+            time_wait_left: None,
         }
     }
 
@@ -346,7 +392,7 @@ mod tests {
     fn drainit_listeners_are_not_watched() {
         let own = OwnSockets {
             inodes: vec![9],
-            endpoints: Vec::new(),
+            ..OwnSockets::default()
         };
         let listeners = [
             listener(AF_INET, 8080, 1),
@@ -362,6 +408,16 @@ mod tests {
         );
         let only = watched_listeners(&listeners, &own, &TrafficPorts::Only(vec![8443, 7000]));
         assert_eq!(only, vec![(8443, AF_INET6)]);
+        // No /proc: no inode is known, the bound port still is.
+        let bound = OwnSockets {
+            ports: vec![9901],
+            ..OwnSockets::default()
+        };
+        let all = watched_listeners(&listeners, &bound, &TrafficPorts::AllListening);
+        assert_eq!(
+            all,
+            vec![(8080, AF_INET), (8080, AF_INET6), (8443, AF_INET6)]
+        );
     }
 
     #[test]
@@ -387,16 +443,69 @@ mod tests {
         assert_eq!((sample.new_connections, sample.arrivals), (0, 0));
     }
 
+    /// A socket in TIME_WAIT whose timer has `left` of its 60 s.
+    fn in_time_wait(cookie: u64, left: Duration) -> SocketRecord {
+        let mut socket = connection(8080, 40000 + cookie as u16, cookie, 0);
+        socket.counters = None;
+        socket.state = 6; // TIME_WAIT
+        socket.time_wait_left = Some(left);
+        socket
+    }
+
     #[test]
-    fn a_connection_seen_first_in_time_wait_is_one_arrival_dated_in_its_interval() {
-        let mut short = connection(8080, 40000, 5, 0);
-        short.counters = None;
-        short.state = 6; // TIME_WAIT
+    fn a_connection_seen_first_in_time_wait_is_one_arrival_dated_by_its_timer() {
+        // Entered TIME_WAIT 30 ms ago, after the previous dump (100 ms ago).
+        let short = in_time_wait(5, Duration::from_millis(59_970));
         let (sample, _) = two_dumps(&[], &[short], &[]);
         assert_eq!((sample.new_connections, sample.arrivals), (1, 1));
         assert_eq!(sample.open_connections, 0);
-        assert_eq!(sample.last_new_connection, Some(sample.at));
-        assert_eq!(sample.evidence().last_arrival(), Some(sample.at));
+        let entered = sample.at - Duration::from_millis(30);
+        assert_eq!(sample.last_new_connection, Some(entered));
+        assert_eq!(sample.evidence().last_arrival(), Some(entered));
+    }
+
+    #[test]
+    fn sockets_left_on_the_port_before_the_previous_dump_are_no_arrivals() {
+        // A previous server's TIME_WAIT sockets (entered 1-3 s ago), a
+        // FIN_WAIT2 orphan, and an idle connection first seen now (a port
+        // just watched): the kernel dates each before the previous dump.
+        let mut leftovers: Vec<SocketRecord> = (0..3000)
+            .map(|n| in_time_wait(100 + n, Duration::from_millis(57_000 + n % 2000)))
+            .collect();
+        let mut orphan = in_time_wait(9000, Duration::from_secs(50));
+        orphan.state = 5; // FIN_WAIT2
+        leftovers.push(orphan);
+        let mut idle = connection(8080, 39000, 9001, 300);
+        if let Some(c) = idle.counters.as_mut() {
+            c.since_last_receive = Duration::from_secs(4);
+        }
+        leftovers.push(idle);
+        let (sample, known) = two_dumps(&[], &leftovers, &[]);
+        assert_eq!(
+            (
+                sample.new_connections,
+                sample.arrivals,
+                sample.inbound_bytes
+            ),
+            (0, 0, 0)
+        );
+        assert_eq!(sample.last_new_connection, None);
+        assert_eq!(sample.open_connections, 1, "the idle connection is open");
+        // Remembered: what the idle one receives later counts.
+        let mut later = connection(8080, 39000, 9001, 420);
+        if let Some(c) = later.counters.as_mut() {
+            c.since_last_receive = Duration::from_millis(5);
+        }
+        let t = Instant::now() + Duration::from_millis(300);
+        let (sample, _) = account(
+            vec![8080],
+            &[later],
+            &[],
+            &known,
+            Some(t - Duration::from_millis(100)),
+            t,
+        );
+        assert_eq!((sample.inbound_bytes, sample.new_connections), (120, 0));
     }
 
     #[test]
@@ -430,12 +539,14 @@ mod tests {
 
     #[test]
     fn kernel_stamps_older_than_the_previous_dump_are_clamped_into_the_interval() {
-        let mut stale = connection(8080, 40000, 5, 10);
+        let seen = connection(8080, 40000, 5, 10);
+        let mut stale = connection(8080, 40000, 5, 30);
         if let Some(c) = stale.counters.as_mut() {
             c.since_last_receive = Duration::from_secs(5);
         }
-        let (sample, _) = two_dumps(&[], &[stale], &[]);
+        let (sample, _) = two_dumps(&[seen], &[stale], &[]);
         let previous = sample.at - Duration::from_millis(100);
+        assert_eq!(sample.inbound_bytes, 20);
         assert_eq!(sample.last_inbound, Some(previous));
     }
 }

@@ -42,10 +42,12 @@
 //! for the event loop: every sample's [`Evidence`] goes to
 //! [`TrafficHistory::observe`] before the drain and to
 //! [`DrainEvidence::observe`] after [`TrafficHistory::begin_drain`]; each
-//! sample then asks [`DrainEvidence::decide`], and the stop signal goes out
-//! on [`Decision::End`] with [`DrainEvidence::report`]. A permanent traffic
-//! error goes to `unavailable` on the history or the drain: `auto` then
-//! waits for the ceiling.
+//! sample then asks [`DrainEvidence::decide`], whose [`Decision::Wait`]
+//! `earliest` is when the next sample is due (`Sampler::sample_by`), and
+//! the stop signal goes out on [`Decision::End`] with
+//! [`DrainEvidence::report`]. A permanent traffic error goes to
+//! `unavailable` on the history or the drain: `auto` then waits for the
+//! ceiling.
 
 mod drain;
 

@@ -9,9 +9,13 @@
 //! cookie (unique for the socket's life, kept into TIME_WAIT):
 //!
 //! - a **new connection** is a socket on a watched port whose cookie the
-//!   previous dump did not have: accepted since then, in any state but
-//!   LISTEN (a short connection the server closed first is still seen, in
-//!   TIME_WAIT, for a minute);
+//!   previous dump did not have and that the kernel dates after that
+//!   dump began: by its last receive (which a new socket's creation
+//!   sets), or, in TIME_WAIT, by what its timer has left (a short
+//!   connection the server closed first is still seen there for a
+//!   minute). A socket left on the port earlier (by a previous server, a
+//!   restarted container, before the port was watched) is only
+//!   remembered: what it receives from then on counts, it never does;
 //! - **inbound bytes** are the growth of `tcpi_bytes_received` (all of it
 //!   for a new connection), and `tcpi_last_data_recv` dates the last byte
 //!   to the kernel's tick rather than to the sampling interval;
@@ -51,16 +55,18 @@ use netlink_packet_sock_diag::inet::StateFlags;
 use tokio::time::Instant;
 
 use super::accounting::{account, watched_listeners, OwnSockets, Tracked};
-use super::sock_diag::{canonical, connection_states, SockDiag};
+use super::sock_diag::{canonical, connection_states, PortFilter, SockDiag};
 use super::Evidence;
 use crate::settings::TrafficPorts;
 
-/// How often the sampler dumps the sockets during a drain: 100 ms. Fine
-/// enough that the quiet window's floor
-/// (`evidence::QUIET_WINDOW_FLOOR`) spans several samples and the
-/// delay ends within 0.1 s of being provably quiet; a dump costs a few
-/// milliseconds of kernel time (BENCHMARKS.md, "Traffic observation"), a
-/// few percent of one core for the seconds a drain lasts.
+/// The shortest gap between two samples: 100 ms. During a drain the
+/// sampler dumps by each moment the delay could end (the earliest end
+/// the quiet window allows, or just before a fixed delay's end), at least
+/// every [`RUNNING_INTERVAL`], never more often than this: the quiet
+/// window's floor (`evidence::QUIET_WINDOW_FLOOR`) spans several of
+/// these. A dump walks the kernel's whole connection table, every
+/// namespace's (BENCHMARKS.md, "Sampling while draining"), so a dump that
+/// cannot change the decision is not taken.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How often the sampler dumps the sockets while the app runs: 1 s. The
@@ -194,6 +200,9 @@ pub struct Sample {
     pub last_close_unseen: Option<Instant>,
     /// How long the dump itself took.
     pub dump_duration: Duration,
+    /// How many connections the kernel handed over (what a dump costs
+    /// follows it): only those on the watched ports.
+    pub dumped_connections: u32,
 }
 
 impl Sample {
@@ -217,10 +226,12 @@ pub struct PortCounter {
     own_clients: OwnClients,
     /// The watched connections of the previous dump, by socket cookie.
     known: HashMap<u64, Tracked>,
-    /// When the previous dump completed; `None` before the first one.
+    /// When the previous dump began; `None` before the first one.
     previous: Option<Instant>,
     /// The address families the kernel can dump (IPv6 may be disabled).
     families: Vec<u8>,
+    /// The ports drainit itself listens on (see [`PortCounter::own_ports`]).
+    own_ports: Vec<u16>,
 }
 
 impl PortCounter {
@@ -237,7 +248,16 @@ impl PortCounter {
             known: HashMap::new(),
             previous: None,
             families: vec![AF_INET, AF_INET6],
+            own_ports: Vec::new(),
         })
+    }
+
+    /// The ports drainit listens on, as it bound them (its admin port):
+    /// never watched. `/proc/self/fd` shows drainit's listeners too, but
+    /// only where /proc is readable.
+    pub fn own_ports(mut self, ports: Vec<u16>) -> PortCounter {
+        self.own_ports = ports;
+        self
     }
 
     /// Dumps the sockets and compares them with the previous dump.
@@ -249,14 +269,18 @@ impl PortCounter {
     /// most of a dump's cost, whatever the number of sockets.
     pub fn sample(&mut self) -> Result<Sample, TrafficError> {
         let started = std::time::Instant::now();
+        let began = Instant::now();
         let mut listeners = Vec::new();
         let mut supported = Vec::with_capacity(2);
         let mut unsupported = None;
         for &family in &self.families {
-            match self
-                .diag
-                .dump(family, StateFlags::LISTEN, 0, &mut listeners)
-            {
+            match self.diag.dump(
+                family,
+                StateFlags::LISTEN,
+                PortFilter::Any,
+                false,
+                &mut listeners,
+            ) {
                 Ok(()) => supported.push(family),
                 // IPv6 disabled on the node (ipv6.disable=1): no inet6
                 // diag handler. Go on with IPv4, and never ask again.
@@ -269,6 +293,7 @@ impl PortCounter {
             _ => self.families = supported,
         }
         let mut own = OwnSockets::of_this_process();
+        own.ports.clone_from(&self.own_ports);
         let watched = watched_listeners(&listeners, &own, &self.ports);
         let mut connections = Vec::new();
         for &family in &self.families {
@@ -277,13 +302,16 @@ impl PortCounter {
                 .filter(|(_, f)| *f == family)
                 .map(|(port, _)| *port)
                 .collect();
-            let only_port = match ports.as_slice() {
-                [] => continue,
-                [port] => *port,
-                _ => 0,
-            };
-            self.diag
-                .dump(family, connection_states(), only_port, &mut connections)?;
+            if ports.is_empty() {
+                continue;
+            }
+            self.diag.dump(
+                family,
+                connection_states(),
+                PortFilter::Only(&ports),
+                true,
+                &mut connections,
+            )?;
         }
         let dump_duration = started.elapsed();
         let at = Instant::now();
@@ -304,9 +332,10 @@ impl PortCounter {
             at,
         );
         self.known = known;
-        self.previous = Some(at);
+        self.previous = Some(began);
         Ok(Sample {
             dump_duration,
+            dumped_connections: u32::try_from(connections.len()).unwrap_or(u32::MAX),
             ..sample
         })
     }

@@ -6,7 +6,9 @@
 //! start ([`RUNNING_INTERVAL`]), since the quiet window comes
 //! from the arrival rate before the drain; with a fixed delay only from the
 //! drain's start, so that a fixed-delay pod pays nothing until then and
-//! still learns when its traffic really stopped. The dumps run on the
+//! still learns when its traffic really stopped. During the drain a
+//! sample is due by each moment the decision could change, not on a fixed
+//! pace. The dumps run on the
 //! [`Sampler`]'s thread, never on the event loop. Where `sock_diag` cannot
 //! be had, `auto` waits for its ceiling and says so once.
 
@@ -30,6 +32,8 @@ pub struct TrafficWatch {
     bounds: AutoBounds,
     ports: TrafficPorts,
     own_clients: OwnClients,
+    /// The ports drainit listens on (its admin port).
+    own_ports: Vec<u16>,
     sampler: Option<Sampler>,
     history: TrafficHistory,
     drain: Option<DrainEvidence>,
@@ -41,13 +45,15 @@ pub struct TrafficWatch {
 
 impl TrafficWatch {
     /// The watch for these settings; `own_clients` are drainit's own
-    /// connections to the app (its ready-check), never counted.
-    pub fn new(settings: &Settings, own_clients: OwnClients) -> TrafficWatch {
+    /// connections to the app (its ready-check), never counted, and
+    /// `own_ports` the ports it listens on (its admin port), never watched.
+    pub fn new(settings: &Settings, own_clients: OwnClients, own_ports: Vec<u16>) -> TrafficWatch {
         TrafficWatch {
             delay: settings.propagation_delay,
             bounds: settings.auto_bounds(),
             ports: settings.traffic_ports.clone(),
             own_clients,
+            own_ports,
             sampler: None,
             history: TrafficHistory::default(),
             drain: None,
@@ -63,12 +69,13 @@ impl TrafficWatch {
         }
     }
 
-    /// The drain began at `now`: sample fast from now on.
+    /// The drain began at `now`: a sample now, then one by each moment
+    /// the delay could end (see [`Sampler::sample_by`]).
     pub fn drain_started(&mut self, now: Instant) {
         match &self.sampler {
-            Some(sampler) => sampler.set_interval(DRAIN_INTERVAL),
+            Some(sampler) => sampler.set_interval(RUNNING_INTERVAL),
             None if self.unavailable.is_none() && self.report.is_none() => {
-                self.start(DRAIN_INTERVAL)
+                self.start(RUNNING_INTERVAL)
             }
             None => {}
         }
@@ -113,12 +120,31 @@ impl TrafficWatch {
             Err(error) if error.is_permanent() => self.give_up(error.to_string()),
             Err(error) => debug!(%error, "traffic sample failed; retrying"),
         }
-        self.delay == PropagationDelay::Auto
-            && self.report.is_none()
-            && self
-                .drain
-                .as_mut()
-                .is_some_and(|drain| matches!(drain.decide(now), Decision::End(_)))
+        if self.report.is_some() {
+            return false;
+        }
+        let Some(drain) = &mut self.drain else {
+            return false;
+        };
+        // The next sample is due when the decision could change: auto's
+        // earliest end (quiet for the window since the last arrival), or
+        // a moment before the fixed delay's end, so that the report sees
+        // the traffic up to the stop signal. Between those, the kernel's
+        // stamps date every arrival: a dump more would tell nothing new.
+        let sample_by = match self.delay {
+            PropagationDelay::Auto => match drain.decide(now) {
+                Decision::End(_) => return true,
+                Decision::Wait { earliest, .. } => earliest,
+            },
+            PropagationDelay::Fixed(delay) => drain
+                .started()
+                .checked_add(delay)
+                .and_then(|end| end.checked_sub(DRAIN_INTERVAL)),
+        };
+        if let (Some(sampler), Some(by)) = (&self.sampler, sample_by) {
+            sampler.sample_by(by.into_std());
+        }
+        false
     }
 
     /// The stop signal goes out at `now`: the drain's report (how the
@@ -131,14 +157,24 @@ impl TrafficWatch {
         self.report.as_ref()
     }
 
-    /// The report, once the stop signal went out.
+    /// The app exited during the drain: the report, taken now if the stop
+    /// signal has not gone out yet (an app that dies during the delay is
+    /// when the operator needs it most), `None` if it was taken already.
+    pub fn app_exited(&mut self, now: Instant) -> Option<&DrainReport> {
+        if self.report.is_some() {
+            return None;
+        }
+        self.stopped(now)
+    }
+
+    /// The report, once the stop signal went out (or the app exited).
     pub fn report(&self) -> Option<&DrainReport> {
         self.report.as_ref()
     }
 
     fn start(&mut self, interval: Duration) {
         let observer = match PortCounter::open(self.ports.clone(), self.own_clients.clone()) {
-            Ok(observer) => observer,
+            Ok(observer) => observer.own_ports(self.own_ports.clone()),
             Err(error) => return self.give_up(error.to_string()),
         };
         match Sampler::spawn(observer, interval) {

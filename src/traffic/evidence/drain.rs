@@ -13,7 +13,13 @@ use super::{AutoBounds, Evidence, PropagationDelay, QuietWindow, Rate, Seconds};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decision {
     /// Not yet: ask again after the next sample.
-    Wait,
+    Wait {
+        /// When the delay could end if nothing more arrives (the end of a
+        /// fixed delay; auto: quiet for the window since the last
+        /// arrival, within the floor and the ceiling): the next sample is
+        /// due then. `None` while no window can be trusted.
+        earliest: Option<Instant>,
+    },
     /// The delay is over: send the stop signal.
     End(DelayEnd),
 }
@@ -66,6 +72,11 @@ pub struct DrainEvidence {
 }
 
 impl DrainEvidence {
+    /// When the drain began.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Takes in one observation (in order).
     pub fn observe(&mut self, observation: &Evidence) {
         let after_start = |t: Option<Instant>| t.filter(|t| *t >= self.started);
@@ -94,7 +105,9 @@ impl DrainEvidence {
         let end = |reason| DelayEnd { after, reason };
         let decision = match self.delay {
             PropagationDelay::Fixed(delay) => match self.started.checked_add(delay) {
-                Some(until) if now < until => Decision::Wait,
+                Some(until) if now < until => Decision::Wait {
+                    earliest: Some(until),
+                },
                 _ => Decision::End(end(EndReason::Fixed)),
             },
             PropagationDelay::Auto => self.decide_auto(now, after),
@@ -124,7 +137,7 @@ impl DrainEvidence {
             self.quiet_since,
             self.observed_until,
         ) else {
-            return Decision::Wait;
+            return Decision::Wait { earliest: None };
         };
         let quiet_for = observed.saturating_duration_since(since);
         if observed >= floor && quiet_for >= length {
@@ -133,7 +146,8 @@ impl DrainEvidence {
                 reason: EndReason::Quiet { quiet_for, window },
             });
         }
-        Decision::Wait
+        let earliest = since.checked_add(length).map(|t| t.max(floor).min(until));
+        Decision::Wait { earliest }
     }
 
     /// The drain's traffic report, taken when the stop signal goes out.
@@ -538,7 +552,7 @@ mod tests {
         history.unavailable("sock_diag is denied here");
         let start = Instant::now();
         let mut drain = history.begin_drain(start, PropagationDelay::Auto, default_bounds());
-        assert_eq!(drain.decide(start), Decision::Wait);
+        assert!(matches!(drain.decide(start), Decision::Wait { .. }));
         tokio::time::advance(default_bounds().max).await;
         let Decision::End(end) = drain.decide(Instant::now()) else {
             panic!("the ceiling must end it");
@@ -573,7 +587,7 @@ mod tests {
         let mut drain = history.begin_drain(drain_start, PropagationDelay::Auto, default_bounds());
         // No observation since the drain began: 5 s later, still waiting.
         let later = drain_start + Duration::from_secs(5);
-        assert_eq!(drain.decide(later), Decision::Wait);
+        assert!(matches!(drain.decide(later), Decision::Wait { .. }));
         drain.observe(&Evidence {
             at: later,
             arrivals: 0,
@@ -621,7 +635,7 @@ mod tests {
         drain.observe(&observation(closed, Some(closed)));
         let almost = closed + Duration::from_millis(900);
         drain.observe(&observation(almost, None));
-        assert!(matches!(drain.decide(almost), Decision::Wait));
+        assert!(matches!(drain.decide(almost), Decision::Wait { .. }));
         let after = closed + second;
         drain.observe(&observation(after, None));
         assert!(matches!(
