@@ -15,6 +15,9 @@ command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 command -v strace >/dev/null 2>&1 || missing+=(strace)
+# tests/kube.rs: the API emulation's test CA, and the admin's DELETE.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 # tests/container.rs starts these itself (Debian's client: /usr/bin/docker).
 [[ -x /usr/bin/docker && -x /usr/sbin/dockerd ]] || missing+=(docker.io)
 [[ -x /usr/bin/containerd && -x /usr/bin/ctr ]] || missing+=(containerd)

@@ -138,6 +138,100 @@ pub enum Event {
     /// `auto`: the app's ports have been quiet long enough (the floor is
     /// the evidence's to keep); ignored with a fixed delay.
     DelayOver,
+    /// What the Kubernetes API said about the pod's deletion once the
+    /// drain started; ignored outside a drain or after the deadline.
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+    Deletion(Deletion),
+}
+
+/// The pod's deletion as the API records it, read when a drain starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+pub enum Deletion {
+    /// The pod is being deleted with this grace
+    /// (`metadata.deletionGracePeriodSeconds`): the kubelet SIGKILLs this
+    /// long after it started the stop the drain answers.
+    Grace(Duration),
+    /// The pod is not being deleted: no API deletion is behind the drain
+    /// (node shutdown, `docker stop`, a kubelet eviction).
+    None,
+}
+
+/// The deadline a drain obeys: the configured one, or a deletion's
+/// shorter grace with the propagation delay cut to fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// What the API said, if it answered.
+    pub deletion: Option<Deletion>,
+    /// The grace obeyed, from the drain's start.
+    pub grace: Duration,
+    /// When the app is killed, from the drain's start.
+    pub kill_after: Duration,
+    /// The propagation delay (with `auto`, its ceiling) obeyed.
+    pub propagation_delay: Duration,
+    /// The configured delay, when a shorter deletion grace cut it.
+    pub delay_cut_from: Option<Duration>,
+    /// `--grace-period`, for the explanation.
+    pub configured_grace: Duration,
+}
+
+impl Deadline {
+    /// Whether a deletion's grace, not `--grace-period`, is obeyed.
+    pub fn obeys_deletion(&self) -> bool {
+        matches!(self.deletion, Some(Deletion::Grace(grace)) if grace < self.configured_grace)
+    }
+
+    /// Every [`Deadline::source`].
+    pub const SOURCES: [&'static str; 4] = [
+        "grace_period",
+        "grace_period_no_deletion",
+        "grace_period_deletion_longer",
+        "deletion",
+    ];
+
+    /// A short name of the source, for the metrics and `/status`.
+    pub fn source(&self) -> &'static str {
+        match self.deletion {
+            _ if self.obeys_deletion() => "deletion",
+            Some(Deletion::None) => "grace_period_no_deletion",
+            Some(Deletion::Grace(_)) => "grace_period_deletion_longer",
+            None => "grace_period",
+        }
+    }
+}
+
+impl fmt::Display for Deadline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let configured = secs(self.configured_grace);
+        match self.deletion {
+            Some(Deletion::Grace(grace)) if grace < self.configured_grace => {
+                write!(
+                    f,
+                    "the deletion's grace {} (shorter than --grace-period {configured})",
+                    secs(grace)
+                )?;
+                if let Some(from) = self.delay_cut_from {
+                    write!(
+                        f,
+                        "; propagation delay cut from {} to {} so the app is stopped before the kubelet's SIGKILL",
+                        secs(from),
+                        secs(self.propagation_delay)
+                    )?;
+                }
+                Ok(())
+            }
+            Some(Deletion::Grace(grace)) => write!(
+                f,
+                "--grace-period {configured} (the deletion's grace {} is not shorter)",
+                secs(grace)
+            ),
+            Some(Deletion::None) => write!(
+                f,
+                "--grace-period {configured}: no API deletion behind this drain"
+            ),
+            None => write!(f, "--grace-period {configured}"),
+        }
+    }
 }
 
 /// How the drain is timed; see the flags of the same names.
@@ -179,6 +273,54 @@ impl Timeline {
     /// How long after the drain start the app is killed.
     pub fn kill_after(&self) -> Duration {
         self.grace_period.saturating_sub(self.kill_margin)
+    }
+
+    /// The deadline before the API has said anything.
+    pub fn configured_deadline(&self) -> Deadline {
+        Deadline {
+            deletion: None,
+            grace: self.grace_period,
+            kill_after: self.kill_after(),
+            propagation_delay: self.propagation_delay,
+            delay_cut_from: None,
+            configured_grace: self.grace_period,
+        }
+    }
+
+    /// The deadline once the API said `deletion`. A deletion's grace
+    /// shorter than `--grace-period` moves the kill deadline earlier and,
+    /// when the delay no longer fits, cuts the delay first: the app keeps
+    /// the time to stop the configured budget gave it, but at most half
+    /// of what is left before the kill (at least [`MIN_APP_STOP_TIME`]
+    /// when there is that much), and the delay gets the rest.
+    pub fn deadline_for(&self, deletion: Deletion) -> Deadline {
+        let configured = Deadline {
+            deletion: Some(deletion),
+            ..self.configured_deadline()
+        };
+        let Deletion::Grace(grace) = deletion else {
+            return configured;
+        };
+        if grace >= self.grace_period {
+            return configured;
+        }
+        let kill_after = grace.saturating_sub(self.kill_margin);
+        let configured_stop_time = self.kill_after().saturating_sub(self.propagation_delay);
+        let half = kill_after / 2;
+        let stop_time = configured_stop_time
+            .min(half.max(MIN_APP_STOP_TIME))
+            .min(kill_after);
+        let fits = kill_after.saturating_sub(stop_time);
+        let propagation_delay = self.propagation_delay.min(fits);
+        Deadline {
+            deletion: Some(deletion),
+            grace,
+            kill_after,
+            propagation_delay,
+            delay_cut_from: (propagation_delay < self.propagation_delay)
+                .then_some(self.propagation_delay),
+            configured_grace: self.grace_period,
+        }
     }
 
     /// The problem with this budget, if the delay and margin leave the app
@@ -328,6 +470,8 @@ pub struct Status {
     pub transitions: Vec<Transition>,
     /// The app's pid (wrapper mode).
     pub child_pid: Option<i32>,
+    /// The deadline the drain obeys.
+    pub deadline: Deadline,
 }
 
 impl Status {
@@ -368,6 +512,8 @@ pub enum Step {
         /// Time since the drain started.
         after: Duration,
     },
+    /// The API's word on the deletion fixed the deadline: log it.
+    DeadlineSet(Deadline),
     /// The propagation delay is over: send the stop signal.
     Stop {
         /// Time since the drain started.
@@ -400,6 +546,7 @@ pub struct Machine {
     app_check: Option<CheckResult>,
     transitions: Vec<Transition>,
     child_pid: Option<i32>,
+    deadline: Deadline,
 }
 
 impl Machine {
@@ -415,7 +562,14 @@ impl Machine {
                 instant: now,
             }],
             child_pid: None,
+            deadline: timeline.configured_deadline(),
         }
+    }
+
+    /// The deadline the drain obeys (the configured one until the API
+    /// says otherwise).
+    pub fn deadline(&self) -> Deadline {
+        self.deadline
     }
 
     /// The app is up (its pid, in wrapper mode): without a ready check it
@@ -444,15 +598,16 @@ impl Machine {
             app_check: self.app_check,
             transitions: self.transitions.clone(),
             child_pid: self.child_pid,
+            deadline: self.deadline,
         }
     }
 
     /// When the machine wants [`Machine::on_timer`] next, if ever.
     pub fn next_timer(&self) -> Option<Instant> {
-        let kill_at = |drain: &Drain| drain.since.checked_add(self.timeline.kill_after());
+        let kill_at = |drain: &Drain| drain.since.checked_add(self.deadline.kill_after);
         match &self.state {
             State::Draining { drain, ready_until } => {
-                let stop_at = drain.since.checked_add(self.timeline.propagation_delay);
+                let stop_at = drain.since.checked_add(self.deadline.propagation_delay);
                 [kill_at(drain), stop_at, *ready_until]
                     .into_iter()
                     .flatten()
@@ -482,6 +637,7 @@ impl Machine {
             Event::Drain(trigger) => self.on_trigger(trigger, now, &mut steps),
             Event::AppExited(exit) => self.finish(exit, now, &mut steps),
             Event::DelayOver => self.on_delay_over(now, &mut steps),
+            Event::Deletion(deletion) => self.on_deletion(deletion, now, &mut steps),
         }
         steps
     }
@@ -491,7 +647,7 @@ impl Machine {
             return;
         };
         let after = now.saturating_duration_since(drain.since);
-        let deadline_due = !self.state.deadline_hit() && after >= self.timeline.kill_after();
+        let deadline_due = !self.state.deadline_hit() && after >= self.deadline.kill_after;
         if deadline_due && self.state.phase() < Phase::Exited {
             let stop_sent = self.state.stop_sent();
             steps.push(Step::Kill {
@@ -523,7 +679,7 @@ impl Machine {
                     steps.push(Step::Unready { after });
                 }
             }
-            if after >= self.timeline.propagation_delay {
+            if after >= self.deadline.propagation_delay {
                 self.stop(drain, now, steps);
             }
         }
@@ -543,6 +699,18 @@ impl Machine {
             },
             now,
         );
+    }
+
+    /// The API's word on the deletion: the deadline it sets, once, while
+    /// the drain has not hit its deadline; then whatever is now due.
+    fn on_deletion(&mut self, deletion: Deletion, now: Instant, steps: &mut Vec<Step>) {
+        let draining = matches!(self.state.phase(), Phase::Draining | Phase::Stopping);
+        if !draining || self.state.deadline_hit() || self.deadline.deletion.is_some() {
+            return;
+        }
+        self.deadline = self.timeline.deadline_for(deletion);
+        steps.push(Step::DeadlineSet(self.deadline));
+        self.fire_due(now, steps);
     }
 
     fn on_delay_over(&mut self, now: Instant, steps: &mut Vec<Step>) {

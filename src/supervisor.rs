@@ -26,6 +26,7 @@ use crate::admin::{self, AdminServer, PrestopReturns};
 use crate::cli::Settings;
 use crate::durations::secs;
 use crate::error::Error;
+use crate::kube::{self, Kube};
 use crate::lifecycle::{
     AppExit, AppExitSeen, CheckResult, Event, Machine, Step, Timeline, Trigger,
 };
@@ -131,14 +132,18 @@ struct Wiring {
     probe: Arc<ProbeControl>,
     machine: Machine,
     traffic: TrafficWatch,
+    kube: Option<Kube>,
 }
 
 /// Runs drainit in `mode` until the app is gone; returns drainit's exit code.
 pub async fn run<M: Supervised>(
-    settings: Settings,
+    mut settings: Settings,
     inherited: Inherited,
     mut mode: M,
 ) -> Result<u8, Error> {
+    let (events_tx, events) = mpsc::channel(64);
+    // Bounded (kube::START_READ): the pod's grace is the default --grace-period.
+    let kube = kube::start(&mut settings, events_tx.clone()).await;
     let timeline = timeline(&settings, M::APP_EXIT);
     check_budget(&settings, &timeline)?;
     if let Err(error) = os::become_subreaper() {
@@ -153,7 +158,6 @@ pub async fn run<M: Supervised>(
         machine: machine.status(),
         traffic: None,
     });
-    let (events_tx, events) = mpsc::channel(64);
     let admin = match listener {
         Some(listener) => {
             let context = admin::Context {
@@ -181,6 +185,7 @@ pub async fn run<M: Supervised>(
         probe,
         machine,
         traffic,
+        kube,
     };
 
     // Everything fallible is behind us: once the app runs, nothing may
@@ -311,9 +316,23 @@ impl Wiring {
                 mode.drain_started(&self.probe);
                 self.metrics.record_drain(trigger);
                 info!(trigger = %trigger, "drain started");
+                if let Some(kube) = &mut self.kube {
+                    let deadline = self.machine.deadline();
+                    kube.drain_started(
+                        trigger,
+                        format!(
+                            "propagation delay {}, grace period {}",
+                            secs(deadline.propagation_delay),
+                            secs(deadline.grace)
+                        ),
+                    );
+                }
             }
             Step::Joined { trigger, after } => {
                 info!(trigger = %trigger, after = %secs(after), "drain trigger joins the drain in progress");
+            }
+            Step::DeadlineSet(deadline) => {
+                info!(source = deadline.source(), "drain deadline: {deadline}");
             }
             Step::Unready { after } => {
                 info!(after = %secs(after), "unready delay over, /ready now answers 503");
@@ -335,6 +354,9 @@ impl Wiring {
                 after,
                 drained,
             } => {
+                if drained {
+                    self.drain_ended_event(exit);
+                }
                 let after = secs(after);
                 match (exit, drained) {
                     (AppExit::Gone, _) => info!(after = %after, "app is gone"),
@@ -343,6 +365,41 @@ impl Wiring {
                 }
             }
         }
+    }
+
+    /// The drain's story in one Kubernetes Event: why the delay ended, the
+    /// traffic, the deadline obeyed, the app's exit, a deadline kill.
+    fn drain_ended_event(&mut self, exit: AppExit) {
+        let Some(kube) = &mut self.kube else {
+            return;
+        };
+        let state = self.machine.state();
+        let Some(drain) = state.drain() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut story = format!(
+            "drain ({}) ended after {}",
+            drain.trigger,
+            secs(now.saturating_duration_since(drain.since))
+        );
+        match state.stop_sent() {
+            Some(sent) => story.push_str(&format!(
+                "; stop signal after {}",
+                secs(sent.saturating_duration_since(drain.since))
+            )),
+            None => story.push_str("; no stop signal"),
+        }
+        if let Some(report) = self.traffic.report() {
+            story.push_str(&format!("; {report}"));
+        }
+        story.push_str(&format!("; deadline: {}", self.machine.deadline()));
+        story.push_str(&format!("; app exited {exit}"));
+        let killed = state.deadline_hit();
+        if killed {
+            story.push_str("; killed at the deadline");
+        }
+        kube.drain_ended(story, killed);
     }
 
     fn publish(&self) {
@@ -357,6 +414,9 @@ impl Wiring {
         self.publish();
         if let Some(admin) = self.admin.take() {
             admin.shutdown().await;
+        }
+        if let Some(kube) = self.kube.take() {
+            kube.finish().await;
         }
     }
 }
