@@ -142,6 +142,19 @@ pub enum Event {
     /// drain started; ignored outside a drain or after the deadline.
     #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
     Deletion(Deletion),
+    /// What the EndpointSlice watch found; see [`Timeline::await_endpoint`].
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+    Endpoint(EndpointNews),
+}
+
+/// The EndpointSlice watch's news during a drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+pub enum EndpointNews {
+    /// Every endpoint of this pod is gone from its slices or not serving.
+    Removed,
+    /// The watch cannot tell (RBAC, the API down): nothing is awaited.
+    Unknown,
 }
 
 /// The pod's deletion as the API records it, read when a drain starts.
@@ -252,6 +265,10 @@ pub struct Timeline {
     pub has_ready_check: bool,
     /// How the machine learns that the app is gone.
     pub app_exit: AppExitSeen,
+    /// `auto` with the Kubernetes API in use: the delay does not end on
+    /// quiet traffic before the endpoint's removal (or the watch's
+    /// failure) is seen; the ceiling and the deadline still end it.
+    pub await_endpoint: bool,
 }
 
 /// How the drain machine learns that the app is gone: the one rule in
@@ -472,6 +489,8 @@ pub struct Status {
     pub child_pid: Option<i32>,
     /// The deadline the drain obeys.
     pub deadline: Deadline,
+    /// When this pod's endpoint left its EndpointSlices (Kubernetes API).
+    pub endpoint_removed: Option<Instant>,
 }
 
 impl Status {
@@ -514,6 +533,17 @@ pub enum Step {
     },
     /// The API's word on the deletion fixed the deadline: log it.
     DeadlineSet(Deadline),
+    /// This pod's endpoint left its EndpointSlices: log it.
+    EndpointRemoved {
+        /// Time since the drain started.
+        after: Duration,
+    },
+    /// `auto`'s traffic went quiet before the endpoint's removal was
+    /// seen: the delay goes on until it is (log it).
+    QuietHeld {
+        /// Time since the drain started.
+        after: Duration,
+    },
     /// The propagation delay is over: send the stop signal.
     Stop {
         /// Time since the drain started.
@@ -547,6 +577,12 @@ pub struct Machine {
     transitions: Vec<Transition>,
     child_pid: Option<i32>,
     deadline: Deadline,
+    /// When the drain's endpoint removal was seen.
+    endpoint_removed: Option<Instant>,
+    /// The watch failed: nothing to await.
+    endpoint_unknown: bool,
+    /// `auto`'s quiet came while the removal was awaited.
+    quiet_held: bool,
 }
 
 impl Machine {
@@ -563,6 +599,9 @@ impl Machine {
             }],
             child_pid: None,
             deadline: timeline.configured_deadline(),
+            endpoint_removed: None,
+            endpoint_unknown: false,
+            quiet_held: false,
         }
     }
 
@@ -599,6 +638,7 @@ impl Machine {
             transitions: self.transitions.clone(),
             child_pid: self.child_pid,
             deadline: self.deadline,
+            endpoint_removed: self.endpoint_removed,
         }
     }
 
@@ -638,6 +678,7 @@ impl Machine {
             Event::AppExited(exit) => self.finish(exit, now, &mut steps),
             Event::DelayOver => self.on_delay_over(now, &mut steps),
             Event::Deletion(deletion) => self.on_deletion(deletion, now, &mut steps),
+            Event::Endpoint(news) => self.on_endpoint(news, now, &mut steps),
         }
         steps
     }
@@ -717,7 +758,39 @@ impl Machine {
         let State::Draining { drain, .. } = self.state else {
             return;
         };
-        if self.timeline.auto {
+        if !self.timeline.auto {
+            return;
+        }
+        let awaited = self.timeline.await_endpoint
+            && self.endpoint_removed.is_none()
+            && !self.endpoint_unknown;
+        if awaited {
+            self.quiet_held = true;
+            steps.push(Step::QuietHeld {
+                after: now.saturating_duration_since(drain.since),
+            });
+            return;
+        }
+        self.stop(drain, now, steps);
+    }
+
+    /// The watch's news: the removal is recorded once; a quiet that was
+    /// held for it ends the delay now.
+    fn on_endpoint(&mut self, news: EndpointNews, now: Instant, steps: &mut Vec<Step>) {
+        let Some(drain) = self.state.drain() else {
+            return;
+        };
+        match news {
+            EndpointNews::Removed if self.endpoint_removed.is_none() => {
+                self.endpoint_removed = Some(now);
+                steps.push(Step::EndpointRemoved {
+                    after: now.saturating_duration_since(drain.since),
+                });
+            }
+            EndpointNews::Removed => return,
+            EndpointNews::Unknown => self.endpoint_unknown = true,
+        }
+        if self.quiet_held && matches!(self.state, State::Draining { .. }) {
             self.stop(drain, now, steps);
         }
     }

@@ -42,6 +42,7 @@ pub struct Metrics {
     open_connections_at_stop: Gauge,
     deadline_seconds: Gauge<f64, AtomicU64>,
     deadline_source: Family<Labels, Gauge>,
+    endpoint_removed_after: Gauge<f64, AtomicU64>,
 }
 
 /// Buckets of "traffic stopped after", in seconds: from well inside
@@ -74,6 +75,7 @@ impl Metrics {
             open_connections_at_stop: Gauge::default(),
             deadline_seconds: Gauge::default(),
             deadline_source: Family::default(),
+            endpoint_removed_after: Gauge::default(),
             registry: Registry::with_prefix("drainit"),
         };
         // Disjoint fields: the registry is borrowed mutably, the handles not.
@@ -142,6 +144,11 @@ impl Metrics {
             "drain_deadline_source",
             "1 for where the obeyed deadline comes from: grace_period, grace_period_no_deletion, grace_period_deletion_longer or deletion",
             metrics.deadline_source.clone(),
+        );
+        registry.register(
+            "endpoint_removed_after_seconds",
+            "When this pod's endpoint left its EndpointSlices (gone or not serving), from the drain's start; -1 until seen (Kubernetes API)",
+            metrics.endpoint_removed_after.clone(),
         );
         registry.register(
             "forced_kills",
@@ -220,6 +227,11 @@ impl Metrics {
                 .get_or_create(&[("source", source.to_string())])
                 .set(i64::from(source == status.deadline.source()));
         }
+        let removed = match (status.endpoint_removed, status.state.drain()) {
+            (Some(at), Some(drain)) => at.saturating_duration_since(drain.since).as_secs_f64(),
+            _ => -1.0,
+        };
+        self.endpoint_removed_after.set(removed);
         let mut text = String::with_capacity(2048);
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);

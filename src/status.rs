@@ -87,6 +87,7 @@ pub fn render(snapshot: &Snapshot, settings: &Value) -> String {
             "seconds": ago(drain.since),
             "stop_signal_sent_after_seconds": state.stop_sent().map(|t| t.saturating_duration_since(drain.since).as_secs_f64()),
             "deadline_hit": state.deadline_hit(),
+            "endpoint_removed_after_seconds": status.endpoint_removed.map(|t| t.saturating_duration_since(drain.since).as_secs_f64()),
             "deadline": {
                 "source": status.deadline.source(),
                 "grace_seconds": status.deadline.grace.as_secs_f64(),

@@ -95,6 +95,7 @@ pub fn timeline(settings: &Settings, app_exit: AppExitSeen) -> Timeline {
         kill_margin: settings.kill_margin,
         has_ready_check: settings.ready_check.is_some(),
         app_exit,
+        await_endpoint: false,
     }
 }
 
@@ -144,7 +145,9 @@ pub async fn run<M: Supervised>(
     let (events_tx, events) = mpsc::channel(64);
     // Bounded (kube::START_READ): the pod's grace is the default --grace-period.
     let kube = kube::start(&mut settings, events_tx.clone()).await;
-    let timeline = timeline(&settings, M::APP_EXIT);
+    let mut timeline = timeline(&settings, M::APP_EXIT);
+    // With the API in use, auto's end waits for the endpoint's removal.
+    timeline.await_endpoint = timeline.auto && kube.is_some();
     check_budget(&settings, &timeline)?;
     if let Err(error) = os::become_subreaper() {
         warn!(%error, "could not become a child subreaper; orphans will not be reaped");
@@ -331,6 +334,12 @@ impl Wiring {
             Step::Joined { trigger, after } => {
                 info!(trigger = %trigger, after = %secs(after), "drain trigger joins the drain in progress");
             }
+            Step::EndpointRemoved { after } => {
+                info!(after = %secs(after), "endpoint removed: this pod no longer serves in its EndpointSlices");
+            }
+            Step::QuietHeld { after } => {
+                info!(after = %secs(after), "traffic quiet, but the endpoint's removal is not seen yet: the delay goes on");
+            }
             Step::DeadlineSet(deadline) => {
                 info!(source = deadline.source(), "drain deadline: {deadline}");
             }
@@ -340,9 +349,12 @@ impl Wiring {
             Step::Stop { after } => {
                 mode.stop(&self.metrics);
                 info!(after = %secs(after), "propagation delay over");
+                let endpoint = self.endpoint_removed();
                 if let Some(report) = self.traffic.stopped(Instant::now()) {
                     self.metrics.record_drain_report(report);
-                    info!("drain traffic: {report}");
+                    info!("drain traffic: {report}{endpoint}");
+                } else if !endpoint.is_empty() {
+                    info!("drain{endpoint}");
                 }
             }
             Step::Kill { after, app_had } => {
@@ -370,6 +382,7 @@ impl Wiring {
     /// The drain's story in one Kubernetes Event: why the delay ended, the
     /// traffic, the deadline obeyed, the app's exit, a deadline kill.
     fn drain_ended_event(&mut self, exit: AppExit) {
+        let endpoint = self.endpoint_removed();
         let Some(kube) = &mut self.kube else {
             return;
         };
@@ -393,6 +406,7 @@ impl Wiring {
         if let Some(report) = self.traffic.report() {
             story.push_str(&format!("; {report}"));
         }
+        story.push_str(&endpoint);
         story.push_str(&format!("; deadline: {}", self.machine.deadline()));
         story.push_str(&format!("; app exited {exit}"));
         let killed = state.deadline_hit();
@@ -400,6 +414,18 @@ impl Wiring {
             story.push_str("; killed at the deadline");
         }
         kube.drain_ended(story, killed);
+    }
+
+    /// "; endpoint removed at X" once the watch saw it, else "".
+    fn endpoint_removed(&self) -> String {
+        let status = self.machine.status();
+        match (status.endpoint_removed, status.state.drain()) {
+            (Some(at), Some(drain)) => format!(
+                "; endpoint removed at {}",
+                secs(at.saturating_duration_since(drain.since))
+            ),
+            _ => String::new(),
+        }
     }
 
     fn publish(&self) {

@@ -612,3 +612,159 @@ fn a_missing_token_or_a_foreign_ca_is_named_and_off_asks_nothing() {
         "{tokenless}"
     );
 }
+
+/// An app that listens (so `auto` has ports to watch) and exits 0 on SIGTERM.
+const LISTENING_APP: &str = r#"
+import signal, socket, sys, time
+out, port = sys.argv[1], int(sys.argv[2])
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", port))
+listener.listen(16)
+def on_term(signum, frame):
+    with open(out, "a") as f:
+        f.write("%.6f\n" % time.time())
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+open(out + ".started", "w").close()
+while True:
+    signal.pause()
+"#;
+
+/// `auto` with the API in use: the app's ports go quiet at once, but the
+/// endpoint's removal lands 3 s after the deletion (a slow control
+/// plane): the stop signal waits for it. The first watch is answered
+/// with 410 Gone, so the removal is only seen after a relist; the
+/// removal is reported beside the traffic and in the drain's Event.
+#[test]
+fn a_late_endpoint_removal_holds_auto_and_is_reported() {
+    let cluster = Cluster::start(
+        "kube-endpoint",
+        &["--endpoint-lag", "3", "--expire-first-watch"],
+    );
+    let dir = scratch("kube-endpoint-pod");
+    std::fs::write(dir.join("app.py"), LISTENING_APP).expect("write app");
+    let port = free_port().to_string();
+    let record = dir.join("terms");
+    let record_arg = record.to_string_lossy().into_owned();
+    let args = [
+        "--admin-listen",
+        "off",
+        "--propagation-delay",
+        "auto",
+        "--quiet-window",
+        "500ms",
+        "--traffic-ports",
+        &port,
+        "--",
+        "python3",
+        "app.py",
+        &record_arg,
+        &port,
+    ];
+    let env = cluster.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut drainit = Proc::drainit(&dir, &args, &env);
+    assert!(
+        wait_for(Duration::from_secs(20), || record
+            .with_extension("started")
+            .exists())
+            && drainit.wait_stderr("Kubernetes API in use", Duration::from_secs(10)),
+        "{}",
+        drainit.report()
+    );
+    cluster.delete_pod(30);
+    let deleted_at = unix_now();
+    drainit.signal(libc::SIGTERM);
+    let status = drainit.wait(Duration::from_secs(30));
+    let report = drainit.report();
+    assert_eq!(status.code(), Some(0), "{report}");
+    let terms: Vec<f64> = std::fs::read_to_string(&record)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(terms.len(), 1, "{report}");
+    assert!(
+        terms[0] >= deleted_at + 2.9,
+        "stopped before the removal: {terms:?} vs {deleted_at}\n{report}"
+    );
+    assert!(terms[0] < deleted_at + 15.0, "{report}");
+    for needle in [
+        "the endpoint's removal is not seen yet: the delay goes on",
+        "endpoint removed: this pod no longer serves in its EndpointSlices",
+        "; endpoint removed at ",
+    ] {
+        assert!(report.contains(needle), "{needle:?}\n{report}");
+    }
+    let requests = cluster.requests();
+    let lists = requests
+        .iter()
+        .filter_map(|r| r["path"].as_str())
+        .filter(|p| p.ends_with("/namespaces/shop/endpointslices"))
+        .count();
+    assert_eq!(lists, 2, "a 410 must lead to one relist: {requests:?}");
+    assert!(
+        requests
+            .iter()
+            .filter_map(|r| r["path"].as_str())
+            .any(|p| p.contains("watch=1")
+                && p.contains("allowWatchBookmarks=true")
+                && p.contains("resourceVersion=")),
+        "{requests:?}"
+    );
+    let ended = cluster
+        .events()
+        .last()
+        .and_then(|e| e["message"].as_str().map(str::to_string));
+    assert!(
+        ended
+            .as_deref()
+            .is_some_and(|m| m.contains("endpoint removed at")),
+        "{ended:?}"
+    );
+}
+
+/// RBAC without the EndpointSlice rules: `auto` does not wait for a
+/// removal it cannot see (no longer than without the API).
+#[test]
+fn without_endpointslice_rights_auto_is_not_held() {
+    let cluster = Cluster::start("kube-endpoint-forbidden", &["--forbid-endpointslices"]);
+    let dir = scratch("kube-endpoint-forbidden-pod");
+    std::fs::write(dir.join("app.py"), LISTENING_APP).expect("write app");
+    let port = free_port().to_string();
+    let record = dir.join("terms");
+    let record_arg = record.to_string_lossy().into_owned();
+    let args = [
+        "--admin-listen",
+        "off",
+        "--propagation-delay",
+        "auto",
+        "--quiet-window",
+        "500ms",
+        "--traffic-ports",
+        &port,
+        "--",
+        "python3",
+        "app.py",
+        &record_arg,
+        &port,
+    ];
+    let env = cluster.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut drainit = Proc::drainit(&dir, &args, &env);
+    assert!(
+        wait_for(Duration::from_secs(20), || record
+            .with_extension("started")
+            .exists())
+            && drainit.wait_stderr("Kubernetes API in use", Duration::from_secs(10)),
+        "{}",
+        drainit.report()
+    );
+    drainit.signal(libc::SIGTERM);
+    assert_eq!(drainit.wait(Duration::from_secs(30)).code(), Some(0));
+    let report = drainit.report();
+    assert!(report.contains("EndpointSlice watch: GET /apis/discovery.k8s.io/v1/namespaces/shop/endpointslices answered 403"), "{report}");
+    assert!(report.contains("delay ended: quiet for"), "{report}");
+    assert!(!report.contains("endpoint removed"), "{report}");
+}

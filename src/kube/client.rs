@@ -11,11 +11,12 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
+use super::endpoints::{PodEndpoints, WatchLine};
 use super::https::{ApiServer, RequestError};
 use super::objects::{event_body, pod_facts, status_message, PodFacts, PodRef};
 use crate::cli::Settings;
 use crate::durations::secs;
-use crate::lifecycle::{Event, Trigger};
+use crate::lifecycle::{EndpointNews, Event, Trigger};
 use crate::settings::KubernetesApi;
 
 /// The longest the first read of the Pod may delay the app's start.
@@ -29,6 +30,16 @@ const EVENT_POST: Duration = Duration::from_secs(2);
 const EVENT_QUEUE: usize = 4;
 /// How long drainit's exit waits for Events still being posted.
 const EVENT_FLUSH: Duration = Duration::from_secs(1);
+/// How long a list of EndpointSlices, or a watch's first answer, may take.
+const LIST_TIME: Duration = Duration::from_secs(5);
+/// How long the server keeps one watch open (`timeoutSeconds`).
+const WATCH_SECONDS: u32 = 60;
+/// Relists (410 Gone) before the watch gives up.
+const MAX_RELISTS: u32 = 5;
+/// Watches (each ended by the server) before the watch gives up.
+const MAX_WATCHES: u32 = 50;
+/// The longest watch line drainit reads (one EndpointSlice: ≤ 1 000 endpoints).
+const MAX_LINE: usize = 4 << 20;
 
 /// The API client the event loop owns once the first Pod read succeeded.
 pub struct Kube {
@@ -36,6 +47,7 @@ pub struct Kube {
     machine: mpsc::Sender<Event>,
     events: mpsc::Sender<String>,
     poster: JoinHandle<()>,
+    watch: Option<JoinHandle<()>>,
 }
 
 /// The server and the pod it is asked about.
@@ -137,6 +149,7 @@ pub async fn start(settings: &mut Settings, machine: mpsc::Sender<Event>) -> Opt
         machine,
         events,
         poster,
+        watch: None,
     })
 }
 
@@ -232,6 +245,17 @@ impl Kube {
                 ),
             }
         });
+        let (api, machine) = (self.api.clone(), self.machine.clone());
+        self.watch = Some(tokio::spawn(async move {
+            let news = match watch_until_removed(&api).await {
+                Ok(()) => EndpointNews::Removed,
+                Err(why) => {
+                    info!("Kubernetes API: EndpointSlice watch: {why}; the endpoint's removal is not awaited");
+                    EndpointNews::Unknown
+                }
+            };
+            let _ = machine.send(Event::Endpoint(news)).await;
+        }));
         self.post(
             "DrainStarted",
             &format!("drain started by {trigger}: {summary}"),
@@ -259,7 +283,15 @@ impl Kube {
     /// drainit is exiting: give the Events still queued a short, bounded
     /// time to be posted.
     pub async fn finish(self) {
-        let Kube { events, poster, .. } = self;
+        let Kube {
+            events,
+            poster,
+            watch,
+            ..
+        } = self;
+        if let Some(watch) = watch {
+            watch.abort();
+        }
         drop(events);
         let mut poster = poster;
         if timeout(EVENT_FLUSH, &mut poster).await.is_err() {
@@ -301,4 +333,90 @@ async fn post_events(api: Arc<Api>, mut queue: mpsc::Receiver<String>) {
             Err(why) => debug!("Kubernetes Event not posted: {why}"),
         }
     }
+}
+
+/// Lists the namespace's EndpointSlices and watches them (bookmarks on;
+/// 410 Gone relists) until no slice holds a serving endpoint of this pod.
+async fn watch_until_removed(api: &Api) -> Result<(), String> {
+    use http_body_util::BodyExt;
+
+    let base = format!(
+        "/apis/discovery.k8s.io/v1/namespaces/{}/endpointslices",
+        api.pod.namespace
+    );
+    let mut endpoints = PodEndpoints::new(&api.pod.name);
+    let mut watches = 0;
+    'relist: for _ in 0..MAX_RELISTS {
+        let answer = timeout(LIST_TIME, api.server.request(Method::GET, &base, None))
+            .await
+            .map_err(|_| format!("GET {base} did not answer within {}", secs(LIST_TIME)))?
+            .map_err(|error| error.to_string())?;
+        if answer.status != 200 {
+            return Err(format!(
+                "GET {base} answered {} ({})",
+                answer.status,
+                status_message(&answer.body)
+            ));
+        }
+        let list: serde_json::Value =
+            serde_json::from_slice(&answer.body).map_err(|error| format!("GET {base}: {error}"))?;
+        let mut version = endpoints
+            .relist(&list)
+            .ok_or_else(|| format!("GET {base}: no resourceVersion"))?;
+        while endpoints.serving() {
+            watches += 1;
+            if watches > MAX_WATCHES {
+                return Err("the watch keeps ending".to_string());
+            }
+            let path = format!(
+                "{base}?watch=1&allowWatchBookmarks=true&resourceVersion={version}&timeoutSeconds={WATCH_SECONDS}"
+            );
+            let stream = timeout(LIST_TIME, api.server.open(Method::GET, &path, None))
+                .await
+                .map_err(|_| format!("the watch did not answer within {}", secs(LIST_TIME)))?
+                .map_err(|error| error.to_string())?;
+            match stream.status {
+                200 => {}
+                410 => continue 'relist,
+                status => return Err(format!("the watch answered {status}")),
+            }
+            let mut body = stream.body;
+            let mut buffer: Vec<u8> = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|error| format!("the watch broke: {error}"))?;
+                let Some(data) = frame.data_ref() else {
+                    continue;
+                };
+                buffer.extend_from_slice(data);
+                while let Some(end) = buffer.iter().position(|byte| *byte == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=end).collect();
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    match endpoints.read_line(&line) {
+                        WatchLine::Expired => {
+                            debug!("EndpointSlice watch: 410 Gone, listing again");
+                            continue 'relist;
+                        }
+                        WatchLine::Other(why) => return Err(why),
+                        news => {
+                            if let Some(newer) = endpoints.apply(news) {
+                                version = newer;
+                            }
+                        }
+                    }
+                    if !endpoints.serving() {
+                        return Ok(());
+                    }
+                }
+                if buffer.len() > MAX_LINE {
+                    return Err("a watch line too long".to_string());
+                }
+            }
+            // The server ended the watch (timeoutSeconds): go on from `version`.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        return Ok(());
+    }
+    Err("the list keeps expiring (410 Gone)".to_string())
 }

@@ -36,6 +36,24 @@ pub struct Answer {
     pub body: Bytes,
 }
 
+/// An answer whose body is read as it comes.
+pub struct Streamed {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: hyper::body::Incoming,
+    _driver: DriverGuard,
+}
+
+/// The task that drives a connection; ends it when dropped.
+struct DriverGuard(tokio::task::JoinHandle<Result<(), hyper::Error>>);
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -135,6 +153,25 @@ impl ApiServer {
         path: &str,
         body: Option<String>,
     ) -> Result<Answer, RequestError> {
+        let stream = self.open(method, path, body).await?;
+        let status = stream.status;
+        let body = Limited::new(stream.body, MAX_BODY)
+            .collect()
+            .await
+            .map_err(|error| RequestError::Http(error.to_string()))?
+            .to_bytes();
+        Ok(Answer { status, body })
+    }
+
+    /// Sends one request and returns the answer's status with its body
+    /// still to read (a watch); the connection lives as long as the
+    /// [`Streamed`] value.
+    pub async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Streamed, RequestError> {
         let token = self.token()?;
         let tcp = TcpStream::connect(&self.authority)
             .await
@@ -152,8 +189,7 @@ impl ApiServer {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(http)?;
-        // Ends with the answer (or when the caller's timeout drops it all).
-        let driver = tokio::spawn(connection);
+        let driver = DriverGuard(tokio::spawn(connection));
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -167,19 +203,12 @@ impl ApiServer {
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|error| RequestError::Http(error.to_string()))?;
-        let result = async {
-            let response = sender.send_request(request).await.map_err(http)?;
-            let status = response.status().as_u16();
-            let body = Limited::new(response.into_body(), MAX_BODY)
-                .collect()
-                .await
-                .map_err(|error| RequestError::Http(error.to_string()))?
-                .to_bytes();
-            Ok(Answer { status, body })
-        }
-        .await;
-        driver.abort();
-        result
+        let response = sender.send_request(request).await.map_err(http)?;
+        Ok(Streamed {
+            status: response.status().as_u16(),
+            body: response.into_body(),
+            _driver: driver,
+        })
     }
 
     /// The token as it is now (a projected token is rewritten in place).

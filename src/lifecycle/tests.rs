@@ -25,6 +25,7 @@ fn timeline() -> Timeline {
         kill_margin: MARGIN,
         has_ready_check: false,
         app_exit: AppExitSeen::Reaped,
+        await_endpoint: false,
     }
 }
 
@@ -480,6 +481,7 @@ fn huge_durations_never_overflow() {
         kill_margin: Duration::ZERO,
         has_ready_check: false,
         app_exit: AppExitSeen::Reaped,
+        await_endpoint: false,
     };
     let start = Instant::now();
     let mut machine = Machine::new(timeline, start);
@@ -640,6 +642,82 @@ fn no_deletion_or_a_longer_grace_keeps_the_configured_deadline() {
             .filter(|(_, step)| matches!(step, Step::DeadlineSet(_)))
             .count(),
         1,
+        "{steps:?}"
+    );
+}
+
+/// `auto` with the API in use: quiet traffic does not end the delay
+/// before the endpoint's removal is seen; the removal then ends it. A
+/// failed watch releases the hold; the ceiling still ends it.
+#[test]
+fn auto_waits_for_the_endpoint_removal_when_the_api_is_in_use() {
+    let auto = Timeline {
+        auto: true,
+        await_endpoint: true,
+        propagation_delay: s(20),
+        ..timeline()
+    };
+    let (machine, steps, _) = run(
+        auto,
+        &[
+            Input::At(s(0), TERM),
+            Input::At(s(2), Event::DelayOver),
+            Input::At(s(5), Event::Endpoint(EndpointNews::Removed)),
+        ],
+        &[],
+    );
+    assert_eq!(
+        steps[1..],
+        [
+            (s(2), Step::QuietHeld { after: s(2) }),
+            (s(5), Step::EndpointRemoved { after: s(5) }),
+            (s(5), Step::Stop { after: s(5) }),
+        ],
+        "{steps:?}"
+    );
+    assert!(machine.status().endpoint_removed.is_some());
+
+    let (_, steps, _) = run(
+        auto,
+        &[
+            Input::At(s(0), TERM),
+            Input::At(s(1), Event::Endpoint(EndpointNews::Removed)),
+            Input::At(s(3), Event::DelayOver),
+        ],
+        &[],
+    );
+    assert_eq!(
+        steps.last(),
+        Some(&(s(3), Step::Stop { after: s(3) })),
+        "{steps:?}"
+    );
+
+    let (_, steps, _) = run(
+        auto,
+        &[
+            Input::At(s(0), TERM),
+            Input::At(s(2), Event::DelayOver),
+            Input::At(s(4), Event::Endpoint(EndpointNews::Unknown)),
+        ],
+        &[],
+    );
+    assert_eq!(
+        steps.last(),
+        Some(&(s(4), Step::Stop { after: s(4) })),
+        "{steps:?}"
+    );
+
+    let (_, steps, _) = run(
+        auto,
+        &[
+            Input::At(s(0), TERM),
+            Input::At(s(2), Event::DelayOver),
+            Input::Until(s(21)),
+        ],
+        &[],
+    );
+    assert!(
+        steps.contains(&(s(20), Step::Stop { after: s(20) })),
         "{steps:?}"
     );
 }

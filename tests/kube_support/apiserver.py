@@ -28,8 +28,27 @@ source, kubernetes/kubernetes):
   sent on the request", rest.BeforeCreate); 422 Invalid without
   involvedObject or reason (core validation ValidateEvent).
 
+- GET /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices lists
+  (kind EndpointSliceList, metadata.resourceVersion); with watch=1 it
+  streams one JSON object per line, {"type": ADDED|MODIFIED|DELETED|
+  BOOKMARK|ERROR, "object": ...}, of every change after the
+  resourceVersion given, chunked, until timeoutSeconds; with
+  allowWatchBookmarks=true it also sends BOOKMARK events whose object
+  holds only kind, apiVersion and metadata.resourceVersion (API
+  concepts, "Efficient detection of changes" and "Watch bookmarks").
+  A resourceVersion too old for the server's history is answered with
+  an ERROR event holding a Status, code 410, reason Expired, message
+  "too old resource version: X (Y)" (the watch cache's behaviour; the
+  client must list again).
+- The EndpointSlice controller's part: when the pod gets its
+  deletionTimestamp, the pod's endpoint turns ready=false,
+  serving=false, terminating=true (conditions as in the discovery/v1
+  reference); --endpoint-lag delays that, as a slow control plane does.
+
 Test controls (not API behaviour): --forbid makes every Pod read 403,
---hang accepts connections and never answers; the tokens accepted are
+--hang accepts connections and never answers; --forbid-endpointslices
+makes the EndpointSlice list 403; --expire-first-watch answers the first
+watch with the 410 ERROR event; the tokens accepted are
 read from --tokens for each request, so a test can rotate them; every
 request is appended to --log as one JSON line.
 
@@ -53,6 +72,10 @@ args = None
 lock = threading.Lock()
 pod = None
 resource_version = [1000]
+cond = threading.Condition(lock)
+slices = {}
+history = []  # (resourceVersion, type, object), oldest first
+expired_once = [False]
 
 
 def rfc3339(at):
@@ -74,6 +97,37 @@ def status(code, reason, message):
 def next_version():
     resource_version[0] += 1
     return str(resource_version[0])
+
+
+def slice_object(name, serving):
+    return {
+        "kind": "EndpointSlice",
+        "apiVersion": "discovery.k8s.io/v1",
+        "metadata": {"name": name, "namespace": args.namespace, "resourceVersion": next_version(),
+                     "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": ["10.0.0.11"],
+             "conditions": {"ready": serving, "serving": serving, "terminating": not serving},
+             "targetRef": {"kind": "Pod", "name": args.pod, "namespace": args.namespace}},
+            {"addresses": ["10.0.0.12"],
+             "conditions": {"ready": True, "serving": True, "terminating": False},
+             "targetRef": {"kind": "Pod", "name": "web-2", "namespace": args.namespace}},
+        ],
+    }
+
+
+def put_slice(kind, obj):
+    """Stores a change and wakes the watches (called with the lock held)."""
+    slices[obj["metadata"]["name"]] = obj
+    history.append((int(obj["metadata"]["resourceVersion"]), kind, obj))
+    cond.notify_all()
+
+
+def endpoint_controller_sees_deletion():
+    with cond:
+        put_slice("MODIFIED", slice_object("web-abcde", False))
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -101,6 +155,48 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "body": body,
             }) + "\n")
 
+    def chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def watch(self, query):
+        since = int(query.get("resourceVersion", ["0"])[0] or 0)
+        bookmarks = query.get("allowWatchBookmarks", ["false"])[0] == "true"
+        until = time.time() + int(query.get("timeoutSeconds", ["1800"])[0])
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            with cond:
+                expire = args.expire_first_watch and not expired_once[0]
+                expired_once[0] = True
+            if expire:
+                error = status(410, "Expired", "too old resource version: %d (%d)" % (since, resource_version[0]))[1]
+                self.chunk((json.dumps({"type": "ERROR", "object": error}) + "\n").encode())
+                self.chunk(b"")
+                return
+            last = since
+            next_bookmark = time.time() + 0.3
+            while time.time() < until:
+                with cond:
+                    pending = [h for h in history if h[0] > last]
+                    if not pending:
+                        cond.wait(0.1)
+                        pending = [h for h in history if h[0] > last]
+                    current = resource_version[0]
+                for version, kind, obj in pending:
+                    self.chunk((json.dumps({"type": kind, "object": obj}) + "\n").encode())
+                    last = version
+                if bookmarks and time.time() >= next_bookmark:
+                    next_bookmark = time.time() + 0.3
+                    mark = {"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+                            "metadata": {"resourceVersion": str(max(last, current))}}
+                    self.chunk((json.dumps({"type": "BOOKMARK", "object": mark}) + "\n").encode())
+            self.chunk(b"")
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            pass
+
     def handle_any(self):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -109,8 +205,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode(errors="replace")
         self.record(body)
-        code, answer = self.route(body)
-        self.answer(code, answer)
+        routed = self.route(body)
+        if routed is not None:
+            self.answer(*routed)
 
     do_GET = do_POST = do_DELETE = handle_any
 
@@ -147,12 +244,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         grace = pod["spec"]["terminationGracePeriodSeconds"]
                     meta = pod["metadata"]
                     current = meta.get("deletionGracePeriodSeconds")
+                    if current is None:
+                        threading.Timer(args.endpoint_lag, endpoint_controller_sees_deletion).start()
                     if current is None or grace < current:
                         meta["deletionTimestamp"] = rfc3339(time.time() + grace)
                         meta["deletionGracePeriodSeconds"] = grace
                         meta["resourceVersion"] = next_version()
                     return 200, pod
             return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        if len(parts) == 6 and parts[:4] == ["apis", "discovery.k8s.io", "v1", "namespaces"] and parts[5] == "endpointslices" and self.command == "GET":
+            namespace = parts[4]
+            if args.forbid_endpointslices:
+                return status(403, "Forbidden",
+                              'endpointslices.discovery.k8s.io is forbidden: User "%s" cannot list resource "endpointslices" in API group "discovery.k8s.io" in the namespace "%s"'
+                              % (user, namespace))
+            if query.get("watch", ["0"])[0] in ("1", "true"):
+                self.watch(query)
+                return None
+            with cond:
+                items = [v for v in slices.values() if v["metadata"]["namespace"] == namespace]
+                return 200, {"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
+                             "metadata": {"resourceVersion": str(resource_version[0])}, "items": items}
         if len(parts) == 5 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "events" and self.command == "POST":
             namespace = parts[3]
             if not isinstance(body, dict):
@@ -190,6 +302,9 @@ def main():
     parser.add_argument("--grace", type=int, default=30)
     parser.add_argument("--forbid", action="store_true")
     parser.add_argument("--hang", action="store_true")
+    parser.add_argument("--forbid-endpointslices", action="store_true")
+    parser.add_argument("--expire-first-watch", action="store_true")
+    parser.add_argument("--endpoint-lag", type=float, default=0.0)
     args = parser.parse_args()
     pod = {
         "kind": "Pod",
@@ -208,6 +323,8 @@ def main():
         },
         "status": {"phase": "Running", "podIP": "127.0.0.1"},
     }
+    with cond:
+        put_slice("ADDED", slice_object("web-abcde", True))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(args.cert, args.key)
     if args.hang:
