@@ -17,14 +17,15 @@ use crate::durations::{parse_duration, parse_positive_duration};
 use crate::settings::admin::{parse_admin_listen, parse_cidr_list, parse_token};
 use crate::settings::choices::{parse_switch, parse_verbosity};
 use crate::settings::delay::parse_propagation_delay;
+use crate::settings::drain_notify::parse_drain_notify;
 use crate::settings::exit_remap::parse_remap_exit;
 use crate::settings::kubernetes::SERVICE_ACCOUNT_DIR;
 use crate::settings::ready_check::parse_ready_check;
 use crate::settings::signal_flags::{parse_rewrite, parse_sig_list, parse_stop_signal};
 use crate::settings::traffic_ports::parse_traffic_ports;
 use crate::settings::{
-    AdminListen, CidrList, ExitRemap, KubernetesApi, LogFormat, PropagationDelay, ReadyCheck,
-    SigList, SignalTarget, TrafficPorts,
+    AdminListen, CidrList, DrainNotify, ExitRemap, KubernetesApi, LogFormat, PropagationDelay,
+    ReadyCheck, SigList, SignalTarget, TrafficPorts,
 };
 use crate::signals::{Rewrite, Sig};
 
@@ -233,6 +234,10 @@ pub struct Settings {
         global = true
     )]
     pub pod_namespace: Option<String>,
+
+    /// At the drain's start, tell the app: a signal (e.g. USR1) or a GET to a loopback URL (http://127.0.0.1:PORT/PATH), for servers with a lame-duck mode.
+    #[arg(long, env = "DRAINIT_DRAIN_NOTIFY", value_parser = parse_drain_notify, value_name = "SIGNAL|URL", global = true)]
+    pub drain_notify: Option<DrainNotify>,
 
     /// Whether --grace-period was given (flag or environment), not defaulted.
     #[arg(skip)]

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod choices;
 pub mod delay;
+pub mod drain_notify;
 pub mod exit_remap;
 pub mod kubernetes;
 pub mod ready_check;
@@ -18,6 +19,7 @@ use std::time::Duration;
 pub use self::admin::{AdminListen, CidrList};
 pub use self::choices::{LogFormat, SignalTarget};
 pub use self::delay::{AutoBounds, PropagationDelay};
+pub use self::drain_notify::DrainNotify;
 pub use self::exit_remap::ExitRemap;
 pub use self::kubernetes::KubernetesApi;
 pub use self::ready_check::{ParseReadyCheckError, ReadyCheck};

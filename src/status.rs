@@ -52,6 +52,7 @@ pub fn settings_json(settings: &Settings, mode: &str) -> Value {
         }),
         "prestop_token_required": settings.prestop_token.is_some(),
         "strict": settings.strict,
+        "drain_notify": settings.drain_notify.as_ref().map(ToString::to_string),
         "kubernetes": match settings.kubernetes {
             KubernetesApi::Auto => "auto",
             KubernetesApi::Off => "off",

@@ -32,11 +32,12 @@ use crate::lifecycle::{
 };
 use crate::metrics::Metrics;
 use crate::os::{self, Inherited};
-use crate::probe::{self, ProbeControl};
+use crate::probe::{self, Checker, ProbeControl};
 use crate::process_exit::ProcessExit;
 use crate::reaper::{self, Pass};
-use crate::settings::{AdminListen, PropagationDelay};
+use crate::settings::{AdminListen, DrainNotify, PropagationDelay};
 use crate::signal_stream::{Received, SignalStream};
+use crate::signals::Sig;
 use crate::status;
 use crate::status::Snapshot;
 use crate::traffic::TrafficWatch;
@@ -72,6 +73,8 @@ pub trait Supervised {
     fn on_reaped(&mut self, pid: i32, exit: ProcessExit) -> Option<AppExit>;
     /// The drain started (the loop has told the traffic evidence).
     fn drain_started(&mut self, _probe: &ProbeControl) {}
+    /// `--drain-notify SIGNAL`: send `sig` to the app as it is.
+    fn notify(&mut self, sig: Sig);
     /// The propagation delay is over: send the stop signal.
     fn stop(&mut self, metrics: &Metrics);
     /// The drain deadline, `after` the drain's start and `app_had` after
@@ -270,7 +273,7 @@ impl Wiring {
                 () = sleep_until_or_forever(timer) => self.machine.on_timer(Instant::now()),
             };
             for step in steps {
-                self.perform(step, mode);
+                self.perform(step, mode, settings);
             }
             self.publish();
             if let Some(exit) = self.machine.finished() {
@@ -303,7 +306,7 @@ impl Wiring {
     }
 
     /// Acts on one step, then logs it.
-    fn perform<M: Supervised>(&mut self, step: Step, mode: &mut M) {
+    fn perform<M: Supervised>(&mut self, step: Step, mode: &mut M, settings: &Settings) {
         match step {
             Step::CheckPassed => debug!("app ready check passed"),
             Step::CheckChanged(CheckResult::Ready) => {
@@ -319,6 +322,14 @@ impl Wiring {
                 mode.drain_started(&self.probe);
                 self.metrics.record_drain(trigger);
                 info!(trigger = %trigger, "drain started");
+                match &settings.drain_notify {
+                    Some(DrainNotify::Signal(sig)) => mode.notify(*sig),
+                    Some(DrainNotify::Url(url)) => {
+                        let checker = Checker::new(url.clone(), self.probe.own_clients.clone());
+                        tokio::spawn(notify_url(checker, url.to_string()));
+                    }
+                    None => {}
+                }
                 if let Some(kube) = &mut self.kube {
                     let deadline = self.machine.deadline();
                     kube.drain_started(
@@ -446,6 +457,17 @@ impl Wiring {
         }
     }
 }
+
+/// `--drain-notify URL`: one GET, bounded, its answer logged.
+async fn notify_url(mut checker: Checker, url: String) {
+    match checker.check(DRAIN_NOTIFY_TIMEOUT).await {
+        CheckResult::Ready => info!("drain notify: GET {url} answered 2xx"),
+        result => warn!(result = ?result, "drain notify: GET {url} failed"),
+    }
+}
+
+/// How long `--drain-notify URL` may take.
+const DRAIN_NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn sleep_until_or_forever(deadline: Option<Instant>) {
     match deadline {
