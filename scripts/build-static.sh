@@ -73,7 +73,7 @@ fi
 # TLS is its cost, measured in BENCHMARKS.md.
 features=${DRAINIT_FEATURES:-}
 case ",$features," in
-    *,kubernetes,*) budget=${KUBERNETES_BUDGET:-1700000} needs_c=1 ;;
+    *,kubernetes,*) budget=${KUBERNETES_BUDGET:-2100000} needs_c=1 ;;
     *) budget=1200000 needs_c= ;;
 esac
 
