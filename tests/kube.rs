@@ -372,9 +372,51 @@ fn a_deletion_grace_shorter_than_the_delay_still_stops_the_app_in_time() {
 
     let deleted = cluster.delete_pod(4);
     assert_eq!(deleted["metadata"]["deletionGracePeriodSeconds"], 4);
+    // /status and /metrics while the drain runs, from a thread.
+    let admin = pod.admin;
+    let observer = std::thread::spawn(move || {
+        let mut seen = None;
+        wait_for(Duration::from_secs(4), || {
+            let status = get(admin, "/status")
+                .and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok());
+            let metrics = get(admin, "/metrics").map(|(_, body)| body);
+            match (status, metrics) {
+                (Some(status), Some(metrics))
+                    if status["drain"]["deadline"]["source"] == "deletion" =>
+                {
+                    seen = Some((status, metrics));
+                    true
+                }
+                _ => false,
+            }
+        });
+        seen
+    });
     let sigterm_at = unix_now();
     let code = pod.kubelet_stop(Duration::from_secs(4));
     let report = pod.drainit.report();
+    let (status, metrics) = observer
+        .join()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("/status never showed the deletion's deadline\n{report}"));
+    let deadline = &status["drain"]["deadline"];
+    assert_eq!(deadline["grace_seconds"], 4.0, "{status}");
+    assert_eq!(deadline["propagation_delay_seconds"], 1.5, "{status}");
+    assert!(
+        deadline["why"]
+            .as_str()
+            .is_some_and(|why| why.contains("cut from 10.0s")),
+        "{status}"
+    );
+    assert!(
+        metrics.contains("drainit_drain_deadline_seconds 4.0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("drainit_drain_deadline_source{source=\"deletion\"} 1"),
+        "{metrics}"
+    );
     assert_eq!(
         code,
         Some(0),
