@@ -808,5 +808,10 @@ fn without_endpointslice_rights_auto_is_not_held() {
     let report = drainit.report();
     assert!(report.contains("EndpointSlice watch: GET /apis/discovery.k8s.io/v1/namespaces/shop/endpointslices answered 403"), "{report}");
     assert!(report.contains("delay ended: quiet for"), "{report}");
+    assert_eq!(
+        warnings(&report).len(),
+        1,
+        "one warning names the missing rule\n{report}"
+    );
     assert!(!report.contains("endpoint removed"), "{report}");
 }

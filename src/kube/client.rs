@@ -118,9 +118,12 @@ pub async fn start(settings: &mut Settings, machine: mpsc::Sender<Event>) -> Opt
         Ok(Ok(facts)) => facts,
         Ok(Err(error)) => {
             let hint = match &error {
-                ReadError::Refused {
-                    status: 401 | 403, ..
-                } => " (the service account needs the Role in examples/kubernetes/rbac.yaml)",
+                ReadError::Refused { status: 401, .. } => {
+                    " (the service account's token was refused)"
+                }
+                ReadError::Refused { status: 403, .. } => {
+                    " (the service account needs the Role in examples/kubernetes/rbac.yaml)"
+                }
                 _ => "",
             };
             warn!("Kubernetes API: {error}{hint}; {BEHAVES}");
@@ -249,6 +252,11 @@ impl Kube {
         self.watch = Some(tokio::spawn(async move {
             let news = match watch_until_removed(&api).await {
                 Ok(()) => EndpointNews::Removed,
+                Err(why) if why.contains("answered 403") => {
+                    // Something is missing: said once (one watch per run).
+                    warn!("Kubernetes API: EndpointSlice watch: {why} (the Role in examples/kubernetes/rbac.yaml lists and watches endpointslices); the endpoint's removal is not awaited");
+                    EndpointNews::Unknown
+                }
                 Err(why) => {
                     info!("Kubernetes API: EndpointSlice watch: {why}; the endpoint's removal is not awaited");
                     EndpointNews::Unknown
