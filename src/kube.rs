@@ -8,11 +8,11 @@
 //!   `spec.terminationGracePeriodSeconds` becomes the default
 //!   `--grace-period`;
 //! - when a drain starts, its Pod again: the deletion's own grace goes to
-//!   the drain machine as [`Event::Deletion`], which may shorten the
+//!   the drain machine as [`Event::Deletion`](crate::lifecycle::Event::Deletion), which may shorten the
 //!   delay and the deadline, never lengthen them;
 //! - during a drain, the namespace's EndpointSlices (list, then watch
 //!   with bookmarks; 410 Gone relists) until this pod's endpoints are
-//!   gone or not serving: [`Event::Endpoint`], reported beside the
+//!   gone or not serving: [`Event::Endpoint`](crate::lifecycle::Event::Endpoint), reported beside the
 //!   traffic, and with `auto` the delay's end waits for it;
 //! - an Event on the pod when a drain starts and when it ends, posted by
 //!   one task from a short queue (full: dropped).
