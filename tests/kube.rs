@@ -815,3 +815,136 @@ fn without_endpointslice_rights_auto_is_not_held() {
     );
     assert!(!report.contains("endpoint removed"), "{report}");
 }
+
+/// A server that finishes its requests in flight on SIGTERM: each GET
+/// takes a second; on SIGTERM it stops accepting, lets the requests in
+/// flight finish, and exits 0.
+const SLOW_SERVER: &str = r#"
+import http.server, signal, socketserver, sys, threading, time
+out, port = sys.argv[1], int(sys.argv[2])
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(1.0)
+        self.send_response(200); self.send_header("Content-Length", "5"); self.end_headers()
+        self.wfile.write(b"done\n")
+    def log_message(self, *a): pass
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = False
+    block_on_close = True
+server = Server(("127.0.0.1", port), H)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+stop = threading.Event()
+def on_term(signum, frame):
+    with open(out, "a") as f:
+        f.write("%.6f\n" % time.time())
+    stop.set()
+signal.signal(signal.SIGTERM, on_term)
+open(out + ".started", "w").close()
+while not stop.is_set():
+    signal.pause()
+server.shutdown()
+server.server_close()
+sys.exit(0)
+"#;
+
+/// Sends one slow request after another until `until`, or until the
+/// server got its stop signal (`stopped` exists: no new requests after
+/// that, as a load balancer that followed the drain sends none); counts
+/// those answered in full and those cut in the middle.
+fn slow_requests(addr: SocketAddr, until: Instant, stopped: &Path) -> (u32, u32) {
+    use std::io::{Read, Write};
+    let (mut answered, mut cut) = (0, 0);
+    while Instant::now() < until && !stopped.exists() {
+        let Ok(mut stream) =
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+        else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut answer = Vec::new();
+        let sent = stream.write_all(b"GET /slow HTTP/1.0\r\n\r\n").is_ok();
+        let read = stream.read_to_end(&mut answer).is_ok();
+        if sent && read && answer.starts_with(b"HTTP/1.0 200") && answer.ends_with(b"done\n") {
+            answered += 1;
+        } else {
+            // Accepted, then closed or reset before the whole answer.
+            cut += 1;
+        }
+    }
+    (answered, cut)
+}
+
+/// The kubelet's sequence with `kubectl delete --grace-period=4` on a
+/// pod whose delay is 10 s, with clients in flight all along: with the
+/// API, the server is told to stop in time and finishes every request in
+/// flight before the kubelet's SIGKILL; without it, the SIGKILL lands in
+/// the delay and cuts the request in flight.
+#[test]
+fn requests_in_flight_finish_before_the_kubelets_kill_only_with_the_api() {
+    let cluster = Cluster::start("kube-inflight", &["--grace", "25"]);
+    let run = |name: &str, flags: &[&str]| -> (Option<i32>, u32, u32, String) {
+        let dir = scratch(name);
+        std::fs::write(dir.join("server.py"), SLOW_SERVER).expect("write app");
+        let port = free_port();
+        let port_arg = port.to_string();
+        let record = dir.join("terms");
+        let record_arg = record.to_string_lossy().into_owned();
+        let mut args = vec![
+            "--admin-listen",
+            "off",
+            "--propagation-delay",
+            "10s",
+            "--kill-margin",
+            "1s",
+        ];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "python3", "server.py", &record_arg, &port_arg]);
+        let env = cluster.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut drainit = Proc::drainit(&dir, &args, &env);
+        assert!(
+            wait_for(Duration::from_secs(20), || record
+                .with_extension("started")
+                .exists()),
+            "{}",
+            drainit.report()
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let sigterm = Instant::now();
+        let stopped = record.clone();
+        let clients = std::thread::spawn(move || {
+            slow_requests(addr, sigterm + Duration::from_secs(5), &stopped)
+        });
+        drainit.signal(libc::SIGTERM);
+        let grace = Duration::from_secs(4);
+        let exited = wait_for(grace, || !drainit.running());
+        let code = if exited {
+            drainit.wait(Duration::from_secs(1)).code()
+        } else {
+            // The kubelet kills the whole container: the app too.
+            let app = common::descendants(drainit.pid());
+            drainit.signal(libc::SIGKILL);
+            for pid in app {
+                common::kill(pid, libc::SIGKILL);
+            }
+            drainit.wait(Duration::from_secs(10));
+            None
+        };
+        let (answered, cut) = clients.join().expect("clients");
+        (code, answered, cut, drainit.report())
+    };
+
+    cluster.delete_pod(4);
+    let (code, answered, cut, report) = run("kube-inflight-api", &[]);
+    assert_eq!(code, Some(0), "SIGKILLed by the kubelet\n{report}");
+    assert!(answered >= 1, "{answered} answered\n{report}");
+    assert_eq!(cut, 0, "requests cut with the API in use\n{report}");
+
+    let (code, _, cut, report) = run(
+        "kube-inflight-blind",
+        &["--kubernetes", "off", "--grace-period", "25s"],
+    );
+    assert_eq!(code, None, "{report}");
+    assert!(cut >= 1, "the kubelet's SIGKILL cut nothing?\n{report}");
+}
