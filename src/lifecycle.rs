@@ -611,6 +611,11 @@ impl Machine {
         self.deadline
     }
 
+    /// When this pod's endpoint left its EndpointSlices, once seen.
+    pub fn endpoint_removed(&self) -> Option<Instant> {
+        self.endpoint_removed
+    }
+
     /// The app is up (its pid, in wrapper mode): without a ready check it
     /// is Running at once.
     pub fn started(&mut self, child_pid: Option<i32>, now: Instant) {

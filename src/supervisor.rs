@@ -429,8 +429,10 @@ impl Wiring {
 
     /// "; endpoint removed at X" once the watch saw it, else "".
     fn endpoint_removed(&self) -> String {
-        let status = self.machine.status();
-        match (status.endpoint_removed, status.state.drain()) {
+        match (
+            self.machine.endpoint_removed(),
+            self.machine.state().drain(),
+        ) {
             (Some(at), Some(drain)) => format!(
                 "; endpoint removed at {}",
                 secs(at.saturating_duration_since(drain.since))
