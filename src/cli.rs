@@ -10,19 +10,22 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::durations::{parse_duration, parse_positive_duration};
 use crate::settings::admin::{parse_admin_listen, parse_cidr_list, parse_token};
 use crate::settings::choices::{parse_switch, parse_verbosity};
 use crate::settings::delay::parse_propagation_delay;
+use crate::settings::drain_notify::parse_drain_notify;
 use crate::settings::exit_remap::parse_remap_exit;
+use crate::settings::kubernetes::SERVICE_ACCOUNT_DIR;
 use crate::settings::ready_check::parse_ready_check;
 use crate::settings::signal_flags::{parse_rewrite, parse_sig_list, parse_stop_signal};
 use crate::settings::traffic_ports::parse_traffic_ports;
 use crate::settings::{
-    AdminListen, CidrList, ExitRemap, LogFormat, PropagationDelay, ReadyCheck, SigList,
-    SignalTarget, TrafficPorts,
+    AdminListen, CidrList, DrainNotify, ExitRemap, KubernetesApi, LogFormat, PropagationDelay,
+    ReadyCheck, SigList, SignalTarget, TrafficPorts,
 };
 use crate::signals::{Rewrite, Sig};
 
@@ -213,6 +216,42 @@ pub struct Settings {
         global = true
     )]
     pub log_format: LogFormat,
+
+    /// Use the Kubernetes API when in a pod with a service account (auto): the pod's grace as the default --grace-period, a deletion's own grace, an Event per drain; off: never.
+    #[arg(
+        long,
+        env = "DRAINIT_KUBERNETES",
+        value_enum,
+        default_value = "auto",
+        value_name = "auto|off",
+        global = true
+    )]
+    pub kubernetes: KubernetesApi,
+
+    /// Where the service account's token, ca.crt and namespace files are.
+    #[arg(long, env = "DRAINIT_KUBERNETES_SECRETS", default_value = SERVICE_ACCOUNT_DIR, value_name = "DIR", global = true)]
+    pub kubernetes_secrets: PathBuf,
+
+    /// This pod's name (the downward API's metadata.name); default: $HOSTNAME.
+    #[arg(long, env = "DRAINIT_POD_NAME", value_name = "NAME", global = true)]
+    pub pod_name: Option<String>,
+
+    /// This pod's namespace (the downward API's metadata.namespace); default: the service account's namespace file.
+    #[arg(
+        long,
+        env = "DRAINIT_POD_NAMESPACE",
+        value_name = "NAMESPACE",
+        global = true
+    )]
+    pub pod_namespace: Option<String>,
+
+    /// At the drain's start, tell the app: a signal (e.g. USR1) or a GET to a loopback URL (http://127.0.0.1:PORT/PATH), for servers with a lame-duck mode.
+    #[arg(long, env = "DRAINIT_DRAIN_NOTIFY", value_parser = parse_drain_notify, value_name = "SIGNAL|URL", global = true)]
+    pub drain_notify: Option<DrainNotify>,
+
+    /// Whether --grace-period was given (flag or environment), not defaulted.
+    #[arg(skip)]
+    pub grace_period_set: bool,
 }
 
 impl Cli {
@@ -223,7 +262,10 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let cli = Cli::try_parse_from(args)?;
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli =
+            Cli::from_arg_matches(&matches).map_err(|error| error.format(&mut Cli::command()))?;
+        cli.settings.grace_period_set = given(&matches, "grace_period");
         cli.validate().map_err(|problem| {
             Cli::command().error(clap::error::ErrorKind::ArgumentConflict, problem)
         })?;
@@ -238,6 +280,18 @@ impl Cli {
             Err(error) => error.exit(),
         }
     }
+}
+
+/// Whether the flag `id` was given on the command line or in the
+/// environment (a global flag may sit on the sidecar subcommand's matches).
+fn given(matches: &clap::ArgMatches, id: &str) -> bool {
+    let explicit = |m: &clap::ArgMatches| {
+        matches!(
+            m.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    explicit(matches) || matches.subcommand().is_some_and(|(_, sub)| explicit(sub))
 }
 
 #[cfg(test)]
@@ -481,5 +535,36 @@ mod tests {
                 (got, _) => panic!("{args:?}: {got:?}, expected {expected:?}"),
             }
         }
+    }
+}
+
+/// `--grace-period` given or defaulted: the pod's
+/// terminationGracePeriodSeconds replaces only a default (issue 18).
+#[cfg(test)]
+mod grace_period_given {
+    use super::*;
+
+    fn given(args: &[&str]) -> bool {
+        Cli::try_parse_validated_from(std::iter::once("drainit").chain(args.iter().copied()))
+            .map(|cli| cli.settings.grace_period_set)
+            .expect("parses")
+    }
+
+    #[test]
+    fn only_a_given_flag_counts() {
+        assert!(!given(&["--", "true"]));
+        assert!(given(&["--grace-period", "30s", "--", "true"]));
+        assert!(given(&[
+            "sidecar",
+            "--ready-check",
+            "http://127.0.0.1:8080/",
+            "--grace-period",
+            "45s"
+        ]));
+        assert!(!given(&[
+            "sidecar",
+            "--ready-check",
+            "http://127.0.0.1:8080/"
+        ]));
     }
 }

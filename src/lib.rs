@@ -26,6 +26,8 @@
 //!   through), `reaper` (the only caller of `waitpid`), `process_exit`
 //!   (a decoded wait status), `leftovers` (what the app left behind);
 //! - `probe`: `--ready-check` against the app;
+//! - `kube`: the optional Kubernetes API client (feature `kubernetes`):
+//!   the pod's grace and its deletion's, an Event per drain;
 //! - [`traffic`]: one front door for the app's TCP traffic: the
 //!   `sock_diag` I/O, the pure evidence that ends `--propagation-delay
 //!   auto` and reports every drain, and the event loop's adapter;
@@ -57,6 +59,8 @@ pub(crate) mod child;
 pub(crate) mod error;
 #[cfg(feature = "runtime")]
 pub(crate) mod install;
+#[cfg(feature = "runtime")]
+pub(crate) mod kube;
 #[cfg(feature = "runtime")]
 pub(crate) mod leftovers;
 #[cfg(feature = "runtime")]

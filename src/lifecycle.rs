@@ -138,6 +138,113 @@ pub enum Event {
     /// `auto`: the app's ports have been quiet long enough (the floor is
     /// the evidence's to keep); ignored with a fixed delay.
     DelayOver,
+    /// What the Kubernetes API said about the pod's deletion once the
+    /// drain started; ignored outside a drain or after the deadline.
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+    Deletion(Deletion),
+    /// What the EndpointSlice watch found; see [`Timeline::await_endpoint`].
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+    Endpoint(EndpointNews),
+}
+
+/// The EndpointSlice watch's news during a drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+pub enum EndpointNews {
+    /// Every endpoint of this pod is gone from its slices or not serving.
+    Removed,
+    /// The watch cannot tell (RBAC, the API down): nothing is awaited.
+    Unknown,
+}
+
+/// The pod's deletion as the API records it, read when a drain starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+pub enum Deletion {
+    /// The pod is being deleted with this grace
+    /// (`metadata.deletionGracePeriodSeconds`): the kubelet SIGKILLs this
+    /// long after it started the stop the drain answers.
+    Grace(Duration),
+    /// The pod is not being deleted: no API deletion is behind the drain
+    /// (node shutdown, `docker stop`, a kubelet eviction).
+    None,
+}
+
+/// The deadline a drain obeys: the configured one, or a deletion's
+/// shorter grace with the propagation delay cut to fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// What the API said, if it answered.
+    pub deletion: Option<Deletion>,
+    /// The grace obeyed, from the drain's start.
+    pub grace: Duration,
+    /// When the app is killed, from the drain's start.
+    pub kill_after: Duration,
+    /// The propagation delay (with `auto`, its ceiling) obeyed.
+    pub propagation_delay: Duration,
+    /// The configured delay, when a shorter deletion grace cut it.
+    pub delay_cut_from: Option<Duration>,
+    /// `--grace-period`, for the explanation.
+    pub configured_grace: Duration,
+}
+
+impl Deadline {
+    /// Whether a deletion's grace, not `--grace-period`, is obeyed.
+    pub fn obeys_deletion(&self) -> bool {
+        matches!(self.deletion, Some(Deletion::Grace(grace)) if grace < self.configured_grace)
+    }
+
+    /// Every [`Deadline::source`].
+    pub const SOURCES: [&'static str; 4] = [
+        "grace_period",
+        "grace_period_no_deletion",
+        "grace_period_deletion_longer",
+        "deletion",
+    ];
+
+    /// A short name of the source, for the metrics and `/status`.
+    pub fn source(&self) -> &'static str {
+        match self.deletion {
+            _ if self.obeys_deletion() => "deletion",
+            Some(Deletion::None) => "grace_period_no_deletion",
+            Some(Deletion::Grace(_)) => "grace_period_deletion_longer",
+            None => "grace_period",
+        }
+    }
+}
+
+impl fmt::Display for Deadline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let configured = secs(self.configured_grace);
+        match self.deletion {
+            Some(Deletion::Grace(grace)) if grace < self.configured_grace => {
+                write!(
+                    f,
+                    "the deletion's grace {} (shorter than --grace-period {configured})",
+                    secs(grace)
+                )?;
+                if let Some(from) = self.delay_cut_from {
+                    write!(
+                        f,
+                        "; propagation delay cut from {} to {} so the app is stopped before the kubelet's SIGKILL",
+                        secs(from),
+                        secs(self.propagation_delay)
+                    )?;
+                }
+                Ok(())
+            }
+            Some(Deletion::Grace(grace)) => write!(
+                f,
+                "--grace-period {configured} (the deletion's grace {} is not shorter)",
+                secs(grace)
+            ),
+            Some(Deletion::None) => write!(
+                f,
+                "--grace-period {configured}: no API deletion behind this drain"
+            ),
+            None => write!(f, "--grace-period {configured}"),
+        }
+    }
 }
 
 /// How the drain is timed; see the flags of the same names.
@@ -158,6 +265,10 @@ pub struct Timeline {
     pub has_ready_check: bool,
     /// How the machine learns that the app is gone.
     pub app_exit: AppExitSeen,
+    /// `auto` with the Kubernetes API in use: the delay does not end on
+    /// quiet traffic before the endpoint's removal (or the watch's
+    /// failure) is seen; the ceiling and the deadline still end it.
+    pub await_endpoint: bool,
 }
 
 /// How the drain machine learns that the app is gone: the one rule in
@@ -179,6 +290,54 @@ impl Timeline {
     /// How long after the drain start the app is killed.
     pub fn kill_after(&self) -> Duration {
         self.grace_period.saturating_sub(self.kill_margin)
+    }
+
+    /// The deadline before the API has said anything.
+    pub fn configured_deadline(&self) -> Deadline {
+        Deadline {
+            deletion: None,
+            grace: self.grace_period,
+            kill_after: self.kill_after(),
+            propagation_delay: self.propagation_delay,
+            delay_cut_from: None,
+            configured_grace: self.grace_period,
+        }
+    }
+
+    /// The deadline once the API said `deletion`. A deletion's grace
+    /// shorter than `--grace-period` moves the kill deadline earlier and,
+    /// when the delay no longer fits, cuts the delay first: the app keeps
+    /// the time to stop the configured budget gave it, but at most half
+    /// of what is left before the kill (at least [`MIN_APP_STOP_TIME`]
+    /// when there is that much), and the delay gets the rest.
+    pub fn deadline_for(&self, deletion: Deletion) -> Deadline {
+        let configured = Deadline {
+            deletion: Some(deletion),
+            ..self.configured_deadline()
+        };
+        let Deletion::Grace(grace) = deletion else {
+            return configured;
+        };
+        if grace >= self.grace_period {
+            return configured;
+        }
+        let kill_after = grace.saturating_sub(self.kill_margin);
+        let configured_stop_time = self.kill_after().saturating_sub(self.propagation_delay);
+        let half = kill_after / 2;
+        let stop_time = configured_stop_time
+            .min(half.max(MIN_APP_STOP_TIME))
+            .min(kill_after);
+        let fits = kill_after.saturating_sub(stop_time);
+        let propagation_delay = self.propagation_delay.min(fits);
+        Deadline {
+            deletion: Some(deletion),
+            grace,
+            kill_after,
+            propagation_delay,
+            delay_cut_from: (propagation_delay < self.propagation_delay)
+                .then_some(self.propagation_delay),
+            configured_grace: self.grace_period,
+        }
     }
 
     /// The problem with this budget, if the delay and margin leave the app
@@ -328,6 +487,10 @@ pub struct Status {
     pub transitions: Vec<Transition>,
     /// The app's pid (wrapper mode).
     pub child_pid: Option<i32>,
+    /// The deadline the drain obeys.
+    pub deadline: Deadline,
+    /// When this pod's endpoint left its EndpointSlices (Kubernetes API).
+    pub endpoint_removed: Option<Instant>,
 }
 
 impl Status {
@@ -368,6 +531,19 @@ pub enum Step {
         /// Time since the drain started.
         after: Duration,
     },
+    /// The API's word on the deletion fixed the deadline: log it.
+    DeadlineSet(Deadline),
+    /// This pod's endpoint left its EndpointSlices: log it.
+    EndpointRemoved {
+        /// Time since the drain started.
+        after: Duration,
+    },
+    /// `auto`'s traffic went quiet before the endpoint's removal was
+    /// seen: the delay goes on until it is (log it).
+    QuietHeld {
+        /// Time since the drain started.
+        after: Duration,
+    },
     /// The propagation delay is over: send the stop signal.
     Stop {
         /// Time since the drain started.
@@ -400,6 +576,13 @@ pub struct Machine {
     app_check: Option<CheckResult>,
     transitions: Vec<Transition>,
     child_pid: Option<i32>,
+    deadline: Deadline,
+    /// When the drain's endpoint removal was seen.
+    endpoint_removed: Option<Instant>,
+    /// The watch failed: nothing to await.
+    endpoint_unknown: bool,
+    /// `auto`'s quiet came while the removal was awaited.
+    quiet_held: bool,
 }
 
 impl Machine {
@@ -415,7 +598,22 @@ impl Machine {
                 instant: now,
             }],
             child_pid: None,
+            deadline: timeline.configured_deadline(),
+            endpoint_removed: None,
+            endpoint_unknown: false,
+            quiet_held: false,
         }
+    }
+
+    /// The deadline the drain obeys (the configured one until the API
+    /// says otherwise).
+    pub fn deadline(&self) -> Deadline {
+        self.deadline
+    }
+
+    /// When this pod's endpoint left its EndpointSlices, once seen.
+    pub fn endpoint_removed(&self) -> Option<Instant> {
+        self.endpoint_removed
     }
 
     /// The app is up (its pid, in wrapper mode): without a ready check it
@@ -444,15 +642,17 @@ impl Machine {
             app_check: self.app_check,
             transitions: self.transitions.clone(),
             child_pid: self.child_pid,
+            deadline: self.deadline,
+            endpoint_removed: self.endpoint_removed,
         }
     }
 
     /// When the machine wants [`Machine::on_timer`] next, if ever.
     pub fn next_timer(&self) -> Option<Instant> {
-        let kill_at = |drain: &Drain| drain.since.checked_add(self.timeline.kill_after());
+        let kill_at = |drain: &Drain| drain.since.checked_add(self.deadline.kill_after);
         match &self.state {
             State::Draining { drain, ready_until } => {
-                let stop_at = drain.since.checked_add(self.timeline.propagation_delay);
+                let stop_at = drain.since.checked_add(self.deadline.propagation_delay);
                 [kill_at(drain), stop_at, *ready_until]
                     .into_iter()
                     .flatten()
@@ -482,6 +682,8 @@ impl Machine {
             Event::Drain(trigger) => self.on_trigger(trigger, now, &mut steps),
             Event::AppExited(exit) => self.finish(exit, now, &mut steps),
             Event::DelayOver => self.on_delay_over(now, &mut steps),
+            Event::Deletion(deletion) => self.on_deletion(deletion, now, &mut steps),
+            Event::Endpoint(news) => self.on_endpoint(news, now, &mut steps),
         }
         steps
     }
@@ -491,7 +693,7 @@ impl Machine {
             return;
         };
         let after = now.saturating_duration_since(drain.since);
-        let deadline_due = !self.state.deadline_hit() && after >= self.timeline.kill_after();
+        let deadline_due = !self.state.deadline_hit() && after >= self.deadline.kill_after;
         if deadline_due && self.state.phase() < Phase::Exited {
             let stop_sent = self.state.stop_sent();
             steps.push(Step::Kill {
@@ -523,7 +725,7 @@ impl Machine {
                     steps.push(Step::Unready { after });
                 }
             }
-            if after >= self.timeline.propagation_delay {
+            if after >= self.deadline.propagation_delay {
                 self.stop(drain, now, steps);
             }
         }
@@ -545,11 +747,55 @@ impl Machine {
         );
     }
 
+    /// The API's word on the deletion: the deadline it sets, once, while
+    /// the drain has not hit its deadline; then whatever is now due.
+    fn on_deletion(&mut self, deletion: Deletion, now: Instant, steps: &mut Vec<Step>) {
+        let draining = matches!(self.state.phase(), Phase::Draining | Phase::Stopping);
+        if !draining || self.state.deadline_hit() || self.deadline.deletion.is_some() {
+            return;
+        }
+        self.deadline = self.timeline.deadline_for(deletion);
+        steps.push(Step::DeadlineSet(self.deadline));
+        self.fire_due(now, steps);
+    }
+
     fn on_delay_over(&mut self, now: Instant, steps: &mut Vec<Step>) {
         let State::Draining { drain, .. } = self.state else {
             return;
         };
-        if self.timeline.auto {
+        if !self.timeline.auto {
+            return;
+        }
+        let awaited = self.timeline.await_endpoint
+            && self.endpoint_removed.is_none()
+            && !self.endpoint_unknown;
+        if awaited {
+            self.quiet_held = true;
+            steps.push(Step::QuietHeld {
+                after: now.saturating_duration_since(drain.since),
+            });
+            return;
+        }
+        self.stop(drain, now, steps);
+    }
+
+    /// The watch's news: the removal is recorded once; a quiet that was
+    /// held for it ends the delay now.
+    fn on_endpoint(&mut self, news: EndpointNews, now: Instant, steps: &mut Vec<Step>) {
+        let Some(drain) = self.state.drain() else {
+            return;
+        };
+        match news {
+            EndpointNews::Removed if self.endpoint_removed.is_none() => {
+                self.endpoint_removed = Some(now);
+                steps.push(Step::EndpointRemoved {
+                    after: now.saturating_duration_since(drain.since),
+                });
+            }
+            EndpointNews::Removed => return,
+            EndpointNews::Unknown => self.endpoint_unknown = true,
+        }
+        if self.quiet_held && matches!(self.state, State::Draining { .. }) {
             self.stop(drain, now, steps);
         }
     }

@@ -40,6 +40,9 @@ pub struct Metrics {
     traffic_stopped_after: Histogram,
     delay_ends: Family<Labels, Counter>,
     open_connections_at_stop: Gauge,
+    deadline_seconds: Gauge<f64, AtomicU64>,
+    deadline_source: Family<Labels, Gauge>,
+    endpoint_removed_after: Gauge<f64, AtomicU64>,
 }
 
 /// Buckets of "traffic stopped after", in seconds: from well inside
@@ -70,6 +73,9 @@ impl Metrics {
             traffic_stopped_after: Histogram::new(TRAFFIC_STOPPED_BUCKETS),
             delay_ends: Family::default(),
             open_connections_at_stop: Gauge::default(),
+            deadline_seconds: Gauge::default(),
+            deadline_source: Family::default(),
+            endpoint_removed_after: Gauge::default(),
             registry: Registry::with_prefix("drainit"),
         };
         // Disjoint fields: the registry is borrowed mutably, the handles not.
@@ -128,6 +134,21 @@ impl Metrics {
             "open_connections_at_stop",
             "Connections open on the app's ports when the stop signal went out (last drain)",
             metrics.open_connections_at_stop.clone(),
+        );
+        registry.register(
+            "drain_deadline_seconds",
+            "The grace the drain obeys, from its start: --grace-period, or a shorter grace of the pod's deletion (Kubernetes API)",
+            metrics.deadline_seconds.clone(),
+        );
+        registry.register(
+            "drain_deadline_source",
+            "1 for where the obeyed deadline comes from: grace_period, grace_period_no_deletion, grace_period_deletion_longer or deletion",
+            metrics.deadline_source.clone(),
+        );
+        registry.register(
+            "endpoint_removed_after_seconds",
+            "When this pod's endpoint left its EndpointSlices (gone or not serving), from the drain's start; -1 until seen (Kubernetes API)",
+            metrics.endpoint_removed_after.clone(),
         );
         registry.register(
             "forced_kills",
@@ -199,6 +220,18 @@ impl Metrics {
                 .exit()
                 .map_or(-1, |exit| i64::from(exit.exit_code())),
         );
+        self.deadline_seconds
+            .set(status.deadline.grace.as_secs_f64());
+        for source in crate::lifecycle::Deadline::SOURCES {
+            self.deadline_source
+                .get_or_create(&[("source", source.to_string())])
+                .set(i64::from(source == status.deadline.source()));
+        }
+        let removed = match (status.endpoint_removed, status.state.drain()) {
+            (Some(at), Some(drain)) => at.saturating_duration_since(drain.since).as_secs_f64(),
+            _ => -1.0,
+        };
+        self.endpoint_removed_after.set(removed);
         let mut text = String::with_capacity(2048);
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);

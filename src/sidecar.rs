@@ -335,6 +335,17 @@ impl Supervised for Sidecar {
         self.stopped = Some(app);
     }
 
+    fn notify(&mut self, sig: Sig) {
+        let Some(app) = self.app.find() else {
+            warn!("drain notify: {sig} not sent: the app's process is not found");
+            return;
+        };
+        match app.signal(sig) {
+            Ok(()) => info!("drain notify: sent {sig} to pid {}", app.pid()),
+            Err(error) => warn!(%error, "drain notify: {sig} not sent to pid {}", app.pid()),
+        }
+    }
+
     fn drain_started(&mut self, probe: &ProbeControl) {
         // A native sidecar gets SIGTERM after the app is gone: find out
         // now, and from here on within a tenth of a second.

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::cli::Settings;
 use crate::lifecycle::{AppExit, CheckResult, Status};
 use crate::process_exit::ProcessExit;
-use crate::settings::{AdminListen, SignalTarget, TrafficPorts};
+use crate::settings::{AdminListen, KubernetesApi, SignalTarget, TrafficPorts};
 use crate::traffic::DrainReport;
 
 /// The settings as `/status` shows them; the token's value is never shown.
@@ -54,6 +54,11 @@ pub fn settings_json(settings: &Settings, mode: &str) -> Value {
         }),
         "prestop_token_required": settings.prestop_token.is_some(),
         "strict": settings.strict,
+        "drain_notify": settings.drain_notify.as_ref().map(ToString::to_string),
+        "kubernetes": match settings.kubernetes {
+            KubernetesApi::Auto => "auto",
+            KubernetesApi::Off => "off",
+        },
         "remap_exit": settings.remap_exit.iter().map(|r| format!("{}:{}", r.from, r.to)).collect::<Vec<_>>(),
     })
 }
@@ -85,6 +90,14 @@ pub fn render(snapshot: &Snapshot, settings: &Value) -> String {
             "seconds": ago(drain.since),
             "stop_signal_sent_after_seconds": state.stop_sent().map(|t| t.saturating_duration_since(drain.since).as_secs_f64()),
             "deadline_hit": state.deadline_hit(),
+            "endpoint_removed_after_seconds": status.endpoint_removed.map(|t| t.saturating_duration_since(drain.since).as_secs_f64()),
+            "deadline": {
+                "source": status.deadline.source(),
+                "grace_seconds": status.deadline.grace.as_secs_f64(),
+                "kill_after_seconds": status.deadline.kill_after.as_secs_f64(),
+                "propagation_delay_seconds": status.deadline.propagation_delay.as_secs_f64(),
+                "why": status.deadline.to_string(),
+            },
             "traffic": snapshot.traffic.as_ref().map(|report| report.to_json()),
         })
     });

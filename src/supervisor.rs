@@ -26,16 +26,18 @@ use crate::admin::{self, AdminServer, PrestopReturns};
 use crate::cli::Settings;
 use crate::durations::secs;
 use crate::error::Error;
+use crate::kube::{self, Kube};
 use crate::lifecycle::{
     AppExit, AppExitSeen, CheckResult, Event, Machine, Step, Timeline, Trigger,
 };
 use crate::metrics::Metrics;
 use crate::os::{self, Inherited};
-use crate::probe::{self, ProbeControl};
+use crate::probe::{self, Checker, ProbeControl};
 use crate::process_exit::ProcessExit;
 use crate::reaper::{self, Pass};
-use crate::settings::{AdminListen, PropagationDelay};
+use crate::settings::{AdminListen, DrainNotify, PropagationDelay};
 use crate::signal_stream::{Received, SignalStream};
+use crate::signals::Sig;
 use crate::status;
 use crate::status::Snapshot;
 use crate::traffic::TrafficWatch;
@@ -71,6 +73,8 @@ pub trait Supervised {
     fn on_reaped(&mut self, pid: i32, exit: ProcessExit) -> Option<AppExit>;
     /// The drain started (the loop has told the traffic evidence).
     fn drain_started(&mut self, _probe: &ProbeControl) {}
+    /// `--drain-notify SIGNAL`: send `sig` to the app as it is.
+    fn notify(&mut self, sig: Sig);
     /// The propagation delay is over: send the stop signal.
     fn stop(&mut self, metrics: &Metrics);
     /// The drain deadline, `after` the drain's start and `app_had` after
@@ -94,6 +98,7 @@ pub fn timeline(settings: &Settings, app_exit: AppExitSeen) -> Timeline {
         kill_margin: settings.kill_margin,
         has_ready_check: settings.ready_check.is_some(),
         app_exit,
+        await_endpoint: false,
     }
 }
 
@@ -131,15 +136,21 @@ struct Wiring {
     probe: Arc<ProbeControl>,
     machine: Machine,
     traffic: TrafficWatch,
+    kube: Option<Kube>,
 }
 
 /// Runs drainit in `mode` until the app is gone; returns drainit's exit code.
 pub async fn run<M: Supervised>(
-    settings: Settings,
+    mut settings: Settings,
     inherited: Inherited,
     mut mode: M,
 ) -> Result<u8, Error> {
-    let timeline = timeline(&settings, M::APP_EXIT);
+    let (events_tx, events) = mpsc::channel(64);
+    // Bounded (kube::START_READ): the pod's grace is the default --grace-period.
+    let kube = kube::start(&mut settings, events_tx.clone()).await;
+    let mut timeline = timeline(&settings, M::APP_EXIT);
+    // With the API in use, auto's end waits for the endpoint's removal.
+    timeline.await_endpoint = timeline.auto && kube.is_some();
     check_budget(&settings, &timeline)?;
     if let Err(error) = os::become_subreaper() {
         warn!(%error, "could not become a child subreaper; orphans will not be reaped");
@@ -160,7 +171,6 @@ pub async fn run<M: Supervised>(
         machine: machine.status(),
         traffic: None,
     });
-    let (events_tx, events) = mpsc::channel(64);
     let admin = match listener {
         Some(listener) => {
             let context = admin::Context {
@@ -188,6 +198,7 @@ pub async fn run<M: Supervised>(
         probe,
         machine,
         traffic,
+        kube,
     };
 
     // Everything fallible is behind us: once the app runs, nothing may
@@ -269,7 +280,7 @@ impl Wiring {
                 () = sleep_until_or_forever(timer) => self.machine.on_timer(Instant::now()),
             };
             for step in steps {
-                self.perform(step, mode);
+                self.perform(step, mode, settings);
             }
             self.publish();
             if let Some(exit) = self.machine.finished() {
@@ -302,7 +313,7 @@ impl Wiring {
     }
 
     /// Acts on one step, then logs it.
-    fn perform<M: Supervised>(&mut self, step: Step, mode: &mut M) {
+    fn perform<M: Supervised>(&mut self, step: Step, mode: &mut M, settings: &Settings) {
         match step {
             Step::CheckPassed => debug!("app ready check passed"),
             Step::CheckChanged(CheckResult::Ready) => {
@@ -318,9 +329,37 @@ impl Wiring {
                 mode.drain_started(&self.probe);
                 self.metrics.record_drain(trigger);
                 info!(trigger = %trigger, "drain started");
+                match &settings.drain_notify {
+                    Some(DrainNotify::Signal(sig)) => mode.notify(*sig),
+                    Some(DrainNotify::Url(url)) => {
+                        let checker = Checker::new(url.clone(), self.probe.own_clients.clone());
+                        tokio::spawn(notify_url(checker, url.to_string()));
+                    }
+                    None => {}
+                }
+                if let Some(kube) = &mut self.kube {
+                    let deadline = self.machine.deadline();
+                    kube.drain_started(
+                        trigger,
+                        format!(
+                            "propagation delay {}, grace period {}",
+                            secs(deadline.propagation_delay),
+                            secs(deadline.grace)
+                        ),
+                    );
+                }
             }
             Step::Joined { trigger, after } => {
                 info!(trigger = %trigger, after = %secs(after), "drain trigger joins the drain in progress");
+            }
+            Step::EndpointRemoved { after } => {
+                info!(after = %secs(after), "endpoint removed: this pod no longer serves in its EndpointSlices");
+            }
+            Step::QuietHeld { after } => {
+                info!(after = %secs(after), "traffic quiet, but the endpoint's removal is not seen yet: the delay goes on");
+            }
+            Step::DeadlineSet(deadline) => {
+                info!(source = deadline.source(), "drain deadline: {deadline}");
             }
             Step::Unready { after } => {
                 info!(after = %secs(after), "unready delay over, /ready now answers 503");
@@ -328,9 +367,12 @@ impl Wiring {
             Step::Stop { after } => {
                 mode.stop(&self.metrics);
                 info!(after = %secs(after), "propagation delay over");
+                let endpoint = self.endpoint_removed();
                 if let Some(report) = self.traffic.stopped(Instant::now()) {
                     self.metrics.record_drain_report(report);
-                    info!("drain traffic: {report}");
+                    info!("drain traffic: {report}{endpoint}");
+                } else if !endpoint.is_empty() {
+                    info!("drain{endpoint}");
                 }
             }
             Step::Kill { after, app_had } => {
@@ -342,6 +384,9 @@ impl Wiring {
                 after,
                 drained,
             } => {
+                if drained {
+                    self.drain_ended_event(exit);
+                }
                 let after = secs(after);
                 match (exit, drained) {
                     (AppExit::Gone, _) => info!(after = %after, "app is gone"),
@@ -360,6 +405,57 @@ impl Wiring {
         }
     }
 
+    /// The drain's story in one Kubernetes Event: why the delay ended, the
+    /// traffic, the deadline obeyed, the app's exit, a deadline kill.
+    fn drain_ended_event(&mut self, exit: AppExit) {
+        let endpoint = self.endpoint_removed();
+        let Some(kube) = &mut self.kube else {
+            return;
+        };
+        let state = self.machine.state();
+        let Some(drain) = state.drain() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut story = format!(
+            "drain ({}) ended after {}",
+            drain.trigger,
+            secs(now.saturating_duration_since(drain.since))
+        );
+        match state.stop_sent() {
+            Some(sent) => story.push_str(&format!(
+                "; stop signal after {}",
+                secs(sent.saturating_duration_since(drain.since))
+            )),
+            None => story.push_str("; no stop signal"),
+        }
+        if let Some(report) = self.traffic.report() {
+            story.push_str(&format!("; {report}"));
+        }
+        story.push_str(&endpoint);
+        story.push_str(&format!("; deadline: {}", self.machine.deadline()));
+        story.push_str(&format!("; app exited {exit}"));
+        let killed = state.deadline_hit();
+        if killed {
+            story.push_str("; killed at the deadline");
+        }
+        kube.drain_ended(story, killed);
+    }
+
+    /// "; endpoint removed at X" once the watch saw it, else "".
+    fn endpoint_removed(&self) -> String {
+        match (
+            self.machine.endpoint_removed(),
+            self.machine.state().drain(),
+        ) {
+            (Some(at), Some(drain)) => format!(
+                "; endpoint removed at {}",
+                secs(at.saturating_duration_since(drain.since))
+            ),
+            _ => String::new(),
+        }
+    }
+
     fn publish(&self) {
         self.status.send_replace(Snapshot {
             machine: self.machine.status(),
@@ -373,8 +469,22 @@ impl Wiring {
         if let Some(admin) = self.admin.take() {
             admin.shutdown().await;
         }
+        if let Some(kube) = self.kube.take() {
+            kube.finish().await;
+        }
     }
 }
+
+/// `--drain-notify URL`: one GET, bounded, its answer logged.
+async fn notify_url(mut checker: Checker, url: String) {
+    match checker.check(DRAIN_NOTIFY_TIMEOUT).await {
+        CheckResult::Ready => info!("drain notify: GET {url} answered 2xx"),
+        result => warn!(result = ?result, "drain notify: GET {url} failed"),
+    }
+}
+
+/// How long `--drain-notify URL` may take.
+const DRAIN_NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn sleep_until_or_forever(deadline: Option<Instant>) {
     match deadline {

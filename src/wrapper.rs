@@ -123,6 +123,13 @@ impl Supervised for Wrapper {
         }
     }
 
+    fn notify(&mut self, sig: Sig) {
+        match self.send(sig, false) {
+            Ok(_) => info!("drain notify: sent {sig} to the app"),
+            Err(error) => warn!(%error, "drain notify: {sig} not sent"),
+        }
+    }
+
     fn on_signal(&mut self, received: Received, metrics: &Metrics) -> SignalOutcome {
         let sig = received.sig;
         if sig.is_fault() && !received.sent_by_another_process() {

@@ -517,3 +517,104 @@ fn json_logs_are_one_object_per_line_on_stderr() {
         .unwrap_or_else(|| panic!("no 'app exited' line: {lines:?}"));
     assert_eq!(exited["message"], "app exited code=4");
 }
+
+/// An app with a lame-duck mode: records USR1, a GET to /drain and
+/// SIGTERM, each with its time; exits 0 on SIGTERM.
+const LAME_DUCK_APP: &str = r#"
+import http.server, signal, sys, threading, time
+out, port = sys.argv[1], int(sys.argv[2])
+def note(what):
+    with open(out, "a") as f:
+        f.write("%s %.6f\n" % (what, time.time()))
+def on_signal(signum, frame):
+    note(signal.Signals(signum).name)
+    if signum == signal.SIGTERM:
+        sys.exit(0)
+signal.signal(signal.SIGUSR1, on_signal)
+signal.signal(signal.SIGTERM, on_signal)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        note("GET" + self.path)
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+server = http.server.HTTPServer(("127.0.0.1", port), H)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+open(out + ".started", "w").close()
+while True:
+    signal.pause()
+"#;
+
+/// `--drain-notify SIGNAL|URL`: the app hears of the drain at its start,
+/// while it still serves, and gets its stop signal after the delay.
+#[test]
+fn drain_notify_tells_the_app_at_the_drain_start() {
+    for notify in ["USR1", "URL"] {
+        let dir = scratch("drain-notify");
+        std::fs::write(dir.join("app.py"), LAME_DUCK_APP).expect("write app");
+        let port = common::free_port().to_string();
+        let url = format!("http://127.0.0.1:{port}/drain");
+        let flag = if notify == "URL" {
+            url.as_str()
+        } else {
+            notify
+        };
+        let record = dir.join("notes");
+        let record_arg = record.to_string_lossy().into_owned();
+        let mut proc = Proc::drainit(
+            &dir,
+            &[
+                "--admin-listen",
+                "off",
+                "--propagation-delay",
+                "1s",
+                "--drain-notify",
+                flag,
+                "--",
+                "python3",
+                "app.py",
+                &record_arg,
+                &port,
+            ],
+            &[],
+        );
+        assert!(
+            wait_for(Duration::from_secs(20), || record
+                .with_extension("started")
+                .exists()),
+            "{}",
+            proc.report()
+        );
+        let drained_at = now();
+        proc.signal(libc::SIGTERM);
+        assert_eq!(
+            proc.wait(Duration::from_secs(20)).code(),
+            Some(0),
+            "{}",
+            proc.report()
+        );
+        let notes = std::fs::read_to_string(&record).unwrap_or_default();
+        let at = |what: &str| {
+            notes.lines().find_map(|l| {
+                l.strip_prefix(what)
+                    .and_then(|t| t.trim().parse::<f64>().ok())
+            })
+        };
+        let told = at(if notify == "URL" {
+            "GET/drain "
+        } else {
+            "SIGUSR1 "
+        });
+        let stopped = at("SIGTERM ");
+        let (Some(told), Some(stopped)) = (told, stopped) else {
+            panic!("{notify}: {notes}\n{}", proc.report());
+        };
+        assert!(
+            told >= drained_at && told < drained_at + 0.9,
+            "{notify}: {notes}"
+        );
+        assert!(
+            stopped >= drained_at + 1.0 && stopped > told,
+            "{notify}: {notes}"
+        );
+    }
+}

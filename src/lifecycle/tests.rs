@@ -25,6 +25,7 @@ fn timeline() -> Timeline {
         kill_margin: MARGIN,
         has_ready_check: false,
         app_exit: AppExitSeen::Reaped,
+        await_endpoint: false,
     }
 }
 
@@ -511,6 +512,7 @@ fn huge_durations_never_overflow() {
         kill_margin: Duration::ZERO,
         has_ready_check: false,
         app_exit: AppExitSeen::Reaped,
+        await_endpoint: false,
     };
     let start = Instant::now();
     let mut machine = Machine::new(timeline, start);
@@ -566,4 +568,187 @@ fn budget_check() {
         .budget_problem()
         .expect("28s + 2s leave nothing of 30s");
     assert!(problem.contains("leave the app 0.0s"), "{problem}");
+}
+
+/// A deletion's grace shorter than the delay plus the margin: the delay is
+/// cut so the stop signal goes out and the app has time to stop before
+/// the kubelet's SIGKILL (issue 18); the kill moves earlier too.
+#[test]
+fn a_short_deletion_grace_cuts_the_delay_and_moves_the_kill() {
+    let long_delay = Timeline {
+        propagation_delay: s(10),
+        ..timeline()
+    };
+    let (machine, steps, _) = run(
+        long_delay,
+        &[
+            Input::At(s(1), TERM),
+            Input::At(ms(1200), Event::Deletion(Deletion::Grace(s(5)))),
+            Input::Until(s(40)),
+        ],
+        &[],
+    );
+    let deadline = machine.deadline();
+    // 5 s grace − 2 s margin = kill 3 s into the drain; the app keeps
+    // half of it (1.5 s), the delay gets the other half.
+    assert_eq!(deadline.kill_after, s(3));
+    assert_eq!(deadline.propagation_delay, ms(1500));
+    assert_eq!(deadline.delay_cut_from, Some(s(10)));
+    assert_eq!(deadline.source(), "deletion");
+    let times: Vec<_> = steps
+        .iter()
+        .filter(|(_, step)| matches!(step, Step::Stop { .. } | Step::Kill { .. }))
+        .map(|(at, step)| (*at, std::mem::discriminant(step)))
+        .collect();
+    let stop = std::mem::discriminant(&Step::Stop { after: s(0) });
+    let kill = std::mem::discriminant(&Step::Kill {
+        after: s(0),
+        app_had: None,
+    });
+    assert_eq!(times, vec![(ms(2500), stop), (s(4), kill)], "{steps:?}");
+    assert!(
+        deadline.to_string().contains("cut from 10.0s to 1.5s"),
+        "{deadline}"
+    );
+}
+
+/// The answer arriving after the cut delay has already passed stops the
+/// app at once; a grace too short for any delay stops it at once too.
+#[test]
+fn a_late_answer_or_a_tiny_grace_stops_at_once() {
+    let long_delay = Timeline {
+        propagation_delay: s(10),
+        ..timeline()
+    };
+    let (_, steps, _) = run(
+        long_delay,
+        &[
+            Input::At(s(0), TERM),
+            Input::At(s(2), Event::Deletion(Deletion::Grace(s(6)))),
+        ],
+        &[],
+    );
+    assert_eq!(
+        steps.last(),
+        Some(&(s(2), Step::Stop { after: s(2) })),
+        "{steps:?}"
+    );
+    let tiny = long_delay.deadline_for(Deletion::Grace(s(2)));
+    assert_eq!((tiny.kill_after, tiny.propagation_delay), (s(0), s(0)));
+}
+
+/// No deletion, or a longer one, keeps --grace-period and says why; an
+/// answer outside a drain, or a second one, changes nothing.
+#[test]
+fn no_deletion_or_a_longer_grace_keeps_the_configured_deadline() {
+    let none = timeline().deadline_for(Deletion::None);
+    assert_eq!((none.kill_after, none.propagation_delay), (s(28), DELAY));
+    assert!(none.to_string().contains("no API deletion"), "{none}");
+    assert_eq!(none.source(), "grace_period_no_deletion");
+    let longer = timeline().deadline_for(Deletion::Grace(s(60)));
+    assert_eq!(
+        (longer.kill_after, longer.propagation_delay),
+        (s(28), DELAY)
+    );
+    assert_eq!(longer.source(), "grace_period_deletion_longer");
+    // Enough room: the delay stays, only the kill moves.
+    let roomy = timeline().deadline_for(Deletion::Grace(s(20)));
+    assert_eq!((roomy.kill_after, roomy.propagation_delay), (s(18), DELAY));
+    assert_eq!(roomy.delay_cut_from, None);
+
+    let (machine, steps, _) = run(
+        timeline(),
+        &[
+            Input::At(s(0), Event::Deletion(Deletion::Grace(s(3)))),
+            Input::At(s(1), TERM),
+            Input::At(s(2), Event::Deletion(Deletion::None)),
+            Input::At(ms(2100), Event::Deletion(Deletion::Grace(s(3)))),
+        ],
+        &[],
+    );
+    assert_eq!(machine.deadline().source(), "grace_period_no_deletion");
+    assert_eq!(
+        steps
+            .iter()
+            .filter(|(_, step)| matches!(step, Step::DeadlineSet(_)))
+            .count(),
+        1,
+        "{steps:?}"
+    );
+}
+
+/// `auto` with the API in use: quiet traffic does not end the delay
+/// before the endpoint's removal is seen; the removal then ends it. A
+/// failed watch releases the hold; the ceiling still ends it.
+#[test]
+fn auto_waits_for_the_endpoint_removal_when_the_api_is_in_use() {
+    let auto = Timeline {
+        auto: true,
+        await_endpoint: true,
+        propagation_delay: s(20),
+        ..timeline()
+    };
+    let (machine, steps, _) = run(
+        auto,
+        &[
+            Input::At(s(0), TERM),
+            Input::At(s(2), Event::DelayOver),
+            Input::At(s(5), Event::Endpoint(EndpointNews::Removed)),
+        ],
+        &[],
+    );
+    assert_eq!(
+        steps[1..],
+        [
+            (s(2), Step::QuietHeld { after: s(2) }),
+            (s(5), Step::EndpointRemoved { after: s(5) }),
+            (s(5), Step::Stop { after: s(5) }),
+        ],
+        "{steps:?}"
+    );
+    assert!(machine.status().endpoint_removed.is_some());
+
+    let (_, steps, _) = run(
+        auto,
+        &[
+            Input::At(s(0), TERM),
+            Input::At(s(1), Event::Endpoint(EndpointNews::Removed)),
+            Input::At(s(3), Event::DelayOver),
+        ],
+        &[],
+    );
+    assert_eq!(
+        steps.last(),
+        Some(&(s(3), Step::Stop { after: s(3) })),
+        "{steps:?}"
+    );
+
+    let (_, steps, _) = run(
+        auto,
+        &[
+            Input::At(s(0), TERM),
+            Input::At(s(2), Event::DelayOver),
+            Input::At(s(4), Event::Endpoint(EndpointNews::Unknown)),
+        ],
+        &[],
+    );
+    assert_eq!(
+        steps.last(),
+        Some(&(s(4), Step::Stop { after: s(4) })),
+        "{steps:?}"
+    );
+
+    let (_, steps, _) = run(
+        auto,
+        &[
+            Input::At(s(0), TERM),
+            Input::At(s(2), Event::DelayOver),
+            Input::Until(s(21)),
+        ],
+        &[],
+    );
+    assert!(
+        steps.contains(&(s(20), Step::Stop { after: s(20) })),
+        "{steps:?}"
+    );
 }
