@@ -22,7 +22,7 @@
 //! Values from a Secret or ConfigMap are unknown here: drainit's default is
 //! assumed, except for the `/prestop` token, which only has to be present.
 //! `status.hostIP` and `status.podIP` read as documentation addresses
-//! (192.0.2.10, 192.0.2.20), so `--prestop-allow-from=$(HOST_IP)/32` parses.
+//! (192.0.2.10, 192.0.2.20), so `--prestop-allow-from=node,$(HOST_IP)/32` parses.
 
 use std::collections::HashMap;
 

@@ -2,13 +2,14 @@
 //! the image, and whether it reaches drainit's `/prestop` (port, path, who
 //! may call it).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::item::{human, longest_delay, Check, Hit, RuleDef, Severity, MIN_APP_DRAIN};
 use crate::container::{basename, hook_sleep, pre_stop, resolve_port};
-use crate::drainit_flags::{image_is_drainit, Reading};
+use crate::drainit_flags::{image_is_drainit, Reading, HOST_IP_PLACEHOLDER};
 use crate::inventory::{admin_port, PodContainer, Workload};
 
 /// A preStop sleep (plus drainit's delay) leaves the app no time.
@@ -55,14 +56,19 @@ pub const PRESTOP_MISSES_DRAINIT: RuleDef = RuleDef {
     check: Check::Container(prestop_misses_drainit),
 };
 
-/// drainit's `/prestop` has neither an allow-list nor a token.
+/// drainit's `/prestop` refuses the kubelet's hook on some pod network.
 pub const PRESTOP_OPEN: RuleDef = RuleDef {
     id: "prestop-open",
     severity: Severity::Warning,
-    summary: "a preStop `httpGet` calls a drainit `/prestop` that has neither `--prestop-allow-from` nor `--prestop-token`: drainit lets only loopback callers in then, so the kubelet's hook is refused (403) and the drain starts only at SIGTERM",
+    summary: "a preStop `httpGet` calls a drainit `/prestop` that refuses the kubelet (403) on some pod network: neither `--prestop-allow-from` nor `--prestop-token` (loopback only), or an allow-list without both `node` (bridge networks: flannel, kubenet, the `bridge` plugin, Cilium) and the node's address (routed networks: Calico, the AWS VPC CNI); the refusal is silent and the drain starts only at SIGTERM",
     help: "Without --prestop-allow-from or --prestop-token drainit lets only loopback callers \
-           use /prestop; the kubelet calls from the node's address, so its hook is refused. Set \
-           --prestop-allow-from $(HOST_IP)/32 (HOST_IP from status.hostIP) or --prestop-token.",
+           use /prestop. The kubelet's hook comes from the pod's gateway on bridge networks \
+           (flannel, kubenet, the bridge CNI plugin, Cilium), which `node` admits, and from the \
+           node's address on routed ones (Calico, the AWS VPC CNI), which $(HOST_IP)/32 admits. \
+           A refused hook is silent: the kubelet ignores its status code, records no \
+           FailedPreStopHook and sends SIGTERM right after. Set --prestop-allow-from \
+           node,$(HOST_IP)/32 (HOST_IP from status.hostIP), or --prestop-token with an \
+           X-Drainit-Token entry in the hook's httpHeaders.",
     check: Check::Container(prestop_open),
 };
 
@@ -221,14 +227,15 @@ fn prestop_misses_drainit(
     }
 }
 
+/// What a refused hook does, said in every prestop-open finding.
+const SILENT_REFUSAL: &str = "the refusal is silent: the kubelet ignores the hook's status code, \
+     records no FailedPreStopHook and sends SIGTERM right after, so the drain starts only at \
+     SIGTERM";
+
 fn prestop_open(workload: &Workload<'_>, container: &PodContainer<'_>, hits: &mut Vec<Hit>) {
     let Reading::Drainit(settings) = &container.drainit else {
         return;
     };
-    let s = &settings.cli.settings;
-    if s.prestop_allow_from.is_some() || s.prestop_token.is_some() {
-        return;
-    }
     let Some(port) = admin_port(settings) else {
         return;
     };
@@ -238,14 +245,52 @@ fn prestop_open(workload: &Workload<'_>, container: &PodContainer<'_>, hits: &mu
             .and_then(|g| resolve_port(&g.port, c.spec))
             == Some(port)
     });
-    if hooked {
-        hits.push(Hit::new(
-            "drainit's /prestop has neither --prestop-allow-from nor --prestop-token, so only \
-             loopback callers may use it: the kubelet's preStop httpGet will be refused (403) \
-             and the drain starts only at SIGTERM; set --prestop-allow-from $(HOST_IP)/32 \
-             (HOST_IP from status.hostIP) or --prestop-token",
-        ));
+    if !hooked {
+        return;
     }
+    let s = &settings.cli.settings;
+    // drainit asks every check that is set: an allow-list refuses the
+    // kubelet even when the hook sends the right token. A token the hook
+    // does not send is prestop-misses-drainit's finding.
+    let (refused, fix) = match &s.prestop_allow_from {
+        None if s.prestop_token.is_some() => return,
+        None => (
+            "drainit's /prestop has neither --prestop-allow-from nor --prestop-token, so \
+             only loopback callers may use it: the kubelet's preStop httpGet is refused (403)",
+            "set --prestop-allow-from node,$(HOST_IP)/32 (HOST_IP from status.hostIP), or \
+             --prestop-token with an X-Drainit-Token header in the hook",
+        ),
+        Some(list) => {
+            let node_ip = HOST_IP_PLACEHOLDER
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| list.contains(ip));
+            let refused = match (list.node, node_ip) {
+                (true, true) => return,
+                (false, true) => {
+                    "--prestop-allow-from admits the node's address (status.hostIP) but not \
+                     `node`: on bridge networks (flannel, kubenet, the bridge CNI plugin, \
+                     Cilium) the kubelet's hook comes from the pod's gateway and is refused \
+                     (403)"
+                }
+                (true, false) => {
+                    "--prestop-allow-from has `node` but not the node's address \
+                     (status.hostIP): on routed networks (Calico, the AWS VPC CNI) the \
+                     kubelet's hook comes from the node's address and is refused (403)"
+                }
+                (false, false) => {
+                    "--prestop-allow-from has neither `node` nor the node's address \
+                     (status.hostIP): the kubelet's hook comes from one of them and is refused \
+                     (403) unless the networks listed happen to hold it"
+                }
+            };
+            // A token does not help here: drainit asks the allow-list too.
+            (
+                refused,
+                "use --prestop-allow-from node,$(HOST_IP)/32 (HOST_IP from status.hostIP)",
+            )
+        }
+    };
+    hits.push(Hit::new(format!("{refused}; {SILENT_REFUSAL}; {fix}")));
 }
 
 #[cfg(test)]
