@@ -1,7 +1,7 @@
 //! The admin server through the real binary: routes, /prestop
 //! restrictions, and abuse that must not stop /ready and /live.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

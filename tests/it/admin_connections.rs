@@ -2,7 +2,7 @@
 //! defects 12, 13, 14): probes are answered above the connection cap, the
 //! cap fits the file limit, and no client can hold up drainit's exit.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};

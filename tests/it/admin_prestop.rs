@@ -4,7 +4,7 @@
 //! non-loopback traffic never leaves it), HEAD never drains, and IPv6-form
 //! allow-lists match IPv4 clients on a `[::]` listener.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -5,8 +5,8 @@
 //! The same as uid 65534, in sidecar mode, and with sock_diag denied by a
 //! seccomp filter (the ceiling, and one warning saying why).
 
-mod common;
-mod pid1_support;
+use crate::common;
+use crate::pid1_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

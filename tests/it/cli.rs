@@ -3,7 +3,7 @@
 //! what it accepts (issue 9, defects 4, 11, 17, 21), and the accepted
 //! spellings of switches and environment variables start the app.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

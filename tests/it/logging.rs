@@ -2,7 +2,7 @@
 //! stderr whose reader is gone, `/dev/full`, or a pipe nobody reads, and
 //! the logging thread's signal mask. Through the real binary.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -6,8 +6,8 @@
 //! environment, the start directory, fault signals sent by `kill`, a
 //! quiet run, and signals after the reap (traced with strace).
 
-mod common;
-mod pid1_support;
+use crate::common;
+use crate::pid1_support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

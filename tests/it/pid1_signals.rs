@@ -12,8 +12,8 @@
 //! SIGRTMAX is recorded, any earlier signal still pending would have been
 //! recorded before it.
 
-mod common;
-mod pid1_support;
+use crate::common;
+use crate::pid1_support;
 
 use std::path::Path;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! namespace of its own with a bind-mounted /etc/resolv.conf that points
 //! at a loopback UDP socket this test holds and never answers.
 
-mod common;
+use crate::common;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};

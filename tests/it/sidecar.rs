@@ -3,7 +3,7 @@
 //! the native-sidecar order, a restart, and the shared-process-namespace
 //! stop signal.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

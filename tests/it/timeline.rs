@@ -2,7 +2,7 @@
 //! signals: /prestop, SIGTERM, the kubelet's sequence, the drain deadline
 //! and readiness gating.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;
