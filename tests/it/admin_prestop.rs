@@ -20,12 +20,6 @@ fn start(name: &str, listen: &str, flags: &[&str]) -> Proc {
     Proc::drainit_in_front_of_sleep(&scratch(name), listen, flags)
 }
 
-fn loopback_admin() -> SocketAddr {
-    format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("addr")
-}
-
 /// Sends one raw request and returns the whole answer, head included.
 fn raw(addr: SocketAddr, request: &str) -> String {
     let mut stream = TcpStream::connect_timeout(&addr, SOON).expect("connect");
@@ -46,9 +40,9 @@ fn prestop_drains(proc: &Proc, admin: SocketAddr) -> bool {
 
 #[test]
 fn head_prestop_is_not_allowed_and_starts_nothing() {
-    let admin = loopback_admin();
-    let listen = admin.to_string();
-    let proc = start("head", &listen, &[]);
+    let listen = common::ANY_PORT;
+    let proc = start("head", listen, &[]);
+    let admin = proc.admin_addr();
     assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
     let answer = raw(
         admin,
@@ -75,10 +69,8 @@ fn head_prestop_is_not_allowed_and_starts_nothing() {
 #[test]
 fn ipv6_form_allow_lists_match_ipv4_clients_on_a_dual_stack_listener() {
     for cidr in ["::ffff:0:0/96", "::/0", "::ffff:127.0.0.1/128"] {
-        let port = common::free_port();
-        let listen = format!("[::]:{port}");
-        let admin: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let proc = start("dual-stack", &listen, &["--prestop-allow-from", cidr]);
+        let proc = start("dual-stack", "[::]:0", &["--prestop-allow-from", cidr]);
+        let admin = proc.admin_addr();
         assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
         assert!(
             prestop_drains(&proc, admin),
@@ -90,9 +82,9 @@ fn ipv6_form_allow_lists_match_ipv4_clients_on_a_dual_stack_listener() {
 
 #[test]
 fn by_default_loopback_callers_may_drain() {
-    let admin = loopback_admin();
-    let listen = admin.to_string();
-    let proc = start("default-loopback", &listen, &[]);
+    let listen = common::ANY_PORT;
+    let proc = start("default-loopback", listen, &[]);
+    let admin = proc.admin_addr();
     assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
     assert!(prestop_drains(&proc, admin), "{}", proc.report());
 }

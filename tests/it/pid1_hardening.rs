@@ -347,13 +347,13 @@ fn fault_signals_sent_with_kill_are_forwarded_as_pid1() {
 #[test]
 fn a_run_without_a_drain_prints_nothing() {
     let dir = scratch("quiet");
-    let listen = format!("127.0.0.1:{}", common::free_port());
+    let listen = common::ANY_PORT;
     let app = vec![
         "sh".to_string(),
         "-c".to_string(),
         "echo app-output".to_string(),
     ];
-    let mut proc = Proc::drainit(&dir, &args(&["--admin-listen", &listen], &app), &[]);
+    let mut proc = Proc::drainit(&dir, &args(&["--admin-listen", listen], &app), &[]);
     assert_eq!(code(proc.wait(SOON)), 0, "{}", proc.report());
     assert_eq!(proc.stdout(), "app-output\n");
     assert_eq!(
