@@ -52,7 +52,7 @@ pub fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
 }
 
 /// The admin address to give drainit: loopback, port 0. The kernel picks
-/// a free port when drainit binds; [`Proc::listening_addr`] reads it back.
+/// a free port when drainit binds; [`Proc::admin_addr`] reads it back.
 /// No port is picked beforehand and hoped to stay free.
 pub const ANY_PORT: &str = "127.0.0.1:0";
 
@@ -139,44 +139,25 @@ impl AppSocket {
     /// The fd number the app finds the socket at.
     pub const FD: i32 = 3;
 
+    /// Binds 127.0.0.1:0 (close-on-exec: only [`Proc::start_with_socket`]
+    /// hands it on).
     pub fn bind() -> AppSocket {
-        use std::os::fd::FromRawFd;
-        // SAFETY: socket(2) takes integers; a non-negative result is a new
-        // fd that nothing else owns.
-        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        assert!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
-        // SAFETY: `raw` is ours alone (see above).
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
-        let mut address = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-            },
-            sin_zero: [0; 8],
+        use nix::sys::socket::{
+            bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
         };
-        let mut length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
         use std::os::fd::AsRawFd;
-        // SAFETY: bind and getsockname read/write the sockaddr_in we own,
-        // whose size we pass.
-        unsafe {
-            let bound = libc::bind(
-                fd.as_raw_fd(),
-                (&raw const address).cast::<libc::sockaddr>(),
-                length,
-            );
-            assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
-            let named = libc::getsockname(
-                fd.as_raw_fd(),
-                (&raw mut address).cast::<libc::sockaddr>(),
-                &mut length,
-            );
-            assert_eq!(named, 0, "getsockname: {}", std::io::Error::last_os_error());
-        }
-        AppSocket {
-            fd,
-            port: u16::from_be(address.sin_port),
-        }
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .expect("socket");
+        bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).expect("bind 127.0.0.1:0");
+        let port = getsockname::<SockaddrIn>(fd.as_raw_fd())
+            .expect("getsockname")
+            .port();
+        AppSocket { fd, port }
     }
 
     /// Where the app answers once it listens.
