@@ -283,6 +283,9 @@ fn drainit_leaves_its_start_directory_and_the_app_keeps_it() {
     let dir = scratch("cwd");
     let (mut proc, app) = recorder(&dir, &["--propagation-delay", "0s"], &[]);
     let cwd = |pid: i32| std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    // drainit leaves the directory once the app has started, which can be
+    // after the app is ready: wait for it.
+    wait_for(SOON, || cwd(proc.pid()).as_deref() == Some(Path::new("/")));
     assert_eq!(
         cwd(proc.pid()).as_deref(),
         Some(Path::new("/")),
