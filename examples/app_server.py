@@ -8,6 +8,7 @@ point. The rollout rig (tests/rollout/rig.py) runs it behind HAProxy, bare or
 under an init (tini, drainit), to show what a rolling update does to it.
 
     python3 examples/app_server.py --port 8080 [--name pod-1] [--slow-start 3]
+    python3 examples/app_server.py --fd 3    # a bound socket handed in
 
 GET /healthz answers 200 "ok"; any other GET answers 200 with the pod's name
 (also in the X-Pod header). Standard library only; logs go to stderr, one line
@@ -157,9 +158,12 @@ class Server:
             if self.stopping:
                 log(self.name, "exit 0 (stopped before listening)")
                 return 0
-        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind((self.args.host, self.args.port))
+        if self.args.fd is not None:
+            ls = socket.socket(fileno=self.args.fd)
+        else:
+            ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            ls.bind((self.args.host, self.args.port))
         ls.listen(128)
         ls.settimeout(0.2)
         with self.lock:
@@ -167,7 +171,8 @@ class Server:
                 ls.close()
                 return 0
             self.listener = ls
-        log(self.name, f"listening on {self.args.host}:{self.args.port}")
+        host, port = ls.getsockname()[:2]
+        log(self.name, f"listening on {host}:{port}")
         while True:
             with self.lock:
                 listener = self.listener
@@ -208,7 +213,10 @@ class Server:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--port", type=int, required=True)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", type=int)
+    where.add_argument("--fd", type=int,
+                       help="listen on this inherited socket, already bound (a test hands one in)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--name", default=f"app-{os.getpid()}")
     p.add_argument("--slow-start", type=float, default=0.0, metavar="SECONDS",

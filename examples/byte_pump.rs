@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 
-/// The generator; `tests/pid1.rs` has the same one.
+/// The generator; `tests/it/pid1.rs` has the same one.
 struct Stream(u64);
 
 impl Stream {

@@ -12,14 +12,14 @@ missing=()
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v tini >/dev/null 2>&1 || missing+=(tini)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
-# tests/pid1_limits.rs and admin_prestop.rs: limits and another user.
+# tests/it/pid1_limits.rs and admin_prestop.rs: limits and another user.
 command -v prlimit >/dev/null 2>&1 && command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 command -v strace >/dev/null 2>&1 || missing+=(strace)
-# tests/prestop_node.rs builds pod networks with ip netns and calls with
-# curl; tests/auto_delay.rs counts TIME_WAIT sockets with ss.
+# tests/it/prestop_node.rs builds pod networks with ip netns and calls with
+# curl; tests/it/auto_delay.rs counts TIME_WAIT sockets with ss.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v curl >/dev/null 2>&1 || missing+=(curl)

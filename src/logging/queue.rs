@@ -18,7 +18,7 @@
 //!
 //! The writer blocks every signal for itself, so no handled signal is ever
 //! delivered to it and a SIGPIPE of its writes stays pending on it instead
-//! of acting (see `tests/logging.rs`).
+//! of acting (see `tests/it/logging.rs`).
 
 use std::collections::VecDeque;
 use std::io;

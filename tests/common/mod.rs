@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,12 +51,119 @@ pub fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// The admin address to give drainit: loopback, port 0. The kernel picks
+/// a free port when drainit binds; [`Proc::admin_addr`] reads it back.
+/// No port is picked beforehand and hoped to stay free.
+pub const ANY_PORT: &str = "127.0.0.1:0";
+
+/// A loopback port that was free a moment ago, and that another process
+/// may take before ours binds it. Only where nothing better works: the
+/// app's port in the container cases (the engine starts drainit and the
+/// app, so no socket can be handed in) and in `auto_delay`'s wrapper cases
+/// (`--traffic-ports` names it before the app starts, and a socket handed
+/// through drainit would stay open in drainit after the app closes its
+/// listener, which those tests watch). Everything else binds port 0:
+/// [`ANY_PORT`] and [`Proc::admin_addr`], [`AppSocket`].
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// The TCP ports `pid` listens on now: its sockets' inodes looked up in
+/// the kernel's tables of its network namespace (`/proc/PID/net/tcp`,
+/// `tcp6`), so a process that bound port 0 needs to report nothing.
+pub fn listening_ports(pid: i32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|target| {
+                    let target = target.to_string_lossy().into_owned();
+                    let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
+                    Some(inode.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(&"0A"), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            let port = local
+                .rsplit_once(':')
+                .and_then(|(_, port)| u16::from_str_radix(port, 16).ok());
+            if let Some(port) = port.filter(|_| inodes.iter().any(|own| own == inode)) {
+                if !ports.contains(&port) {
+                    ports.push(port);
+                }
+            }
+        }
+    }
+    ports
+}
+
+/// The one TCP port `pid` listens on, once it does (up to 20 s).
+pub fn listening_port(pid: i32) -> u16 {
+    let mut ports = Vec::new();
+    wait_for(Duration::from_secs(20), || {
+        ports = listening_ports(pid);
+        !ports.is_empty()
+    });
+    match ports[..] {
+        [port] => port,
+        [] => panic!("process {pid} listens on no TCP port"),
+        _ => panic!("process {pid} listens on several TCP ports: {ports:?}"),
+    }
+}
+
+/// A loopback TCP socket bound to a port the kernel picked, not yet
+/// listening: the test holds the port from the start, and hands the socket
+/// to the app it starts ([`Proc::start_with_socket`], as fd 3), which
+/// listens on it when it wants to. Connections are refused until then.
+/// (Handed through drainit, the socket stays open in drainit too.)
+pub struct AppSocket {
+    pub fd: std::os::fd::OwnedFd,
+    pub port: u16,
+}
+
+impl AppSocket {
+    /// The fd number the app finds the socket at.
+    pub const FD: i32 = 3;
+
+    /// Binds 127.0.0.1:0 (close-on-exec: only [`Proc::start_with_socket`]
+    /// hands it on).
+    pub fn bind() -> AppSocket {
+        use nix::sys::socket::{
+            bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+        };
+        use std::os::fd::AsRawFd;
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .expect("socket");
+        bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).expect("bind 127.0.0.1:0");
+        let port = getsockname::<SockaddrIn>(fd.as_raw_fd())
+            .expect("getsockname")
+            .port();
+        AppSocket { fd, port }
+    }
+
+    /// Where the app answers once it listens.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
 }
 
 /// A process under test: stdout and stderr go to files (never a pipe that
@@ -65,12 +172,38 @@ pub struct Proc {
     pub child: Child,
     pub dir: PathBuf,
     pub description: String,
+    /// The port of the [`AppSocket`] handed to the process, if any.
+    handed_port: Option<u16>,
     status: Option<ExitStatus>,
 }
 
 impl Proc {
     /// Starts `program args` in its own process group, in `dir`.
     pub fn start(dir: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+        Proc::spawn(dir, program, args, envs, None)
+    }
+
+    /// As [`Proc::start`], with `socket` at fd [`AppSocket::FD`] of the
+    /// program (drainit passes it on to the app). The test's own copy is
+    /// closed once the program runs: the app's listener is the app's.
+    pub fn start_with_socket(
+        dir: &Path,
+        program: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        socket: AppSocket,
+    ) -> Proc {
+        Proc::spawn(dir, program, args, envs, Some(&socket))
+    }
+
+    fn spawn(
+        dir: &Path,
+        program: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        socket: Option<&AppSocket>,
+    ) -> Proc {
+        use std::os::fd::AsRawFd;
         use std::os::unix::process::CommandExt;
         let stdout = std::fs::File::create(dir.join("stdout")).expect("stdout file");
         let stderr = std::fs::File::create(dir.join("stderr")).expect("stderr file");
@@ -83,6 +216,26 @@ impl Proc {
             .stdout(stdout)
             .stderr(stderr)
             .process_group(0);
+        if let Some(socket) = socket {
+            let source = socket.fd.as_raw_fd();
+            // SAFETY: dup2 and fcntl are async-signal-safe and the closure
+            // allocates nothing. The copy at fd 3 has no FD_CLOEXEC, so it
+            // survives exec; a socket that is fd 3 already keeps its flag
+            // through dup2, so that one is cleared by hand.
+            unsafe {
+                command.pre_exec(move || {
+                    let done = if source == AppSocket::FD {
+                        libc::fcntl(source, libc::F_SETFD, 0)
+                    } else {
+                        libc::dup2(source, AppSocket::FD)
+                    };
+                    if done < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
@@ -90,7 +243,33 @@ impl Proc {
             child,
             dir: dir.to_path_buf(),
             description: format!("{program} {args:?}"),
+            handed_port: socket.map(|s| s.port),
             status: None,
+        }
+    }
+
+    /// The loopback address drainit's admin server listens on, once it
+    /// does: drainit is this process, or (under [`Proc::pid1`]) the child
+    /// of `unshare`.
+    pub fn admin_addr(&self) -> SocketAddr {
+        let drainit = if self.description.starts_with("unshare ") {
+            drainit_under_unshare(self.pid())
+        } else {
+            self.pid()
+        };
+        // drainit holds the app's socket too when the test handed it one.
+        let mut ports = Vec::new();
+        wait_for(Duration::from_secs(20), || {
+            ports = listening_ports(drainit);
+            ports.retain(|port| Some(*port) != self.handed_port);
+            !ports.is_empty()
+        });
+        match ports[..] {
+            [port] => SocketAddr::from(([127, 0, 0, 1], port)),
+            _ => panic!(
+                "drainit listens on {ports:?}, not one admin port\n{}",
+                self.report()
+            ),
         }
     }
 

@@ -1,5 +1,6 @@
-//! Helpers of the PID-1 tests (`tests/pid1*.rs`), next to `common`: the
-//! fixtures of `examples/`, pids across the PID namespace, signal records.
+//! Helpers of the PID-1 tests (`tests/it/pid1*.rs`,
+//! `tests/pid1_leftovers.rs`), next to `common`: the fixtures of
+//! `examples/`, pids across the PID namespace, signal records.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ pub const SOON: Duration = Duration::from_secs(20);
 
 /// The path of the example fixture `name` (`examples/<name>.rs`), built for
 /// the profile of the drainit under test. `cargo test` builds the examples
-/// before running tests, `cargo test --test NAME` does not: then (or when
+/// before running tests, `cargo test --test it` does not: then (or when
 /// a fixture's source is newer than its binary) this runs
 /// `cargo build --examples` once per test process.
 pub fn fixture(name: &str) -> PathBuf {

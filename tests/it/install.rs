@@ -4,13 +4,11 @@
 //! and keeps what was there (tmpfs mounts in a private mount namespace
 //! made with `unshare --mount`).
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{drainit, scratch};
+use crate::common::{drainit, scratch};
 
 /// Runs `drainit install DIR` (or whatever `args` say) and returns its output.
 fn run(program: &str, args: &[&str]) -> Output {

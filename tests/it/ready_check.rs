@@ -3,11 +3,9 @@
 //! a connection reset (ECONNRESET: a traceback per check in many
 //! frameworks).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{free_port, scratch, wait_for, Proc};
+use crate::common::{free_port, scratch, wait_for, Proc};
 
 /// Generous bound for anything that should happen "soon" on a loaded machine.
 const SOON: Duration = Duration::from_secs(30);

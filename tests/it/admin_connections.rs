@@ -2,7 +2,7 @@
 //! defects 12, 13, 14): probes are answered above the connection cap, the
 //! cap fits the file limit, and no client can hold up drainit's exit.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -32,12 +32,6 @@ fn raise_file_limit() {
     );
 }
 
-fn loopback_admin() -> SocketAddr {
-    format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("addr")
-}
-
 /// Opens `count` connections that never send a byte.
 fn idle_connections(admin: SocketAddr, count: usize) -> Vec<TcpStream> {
     let idle: Vec<TcpStream> = (0..count)
@@ -59,13 +53,9 @@ fn failed_probes(admin: SocketAddr, path: &str, count: usize) -> Vec<Option<u16>
 fn probes_are_answered_with_more_idle_connections_than_the_cap() {
     raise_file_limit();
     let dir = scratch("above-cap");
-    let admin = loopback_admin();
-    let listen = admin.to_string();
-    let proc = Proc::drainit(
-        &dir,
-        &["--admin-listen", &listen, "--", "sleep", "300"],
-        &[],
-    );
+    let listen = common::ANY_PORT;
+    let proc = Proc::drainit(&dir, &["--admin-listen", listen, "--", "sleep", "300"], &[]);
+    let admin = proc.admin_addr();
     assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
     // The default cap is 1 024.
     let idle = idle_connections(admin, 1100);
@@ -85,8 +75,7 @@ fn probes_are_answered_with_more_idle_connections_than_the_cap() {
 fn the_cap_fits_the_file_limit_and_accept_errors_do_not_flood_the_log() {
     raise_file_limit();
     let dir = scratch("file-limit");
-    let admin = loopback_admin();
-    let listen = admin.to_string();
+    let listen = common::ANY_PORT;
     // A hard limit of 64 files: drainit cannot raise its soft limit above it.
     let drainit = common::drainit();
     let proc = Proc::start(
@@ -96,13 +85,14 @@ fn the_cap_fits_the_file_limit_and_accept_errors_do_not_flood_the_log() {
             "--nofile=64:64",
             drainit,
             "--admin-listen",
-            &listen,
+            listen,
             "--",
             "sleep",
             "300",
         ],
         &[],
     );
+    let admin = proc.admin_addr();
     assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
     let idle = idle_connections(admin, 200);
     // Long enough for today's 50 ms retry to have logged many times.
@@ -141,13 +131,12 @@ fn the_cap_fits_the_file_limit_and_accept_errors_do_not_flood_the_log() {
 #[test]
 fn clients_cannot_hold_up_the_exit_but_prestop_gets_its_answer() {
     let dir = scratch("exit-clients");
-    let admin = loopback_admin();
-    let listen = admin.to_string();
+    let listen = common::ANY_PORT;
     let mut proc = Proc::drainit(
         &dir,
         &[
             "--admin-listen",
-            &listen,
+            listen,
             "--propagation-delay",
             "0s",
             "--kill-margin",
@@ -158,6 +147,7 @@ fn clients_cannot_hold_up_the_exit_but_prestop_gets_its_answer() {
         ],
         &[],
     );
+    let admin = proc.admin_addr();
     assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
     // A slowloris client, one header byte at a time.
     let mut slow = TcpStream::connect(admin).expect("connect");

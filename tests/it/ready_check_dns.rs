@@ -3,28 +3,37 @@
 //! namespace of its own with a bind-mounted /etc/resolv.conf that points
 //! at a loopback UDP socket this test holds and never answers.
 
-mod common;
+use crate::common;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use common::{scratch, wait_for, Proc};
 
-/// The name server address: a loopback address of its own, so no real
-/// resolver on 127.0.0.1:53 is in the way.
-const NAME_SERVER: &str = "127.77.0.53:53";
+/// Binds the silent name server on port 53 (resolv.conf takes no port) of
+/// a loopback address of its own, so no real resolver on 127.0.0.1:53 is
+/// in the way: the first of 127.77.N.53 that is free (another run of this
+/// test, in another checkout on the same machine, may hold one).
+fn silent_name_server() -> UdpSocket {
+    let first = std::process::id() % 256;
+    (0..256)
+        .map(|n| (first + n) % 256)
+        .find_map(|n| UdpSocket::bind(format!("127.77.{n}.53:53")).ok())
+        .expect("bind the silent name server: every 127.77.N.53:53 is taken")
+}
 
 #[test]
 fn a_hung_dns_lookup_does_not_delay_the_exit() {
     let dir = scratch("dns-hang");
-    let silent = UdpSocket::bind(NAME_SERVER).expect("bind the silent name server");
+    let silent = silent_name_server();
+    let name_server = silent.local_addr().expect("name server address").ip();
     silent
         .set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
     let resolv = dir.join("resolv.conf");
     std::fs::write(
         &resolv,
-        "nameserver 127.77.0.53\noptions timeout:30 attempts:3\n",
+        format!("nameserver {name_server}\noptions timeout:30 attempts:3\n"),
     )
     .expect("write resolv.conf");
     let script = "mount --bind \"$1\" /etc/resolv.conf && exec \"$0\" --admin-listen off \

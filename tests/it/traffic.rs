@@ -8,9 +8,8 @@
 //! enters a count. Clients that must be foreign run as the `observe`
 //! example in a child process.
 
-mod common;
-#[path = "pid1_support/mod.rs"]
-mod pid1_support;
+use crate::common;
+use crate::pid1_support;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 const TEST_DEADLINE: Duration = Duration::from_secs(178);
 /// The quick run's D (drainit --propagation-delay, preStop `sleep D`).
 const QUICK_DELAY_S: f64 = 2.0;
+/// The quick run's grace period (terminationGracePeriodSeconds, drainit's
+/// `--grace-period`).
+const QUICK_GRACE_S: f64 = 10.0;
 /// The quick run's `--propagation-delay-max` of the auto setup (rig.py
 /// `Config.quick`); the full report's fixed/auto pairs share 20 s.
 const QUICK_CEILING_S: f64 = 10.0;
-/// "drainit is not slower than preStop sleep D", give or take scheduling noise
-/// on a loaded machine; a restarted delay (+2 s) or a 1 s polling step fails it.
-const TERMINATION_TOLERANCE_S: f64 = 0.4;
 
 fn find_tool(name: &str, extra: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -195,6 +195,13 @@ fn rolling_update_behind_haproxy_loses_no_request_with_drainit() {
             num(r, "term_mean") >= QUICK_DELAY_S * 0.95,
             "setup {id}: pods ended before the propagation delay: {r:?}"
         );
+        // ... and then stopped it: every pod ended on the app's exit, well
+        // before its deadline (one that waited for the deadline ends near
+        // the grace period).
+        assert!(
+            num(r, "term_max") < QUICK_GRACE_S * 0.75,
+            "setup {id}: a pod ended at its deadline, not after the delay: {r:?}"
+        );
         drainit_requests += requests;
     }
     assert!(
@@ -203,8 +210,7 @@ fn rolling_update_behind_haproxy_loses_no_request_with_drainit() {
     );
 
     // The sidecar setup really ran two containers per pod, and each sidecar
-    // exited 0 on its own (none was SIGKILLed at the grace period; one that
-    // waited for its own deadline fails the termination check below).
+    // exited 0 on its own (none was SIGKILLed at the grace period).
     let sidecar = &results["7"];
     assert_eq!(
         num(sidecar, "sidecar"),
@@ -226,16 +232,9 @@ fn rolling_update_behind_haproxy_loses_no_request_with_drainit() {
         );
     }
 
-    // drainit with delay D terminates no slower than `preStop: sleep D`; for
-    // the sidecar setup, until both containers of the pod have exited.
-    let sleep_d = num(&results["3"], "term_mean");
-    for id in ["4", "5", "7"] {
-        let t = num(&results[id], "term_mean");
-        assert!(
-            t <= sleep_d + TERMINATION_TOLERANCE_S,
-            "setup {id}: drainit termination {t}s is slower than preStop sleep D ({sleep_d}s)"
-        );
-    }
+    // How fast drainit's pods end next to `preStop: sleep D` is a timing
+    // comparison, which a loaded machine can turn either way: that is
+    // scripts/bench-rollout.sh, not a test.
 
     // Drain on evidence: the auto setup loses nothing, its pods served
     // traffic while draining, and every drain ended because the ports were

@@ -3,7 +3,7 @@
 //! the native-sidecar order, a restart, and the shared-process-namespace
 //! stop signal.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,14 +14,13 @@ use common::{get, http, scratch, wait_status, Proc};
 
 /// The "app container": Python's HTTP server, which dies on SIGTERM.
 fn start_app(dir: &Path) -> (Proc, u16) {
-    let port = common::free_port();
-    let port_arg = port.to_string();
     let app = Proc::start(
         dir,
         "python3",
-        &["-m", "http.server", &port_arg, "--bind", "127.0.0.1"],
+        &["-m", "http.server", "0", "--bind", "127.0.0.1"],
         &[],
     );
+    let port = common::listening_port(app.pid());
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     assert!(
         wait_status(addr, "/", 200, Duration::from_secs(20)),
@@ -43,17 +42,9 @@ fn start_sidecar_with(
     flags: &[&str],
     sidecar_flags: &[&str],
 ) -> (Proc, SocketAddr) {
-    let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("addr");
-    let listen = admin.to_string();
+    let listen = common::ANY_PORT;
     let check = format!("tcp://127.0.0.1:{app_port}");
-    let mut args = vec![
-        "--admin-listen",
-        listen.as_str(),
-        "--ready-check",
-        check.as_str(),
-    ];
+    let mut args = vec!["--admin-listen", listen, "--ready-check", check.as_str()];
     if !flags.contains(&"--ready-check-interval") {
         args.extend_from_slice(&["--ready-check-interval", "100ms"]);
     }
@@ -61,6 +52,7 @@ fn start_sidecar_with(
     args.push("sidecar");
     args.extend_from_slice(sidecar_flags);
     let proc = Proc::drainit(dir, &args, &[]);
+    let admin = proc.admin_addr();
     (proc, admin)
 }
 

@@ -6,8 +6,8 @@
 //! of a new pseudo-terminal, writes keystrokes to the master side and
 //! waits for expected output, every step under a deadline.
 
-mod common;
-mod pid1_support;
+use crate::common;
+use crate::pid1_support;
 
 use std::path::Path;
 use std::time::Duration;

@@ -6,8 +6,8 @@
 //! environment, the start directory, fault signals sent by `kill`, a
 //! quiet run, and signals after the reap (traced with strace).
 
-mod common;
-mod pid1_support;
+use crate::common;
+use crate::pid1_support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -283,6 +283,9 @@ fn drainit_leaves_its_start_directory_and_the_app_keeps_it() {
     let dir = scratch("cwd");
     let (mut proc, app) = recorder(&dir, &["--propagation-delay", "0s"], &[]);
     let cwd = |pid: i32| std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    // drainit leaves the directory once the app has started, which can be
+    // after the app is ready: wait for it.
+    wait_for(SOON, || cwd(proc.pid()).as_deref() == Some(Path::new("/")));
     assert_eq!(
         cwd(proc.pid()).as_deref(),
         Some(Path::new("/")),
@@ -347,13 +350,13 @@ fn fault_signals_sent_with_kill_are_forwarded_as_pid1() {
 #[test]
 fn a_run_without_a_drain_prints_nothing() {
     let dir = scratch("quiet");
-    let listen = format!("127.0.0.1:{}", common::free_port());
+    let listen = common::ANY_PORT;
     let app = vec![
         "sh".to_string(),
         "-c".to_string(),
         "echo app-output".to_string(),
     ];
-    let mut proc = Proc::drainit(&dir, &args(&["--admin-listen", &listen], &app), &[]);
+    let mut proc = Proc::drainit(&dir, &args(&["--admin-listen", listen], &app), &[]);
     assert_eq!(code(proc.wait(SOON)), 0, "{}", proc.report());
     assert_eq!(proc.stdout(), "app-output\n");
     assert_eq!(

@@ -12,8 +12,8 @@
 //! SIGRTMAX is recorded, any earlier signal still pending would have been
 //! recorded before it.
 
-mod common;
-mod pid1_support;
+use crate::common;
+use crate::pid1_support;
 
 use std::path::Path;
 use std::time::Duration;
@@ -328,26 +328,6 @@ fn how_the_app_was_started(strace_log: &str) -> &'static str {
     }
 }
 
-/// The app of [`child_gets_the_signal_state_drainit_inherited`]: waits
-/// (bounded, with shell builtins only) until drainit (`$1`, its status)
-/// is out of `posix_spawn`, which blocks every signal in drainit until the
-/// child has exec'd (SIGTTOU, bit 22, is blocked only then), then `cat`s
-/// its own state and drainit's. `sh` passes the mask, the ignored signals
-/// and the limits on to `cat` unchanged.
-const AFTER_THE_SPAWN: &str = r#"
-i=0
-while [ $i -lt 20000 ]; do
-    i=$((i + 1))
-    blocked=
-    while read -r name value; do
-        [ "$name" = SigBlk: ] && blocked=$value
-    done < "$1"
-    low=${blocked#????????}
-    [ -n "$low" ] && [ $((0x$low & 0x200000)) -eq 0 ] && break
-done
-exec cat /proc/self/status /proc/self/limits "$1"
-"#;
-
 /// Runs the wrapper (one signal ignored, SIGUSR2 blocked, a low file
 /// limit) with drainit under strace and `true` as the app; returns how
 /// drainit started the app.
@@ -383,6 +363,46 @@ fn how_drainit_starts_the_app(test: &str, ignored: &str) -> &'static str {
     how_the_app_was_started(&std::fs::read_to_string(&trace).unwrap_or_default())
 }
 
+/// Once `cat` (the app) reads the FIFO at `fifo`, writes drainit's
+/// `/proc/PID/status` into it. Not at once: the app can run before drainit
+/// is back from `posix_spawn`, which keeps every signal blocked in drainit
+/// until the child has exec'd; so it waits (up to 20 s) until drainit's
+/// mask is no longer that all-blocked one (`fffffffffffbfeff`: all but
+/// SIGKILL and SIGSTOP).
+fn hand_drainits_steady_status(
+    fifo: std::path::PathBuf,
+    drainit: i32,
+) -> std::thread::JoinHandle<()> {
+    const ALL_BLOCKED: &str = "fffffffffffbfeff";
+    std::thread::spawn(move || {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut writer = None;
+        // Without a reader, a non-blocking open for writing fails (ENXIO).
+        let opened = wait_for(SOON, || {
+            writer = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .ok();
+            writer.is_some()
+        });
+        assert!(opened, "the app never opened {}", fifo.display());
+        let status_path = format!("/proc/{drainit}/status");
+        let mut status = String::new();
+        wait_for(SOON, || {
+            status = std::fs::read_to_string(&status_path).unwrap_or_default();
+            !status
+                .lines()
+                .any(|l| l.starts_with("SigBlk:") && l.trim_end().ends_with(ALL_BLOCKED))
+        });
+        if let Some(mut writer) = writer {
+            // The reader is there; a status is far less than a pipe holds.
+            let _ = writer.write_all(status.as_bytes());
+        }
+    })
+}
+
 /// Runs the wrapper (one signal ignored, SIGUSR2 blocked, a low file
 /// limit) → drainit → `cat` of the states; checks that the app got
 /// exactly what drainit was started with.
@@ -390,6 +410,9 @@ fn child_gets_the_signal_state_drainit_inherited(test: &str, ignored: &str) {
     let dir = &scratch(test);
     std::fs::write(dir.join("wrapper.py"), WRAPPER).expect("write wrapper");
     let before = arg(&dir.join("before"));
+    let fifo = dir.join("drainit-status");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let fifo_arg = arg(&fifo);
     let mut proc = Proc::start(
         dir,
         "python3",
@@ -400,15 +423,17 @@ fn child_gets_the_signal_state_drainit_inherited(test: &str, ignored: &str) {
             "--admin-listen",
             "off",
             "--",
-            "sh",
-            "-c",
-            AFTER_THE_SPAWN,
-            "sh",
-            "/proc/{PID}/status",
+            "cat",
+            "/proc/self/status",
+            "/proc/self/limits",
+            &fifo_arg,
         ],
         &[("IGNORE", ignored)],
     );
+    // The wrapper execs drainit: same pid.
+    let handing = hand_drainits_steady_status(fifo, proc.pid());
     let status = proc.wait(SOON);
+    handing.join().expect("drainit's status handed to the app");
     assert_eq!(code(status), 0, "{}", proc.report());
     let wrapper = std::fs::read_to_string(&before).expect("wrapper wrote its state");
     let (wrapper_status, wrapper_limits) = wrapper.split_once("=====\n").expect("two parts");

@@ -5,8 +5,8 @@
 //! The same as uid 65534, in sidecar mode, and with sock_diag denied by a
 //! seccomp filter (the ceiling, and one warning saying why).
 
-mod common;
-mod pid1_support;
+use crate::common;
+use crate::pid1_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -16,17 +16,22 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{free_port, scratch, wait_for, wait_status, Proc};
+use common::{free_port, scratch, wait_for, wait_status, AppSocket, Proc};
 use pid1_support::{arg, fixture, SOON};
 
-/// The app: examples/app_server.py (keep-alive HTTP, exits on SIGTERM).
-fn app_command(port: u16) -> Vec<String> {
+/// The app: examples/app_server.py (keep-alive HTTP, exits on SIGTERM),
+/// on `port`, or with no port on the [`AppSocket`] the test hands it.
+fn app_command(port: Option<u16>) -> Vec<String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app_server.py");
+    let listen = match port {
+        Some(port) => ["--port".to_string(), port.to_string()],
+        None => ["--fd".to_string(), AppSocket::FD.to_string()],
+    };
     vec![
         "python3".into(),
         arg(&script),
-        "--port".into(),
-        port.to_string(),
+        listen[0].clone(),
+        listen[1].clone(),
         "--work-ms".into(),
         "0".into(),
     ]
@@ -140,8 +145,7 @@ fn start_on(
     app_port: u16,
     app_flags: &[&str],
 ) -> (Proc, SocketAddr, SocketAddr) {
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let listen = admin.to_string();
+    let listen = common::ANY_PORT.to_string();
     let mut all: Vec<String> = prefix.to_vec();
     all.push(common::drainit().to_string());
     // The machine's other listeners (other tests) are no pod's traffic:
@@ -154,11 +158,12 @@ fn start_on(
     ]);
     all.extend(flags.iter().map(|f| f.to_string()));
     all.push("--".into());
-    all.extend(app_command(app_port));
+    all.extend(app_command(Some(app_port)));
     all.extend(app_flags.iter().map(|f| f.to_string()));
     let (program, rest) = all.split_first().expect("a program");
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     let proc = Proc::start(dir, program, &rest, &[]);
+    let admin = proc.admin_addr();
     let app: SocketAddr = format!("127.0.0.1:{app_port}").parse().expect("addr");
     assert!(
         wait_for(SOON, || TcpStream::connect(app).is_ok())
@@ -322,19 +327,19 @@ fn without_sock_diag_auto_waits_for_the_ceiling_and_says_why() {
 #[test]
 fn a_sidecar_in_auto_mode_answers_the_hook_once_the_traffic_stopped() {
     let dir = scratch("auto-sidecar");
-    let app_port = free_port();
-    let app_cmd = app_command(app_port);
+    let app_socket = AppSocket::bind();
+    let app_port = app_socket.port;
+    let app = app_socket.addr();
+    let app_cmd = app_command(None);
     let (program, rest) = app_cmd.split_first().expect("program");
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-    let app_proc = Proc::start(&dir, program, &rest, &[]);
-    let app: SocketAddr = format!("127.0.0.1:{app_port}").parse().expect("addr");
+    let app_proc = Proc::start_with_socket(&dir, program, &rest, &[], app_socket);
     assert!(
         wait_for(SOON, || TcpStream::connect(app).is_ok()),
         "{}",
         app_proc.report()
     );
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let listen = admin.to_string();
+    let listen = common::ANY_PORT;
     let check = format!("tcp://{app}");
     let ports = app_port.to_string();
     let sidecar_dir = scratch("auto-sidecar-s");
@@ -342,7 +347,7 @@ fn a_sidecar_in_auto_mode_answers_the_hook_once_the_traffic_stopped() {
         &sidecar_dir,
         &[
             "--admin-listen",
-            &listen,
+            listen,
             "--ready-check",
             &check,
             "--ready-check-interval",
@@ -357,6 +362,7 @@ fn a_sidecar_in_auto_mode_answers_the_hook_once_the_traffic_stopped() {
         ],
         &[],
     );
+    let admin = sidecar.admin_addr();
     assert!(
         wait_status(admin, "/ready", 200, SOON),
         "{}",
@@ -401,12 +407,11 @@ fn drainits_own_ready_checks_are_never_the_apps_traffic() {
     // ready-check's, every 10 ms.
     let dir = scratch("auto-own-checks");
     let app_port = free_port();
-    let admin = format!("127.0.0.1:{}", free_port());
     let check = format!("http://127.0.0.1:{app_port}/healthz");
     let ports = app_port.to_string();
     let mut args: Vec<String> = [
         "--admin-listen",
-        &admin,
+        common::ANY_PORT,
         "--ready-check",
         &check,
         "--ready-check-interval",
@@ -422,10 +427,10 @@ fn drainits_own_ready_checks_are_never_the_apps_traffic() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    args.extend(app_command(app_port));
+    args.extend(app_command(Some(app_port)));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut proc = Proc::drainit(&dir, &args, &[]);
-    let admin: SocketAddr = admin.parse().expect("addr");
+    let admin = proc.admin_addr();
     assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
     // Long enough for hundreds of checks before and during the drain.
     std::thread::sleep(Duration::from_secs(3));

@@ -7,8 +7,8 @@
 //! Signals are in `pid1_signals.rs`, leftovers in `pid1_leftovers.rs`, the
 //! terminal in `pid1_tty.rs`.
 
-mod common;
-mod pid1_support;
+use crate::common;
+use crate::pid1_support;
 
 use std::ffi::OsString;
 use std::io::Read;

@@ -12,12 +12,12 @@
 //!   VPC CNI): the pod has a /32 and a link-scope gateway 169.254.1.1, and
 //!   the node reaches it from its own address, 192.0.2.2 (`NODE_IP`).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::{scratch, wait_for, Proc};
+use crate::common::{scratch, wait_for, Proc};
 
 const SOON: Duration = Duration::from_secs(30);
 

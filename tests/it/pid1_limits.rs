@@ -6,13 +6,13 @@
 //! (its idle one exits after 10 s); tokio panics when it cannot create
 //! one, and with `panic = "abort"` PID 1 died with the whole container.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{drainit_under_unshare, get, scratch, wait_for, wait_status, Proc};
+use crate::common::{drainit_under_unshare, get, scratch, wait_for, wait_status, Proc};
 
 /// How long a start or an expected change may take on a loaded machine.
 const PROMPT: Duration = Duration::from_secs(20);

@@ -2,7 +2,7 @@
 //! signals: /prestop, SIGTERM, the kubelet's sequence, the drain deadline
 //! and readiness gating.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -28,15 +28,20 @@ while True:
 "#;
 
 /// An HTTP app that starts listening only after a delay, and records when.
+/// Its socket is the test's, bound but not listening, at fd 3.
 const SLOW_APP: &str = r#"
-import http.server, sys, time
-port, delay, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+import http.server, socket, sys, time
+delay, out = float(sys.argv[1]), sys.argv[2]
+listener = socket.socket(fileno=3)
 time.sleep(delay)
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
     def log_message(self, *a): pass
-server = http.server.HTTPServer(("127.0.0.1", port), H)
+server = http.server.HTTPServer(listener.getsockname(), H, bind_and_activate=False)
+server.socket.close()
+server.socket = listener
+server.server_activate()
 with open(out, "w") as f:
     f.write("%.6f" % time.time())
 server.serve_forever()
@@ -59,13 +64,11 @@ struct App {
 fn start(name: &str, pid1: bool, flags: &[&str], code: i32, mode: &str) -> App {
     let dir = scratch(name);
     std::fs::write(dir.join("app.py"), APP).expect("write app");
-    let port = common::free_port();
-    let admin: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let record = dir.join("signals");
-    let listen = admin.to_string();
+    let listen = common::ANY_PORT;
     let code = code.to_string();
     let record_arg = record.to_string_lossy().into_owned();
-    let mut args = vec!["--admin-listen", listen.as_str()];
+    let mut args = vec!["--admin-listen", listen];
     args.extend_from_slice(flags);
     args.extend_from_slice(&["--", "python3", "app.py", &record_arg, &code, mode]);
     let proc = if pid1 {
@@ -73,6 +76,7 @@ fn start(name: &str, pid1: bool, flags: &[&str], code: i32, mode: &str) -> App {
     } else {
         Proc::drainit(&dir, &args, &[])
     };
+    let admin = proc.admin_addr();
     let started = record.with_extension("started");
     assert!(
         wait_for(Duration::from_secs(20), || started.exists()),
@@ -318,17 +322,16 @@ fn metrics_and_status_follow_the_drain() {
 fn ready_check_gates_readiness_until_the_app_listens() {
     let dir = scratch("ready-check");
     std::fs::write(dir.join("slow.py"), SLOW_APP).expect("write app");
-    let app_port = common::free_port().to_string();
-    let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("addr");
-    let check = format!("http://127.0.0.1:{app_port}/healthz");
+    // The app's socket, bound by the test and handed in (through drainit)
+    // at fd 3; the app listens on it after 2 s.
+    let app_socket = common::AppSocket::bind();
+    let check = format!("http://{}/healthz", app_socket.addr());
     let listening_file = dir.join("listening");
-    let listen = admin.to_string();
+    let listen = common::ANY_PORT;
     let listening_arg = listening_file.to_string_lossy().into_owned();
     let args = [
         "--admin-listen",
-        &listen,
+        listen,
         "--ready-check",
         &check,
         "--ready-check-interval",
@@ -338,11 +341,11 @@ fn ready_check_gates_readiness_until_the_app_listens() {
         "--",
         "python3",
         "slow.py",
-        &app_port,
         "2",
         &listening_arg,
     ];
-    let proc = Proc::drainit(&dir, &args, &[]);
+    let proc = Proc::start_with_socket(&dir, common::drainit(), &args, &[], app_socket);
+    let admin = proc.admin_addr();
     let mut observations = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {

@@ -4,7 +4,7 @@
 //! non-loopback traffic never leaves it), HEAD never drains, and IPv6-form
 //! allow-lists match IPv4 clients on a `[::]` listener.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -18,12 +18,6 @@ const SOON: Duration = Duration::from_secs(10);
 /// drainit in front of a long sleep, admin on `listen`.
 fn start(name: &str, listen: &str, flags: &[&str]) -> Proc {
     Proc::drainit_in_front_of_sleep(&scratch(name), listen, flags)
-}
-
-fn loopback_admin() -> SocketAddr {
-    format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("addr")
 }
 
 /// Sends one raw request and returns the whole answer, head included.
@@ -46,9 +40,9 @@ fn prestop_drains(proc: &Proc, admin: SocketAddr) -> bool {
 
 #[test]
 fn head_prestop_is_not_allowed_and_starts_nothing() {
-    let admin = loopback_admin();
-    let listen = admin.to_string();
-    let proc = start("head", &listen, &[]);
+    let listen = common::ANY_PORT;
+    let proc = start("head", listen, &[]);
+    let admin = proc.admin_addr();
     assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
     let answer = raw(
         admin,
@@ -75,10 +69,8 @@ fn head_prestop_is_not_allowed_and_starts_nothing() {
 #[test]
 fn ipv6_form_allow_lists_match_ipv4_clients_on_a_dual_stack_listener() {
     for cidr in ["::ffff:0:0/96", "::/0", "::ffff:127.0.0.1/128"] {
-        let port = common::free_port();
-        let listen = format!("[::]:{port}");
-        let admin: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let proc = start("dual-stack", &listen, &["--prestop-allow-from", cidr]);
+        let proc = start("dual-stack", "[::]:0", &["--prestop-allow-from", cidr]);
+        let admin = proc.admin_addr();
         assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
         assert!(
             prestop_drains(&proc, admin),
@@ -90,9 +82,9 @@ fn ipv6_form_allow_lists_match_ipv4_clients_on_a_dual_stack_listener() {
 
 #[test]
 fn by_default_loopback_callers_may_drain() {
-    let admin = loopback_admin();
-    let listen = admin.to_string();
-    let proc = start("default-loopback", &listen, &[]);
+    let listen = common::ANY_PORT;
+    let proc = start("default-loopback", listen, &[]);
+    let admin = proc.admin_addr();
     assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
     assert!(prestop_drains(&proc, admin), "{}", proc.report());
 }
@@ -193,9 +185,8 @@ fn by_default_other_callers_are_refused_and_told_how_to_allow_the_kubelet() {
 /// the first of these requests drained the pod.
 #[test]
 fn cross_site_requests_are_refused_and_the_kubelets_are_not() {
-    let admin = loopback_admin();
-    let listen = admin.to_string();
-    let proc = start("cross-site", &listen, &[]);
+    let proc = start("cross-site", common::ANY_PORT, &[]);
+    let admin = proc.admin_addr();
     assert!(wait_status(admin, "/ready", 200, SOON), "{}", proc.report());
     let own_host = format!("Host: {admin}\r\n");
     for (path, headers) in [
@@ -280,7 +271,11 @@ fn the_prestop_token_is_not_readable_by_the_app() {
     let dir = scratch("token-hidden");
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
         .expect("chmod the scratch dir");
-    let admin = loopback_admin();
+    // drainit runs under unshare and setpriv here, not as the test's own
+    // child, so its bound port cannot be read back: a picked port.
+    let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("addr");
     let listen = admin.to_string();
     let out = dir.to_str().expect("utf-8 path").to_string();
     let app = "cat /proc/1/environ > \"$0/seen\" 2> \"$0/seen.err\"; \

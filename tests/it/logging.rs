@@ -2,7 +2,7 @@
 //! stderr whose reader is gone, `/dev/full`, or a pipe nobody reads, and
 //! the logging thread's signal mask. Through the real binary.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{descendants, drainit, free_port, get, http, kill, scratch, wait_for, wait_status};
+use common::{
+    descendants, drainit, get, http, kill, listening_port, scratch, wait_for, wait_status,
+};
 
 /// A drainit whose stderr the test chose (not a file like `Proc`'s), in
 /// a process group of its own, killed with all its descendants on drop.
@@ -132,8 +134,8 @@ fn a_stderr_whose_reader_is_gone_neither_kills_nor_stops_drainit() {
         let dir = scratch("stderr-epipe");
         let (reader, writer) = std::io::pipe().expect("pipe");
         drop(reader);
-        let port = format!("127.0.0.1:{}", free_port());
-        let drainit = Started::new(&dir, pid1, &short_app_args(&port), writer.into());
+        let port = common::ANY_PORT;
+        let drainit = Started::new(&dir, pid1, &short_app_args(port), writer.into());
         // Not PID 1, a SIGPIPE that drainit did not ignore would end it
         // with signal 13; as PID 1 the write error itself used to.
         assert_exits_with_the_apps_code(drainit, "stderr a pipe without a reader");
@@ -148,8 +150,8 @@ fn a_stderr_on_dev_full_neither_kills_nor_stops_drainit() {
             .write(true)
             .open("/dev/full")
             .expect("open /dev/full");
-        let port = format!("127.0.0.1:{}", free_port());
-        let drainit = Started::new(&dir, pid1, &short_app_args(&port), full.into());
+        let port = common::ANY_PORT;
+        let drainit = Started::new(&dir, pid1, &short_app_args(port), full.into());
         assert_exits_with_the_apps_code(drainit, "stderr /dev/full");
     }
 }
@@ -186,9 +188,7 @@ fn a_stderr_nobody_reads_stalls_neither_the_admin_server_nor_the_drain() {
     // never read from.
     nix::fcntl::fcntl(reader.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096))
         .expect("F_SETPIPE_SZ");
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-    let listen = addr.to_string();
+    let listen = common::ANY_PORT;
     let app = "trap 'echo stopped > got-term; exit 0' TERM; while :; do sleep 0.05; done";
     // Real-time signals queue one by one, and drainit forwards each (at
     // debug): one more source of lines. The app ignores it, as drainit
@@ -200,7 +200,7 @@ fn a_stderr_nobody_reads_stalls_neither_the_admin_server_nor_the_drain() {
         &[
             "-vv",
             "--admin-listen",
-            &listen,
+            listen,
             // 127.0.0.1 is refused, with a warning each time (perhaps
             // rate-limited: the malformed requests below log too).
             "--prestop-allow-from",
@@ -217,6 +217,7 @@ fn a_stderr_nobody_reads_stalls_neither_the_admin_server_nor_the_drain() {
         writer.into(),
         Some(forwarded),
     );
+    let addr = SocketAddr::from(([127, 0, 0, 1], listening_port(drainit.pid())));
     assert!(
         wait_status(addr, "/ready", 200, Duration::from_secs(20)),
         "/ready never answered 200"
@@ -292,17 +293,14 @@ fn signals_in(status: &str, field: &str) -> Vec<i32> {
 #[test]
 fn no_thread_of_drainit_takes_a_handled_signal_and_sigpipe_is_ignored() {
     let dir = scratch("log-thread-mask");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
-        .parse()
-        .expect("address");
-    let listen = addr.to_string();
+    let listen = common::ANY_PORT;
     let drainit = Started::new(
         &dir,
         false,
         &[
             "-v",
             "--admin-listen",
-            &listen,
+            listen,
             "--prestop-allow-from",
             "10.0.0.0/8",
             "--",
@@ -311,6 +309,7 @@ fn no_thread_of_drainit_takes_a_handled_signal_and_sigpipe_is_ignored() {
         ],
         Stdio::null(),
     );
+    let addr = SocketAddr::from(([127, 0, 0, 1], listening_port(drainit.pid())));
     // The logging thread starts with the first line: make sure there is
     // one (a refused /prestop is a warning).
     assert!(

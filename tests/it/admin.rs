@@ -1,7 +1,7 @@
 //! The admin server through the real binary: routes, /prestop
 //! restrictions, and abuse that must not stop /ready and /live.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,13 +9,11 @@ use std::time::{Duration, Instant};
 
 use common::{get, http, scratch, wait_for, wait_status, Proc};
 
-/// drainit in front of a long sleep, admin on a free loopback port.
+/// drainit in front of a long sleep, admin on a loopback port it bound.
 fn start(name: &str, flags: &[&str]) -> (Proc, SocketAddr) {
     let dir = scratch(name);
-    let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("addr");
-    let proc = Proc::drainit_in_front_of_sleep(&dir, &admin.to_string(), flags);
+    let proc = Proc::drainit_in_front_of_sleep(&dir, common::ANY_PORT, flags);
+    let admin = proc.admin_addr();
     assert!(
         wait_status(admin, "/ready", 200, Duration::from_secs(10)),
         "never ready\n{}",
