@@ -277,12 +277,13 @@ fn the_checkers_own_environment_does_not_leak_into_the_containers() {
 }
 
 #[test]
-fn the_readme_rule_table_is_the_rule_list() {
-    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).expect("README.md");
+fn the_documented_rule_table_is_the_rule_list() {
+    let doc = std::fs::read_to_string(common::repo_root().join("docs/drainit-check.md"))
+        .expect("docs/drainit-check.md");
     let table = rules::markdown_table();
     assert!(
-        readme.contains(&table),
-        "README.md's rule table differs from the rule list; paste `drainit-check --rules`:\n{table}"
+        doc.contains(&table),
+        "docs/drainit-check.md's rule table differs from the rule list; paste `drainit-check --rules`:\n{table}"
     );
     let run = common::check(&["--rules"]);
     assert_eq!(

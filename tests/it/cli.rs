@@ -233,3 +233,44 @@ fn remap_exit_rules_are_checked() {
     assert_accepted(&["--remap-exit", "143:0", "--remap-exit", "1:0"], &[]);
     assert_accepted(&[], &[("DRAINIT_REMAP_EXIT", "143:0,137:1")]);
 }
+
+/// docs/flags.md is the full flag reference: it must hold the real
+/// `--help` of drainit and of each subcommand, verbatim in a fenced block,
+/// so the document cannot drift from the binary. `scripts/gen-flags-doc.sh`
+/// rewrites it. The help is the same in every build (the `kubernetes`
+/// feature's flags are declared without it too).
+#[test]
+fn docs_flags_md_holds_the_real_help_of_every_command() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/flags.md");
+    let doc = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    for args in [
+        &["--help"][..],
+        &["sidecar", "--help"],
+        &["install", "--help"],
+    ] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_drainit"));
+        command.args(args);
+        // A DRAINIT_* variable would show in the help as its value.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("DRAINIT_") {
+                command.env_remove(name);
+            }
+        }
+        let output = command
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run drainit {args:?}: {e}"));
+        assert!(
+            output.status.success(),
+            "drainit {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let help = String::from_utf8_lossy(&output.stdout);
+        let block = format!("```text\n{help}```\n");
+        assert!(
+            doc.contains(&block),
+            "docs/flags.md lacks the output of `drainit {}` verbatim: run scripts/gen-flags-doc.sh\n{help}",
+            args.join(" ")
+        );
+    }
+}
