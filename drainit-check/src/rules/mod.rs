@@ -6,7 +6,7 @@
 //! never import this engine). Checks come in three shapes, by what they
 //! read: one object ([`object`]), one container with its pod ([`pod`],
 //! [`hooks`]), or the cross-object summary ([`traffic`], [`capacity`],
-//! [`balancers`]). Adding a rule
+//! [`balancers`], [`kubernetes`]). Adding a rule
 //! is adding its item to [`RULES`] and its check function; the engine,
 //! the README table (a test compares it), the JSON/SARIF metadata and
 //! the corpus test read the list.
@@ -15,6 +15,7 @@ pub mod balancers;
 pub mod capacity;
 pub mod hooks;
 pub mod item;
+pub mod kubernetes;
 pub mod object;
 pub mod pod;
 pub mod traffic;
@@ -34,6 +35,7 @@ pub static RULES: &[RuleDef] = &[
     pod::DRAINIT_BUDGET,
     pod::DRAINIT_GRACE_MISMATCH,
     pod::DRAINIT_FLAGS,
+    kubernetes::KUBERNETES_RBAC_MISSING,
     hooks::PRESTOP_NAMED_PORT,
     hooks::PRESTOP_MISSES_DRAINIT,
     capacity::PDB_BLOCKS_DRAIN,
