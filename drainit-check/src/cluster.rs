@@ -15,6 +15,7 @@ use crate::container::{self, hook_without_delay, pre_stop};
 use crate::drainit_flags::Reading;
 use crate::inventory::{namespace_of, Place, Rollout, Site, Workload};
 use crate::objects::{Kind, Object};
+use crate::rbac::Rbac;
 
 /// Labels as a sorted list: a few pairs cost a few dozen bytes, where a
 /// `BTreeMap` node costs half a kilobyte (the summary keeps one per
@@ -193,6 +194,52 @@ pub struct WorkloadInfo {
     pub exporter: bool,
     /// Its containers.
     pub containers: Vec<ContainerInfo>,
+    /// A drainit in it uses the Kubernetes API (`--kubernetes` not off).
+    pub api_use: Option<ApiUse>,
+}
+
+/// A pod whose drainit uses the Kubernetes API: what its RBAC must allow whom.
+#[derive(Debug)]
+pub struct ApiUse {
+    /// The drainit container.
+    pub container: String,
+    /// `serviceAccountName` (`default` when unset).
+    pub service_account: String,
+    /// `automountServiceAccountToken: false` and no token mounted by hand
+    /// where drainit looks (`--kubernetes-secrets` at its default).
+    pub no_token: bool,
+}
+
+impl ApiUse {
+    /// The first drainit container of a pod that uses the API, if any.
+    fn of(workload: &Workload<'_>) -> Option<Self> {
+        let (container, settings) = workload
+            .drainits()
+            .find(|(_, s)| s.cli.settings.kubernetes != drainit::settings::KubernetesApi::Off)?;
+        let pod = workload.pod;
+        let projected_token = pod.volumes.iter().flatten().any(|v| {
+            v.projected.as_ref().is_some_and(|p| {
+                p.sources
+                    .iter()
+                    .flatten()
+                    .any(|s| s.service_account_token.is_some())
+            })
+        });
+        let default_dir = settings.cli.settings.kubernetes_secrets.as_os_str()
+            == drainit::settings::kubernetes::SERVICE_ACCOUNT_DIR;
+        Some(ApiUse {
+            container: container.spec.name.clone(),
+            service_account: pod
+                .service_account_name
+                .clone()
+                .or_else(|| pod.service_account.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "default".into()),
+            no_token: pod.automount_service_account_token == Some(false)
+                && !projected_token
+                && default_dir,
+        })
+    }
 }
 
 impl WorkloadInfo {
@@ -282,6 +329,7 @@ impl WorkloadInfo {
                 .get("app.kubernetes.io/component")
                 .is_some_and(|c| c == "exporter"),
             containers,
+            api_use: ApiUse::of(workload),
         }
     }
 }
@@ -371,6 +419,8 @@ pub struct Cluster {
     pub ingresses: Vec<IngressInfo>,
     /// Namespaces given: name → labels.
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// What the RBAC objects grant drainit's API use.
+    pub rbac: Rbac,
     autoscalers: Vec<AutoscalerInfo>,
     /// Per Service: the workloads it selects.
     service_workloads: Vec<Vec<usize>>,
@@ -456,6 +506,10 @@ impl Cluster {
                     self.namespaces.insert(name.clone(), labels);
                 }
             }
+            Kind::Role(_)
+            | Kind::ClusterRole(_)
+            | Kind::RoleBinding(_)
+            | Kind::ClusterRoleBinding(_) => self.rbac.add(object),
             Kind::Autoscaler(a) => self.autoscalers.push((
                 namespace_of(&a.metadata),
                 a.target_kind.clone(),

@@ -27,6 +27,7 @@ pub mod drainit_flags;
 pub mod input;
 pub mod inventory;
 pub mod objects;
+pub mod rbac;
 pub mod report;
 pub mod rules;
 pub mod yaml;

@@ -17,6 +17,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::serde::{de::DeserializeOwned, Serialize};
 use k8s_openapi::Resource;
@@ -66,6 +67,14 @@ pub enum Kind {
     Namespace(Box<Namespace>),
     /// autoscaling HorizontalPodAutoscaler (any version).
     Autoscaler(Box<Autoscaler>),
+    /// rbac.authorization.k8s.io/v1 Role.
+    Role(Box<Role>),
+    /// rbac.authorization.k8s.io/v1 ClusterRole.
+    ClusterRole(Box<ClusterRole>),
+    /// rbac.authorization.k8s.io/v1 RoleBinding.
+    RoleBinding(Box<RoleBinding>),
+    /// rbac.authorization.k8s.io/v1 ClusterRoleBinding.
+    ClusterRoleBinding(Box<ClusterRoleBinding>),
 }
 
 /// An object and where it was written.
@@ -99,6 +108,10 @@ impl Kind {
             Kind::Ingress(o) => (Ingress::KIND, &o.metadata),
             Kind::Namespace(o) => (Namespace::KIND, &o.metadata),
             Kind::Autoscaler(o) => ("HorizontalPodAutoscaler", &o.metadata),
+            Kind::Role(o) => (Role::KIND, &o.metadata),
+            Kind::ClusterRole(o) => (ClusterRole::KIND, &o.metadata),
+            Kind::RoleBinding(o) => (RoleBinding::KIND, &o.metadata),
+            Kind::ClusterRoleBinding(o) => (ClusterRoleBinding::KIND, &o.metadata),
         }
     }
 }
@@ -408,6 +421,14 @@ fn typed_current(
         Kind::Ingress(typed(value, doc, relocate)?)
     } else if is::<Namespace>(api_version, kind) {
         Kind::Namespace(typed(value, doc, relocate)?)
+    } else if is::<Role>(api_version, kind) {
+        Kind::Role(typed(value, doc, relocate)?)
+    } else if is::<ClusterRole>(api_version, kind) {
+        Kind::ClusterRole(typed(value, doc, relocate)?)
+    } else if is::<RoleBinding>(api_version, kind) {
+        Kind::RoleBinding(typed(value, doc, relocate)?)
+    } else if is::<ClusterRoleBinding>(api_version, kind) {
+        Kind::ClusterRoleBinding(typed(value, doc, relocate)?)
     } else {
         return Ok(None);
     };
@@ -453,6 +474,10 @@ pub fn unknown_fields(original: &Value, kind: &Kind) -> Vec<String> {
         Kind::Pdb(o) => round_trip(o.as_ref()),
         Kind::Ingress(o) => round_trip(o.as_ref()),
         Kind::Namespace(o) => round_trip(o.as_ref()),
+        Kind::Role(o) => round_trip(o.as_ref()),
+        Kind::ClusterRole(o) => round_trip(o.as_ref()),
+        Kind::RoleBinding(o) => round_trip(o.as_ref()),
+        Kind::ClusterRoleBinding(o) => round_trip(o.as_ref()),
         // Read for two fields only; the rest is not the checker's to judge.
         Kind::Autoscaler(_) => None,
     };

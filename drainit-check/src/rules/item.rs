@@ -94,7 +94,7 @@ pub struct RuleDef {
     pub id: &'static str,
     /// Its default severity.
     pub severity: Severity,
-    /// One line: what it finds (the README table's last column).
+    /// One line: what it finds (the last column of the table in docs/drainit-check.md).
     pub summary: &'static str,
     /// Why it matters and how to fix it (SARIF's rule help).
     pub help: &'static str,

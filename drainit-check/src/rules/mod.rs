@@ -1,20 +1,21 @@
 //! The rules: each one item of [`RULES`] (id, severity, a one-line summary
-//! for the README's table, the help text SARIF carries, and its check),
+//! for the table in docs/drainit-check.md, the help text SARIF carries, and its check),
 //! and the engine that runs them over a stream of objects.
 //!
 //! What a rule is lives in [`item`], which the rule modules import (they
 //! never import this engine). Checks come in three shapes, by what they
 //! read: one object ([`object`]), one container with its pod ([`pod`],
 //! [`hooks`]), or the cross-object summary ([`traffic`], [`capacity`],
-//! [`balancers`]). Adding a rule
+//! [`balancers`], [`kubernetes`]). Adding a rule
 //! is adding its item to [`RULES`] and its check function; the engine,
-//! the README table (a test compares it), the JSON/SARIF metadata and
+//! the table in docs/drainit-check.md (a test compares it), the JSON/SARIF metadata and
 //! the corpus test read the list.
 
 pub mod balancers;
 pub mod capacity;
 pub mod hooks;
 pub mod item;
+pub mod kubernetes;
 pub mod object;
 pub mod pod;
 pub mod traffic;
@@ -25,7 +26,7 @@ use crate::cluster::Cluster;
 use crate::inventory::{Site, Workload};
 use crate::objects::Object;
 
-/// Every rule, in the order of the README's table.
+/// Every rule, in the order of the table in docs/drainit-check.md.
 pub static RULES: &[RuleDef] = &[
     hooks::GRACE_TOO_SHORT,
     pod::SHELL_SWALLOWS_SIGTERM,
@@ -34,6 +35,7 @@ pub static RULES: &[RuleDef] = &[
     pod::DRAINIT_BUDGET,
     pod::DRAINIT_GRACE_MISMATCH,
     pod::DRAINIT_FLAGS,
+    kubernetes::KUBERNETES_RBAC_MISSING,
     hooks::PRESTOP_NAMED_PORT,
     hooks::PRESTOP_MISSES_DRAINIT,
     capacity::PDB_BLOCKS_DRAIN,
@@ -203,7 +205,7 @@ pub fn check(objects: &[Object]) -> Vec<Finding> {
     checker.finish()
 }
 
-/// The README's rule table, from [`RULES`] (a test keeps the README equal to it).
+/// The rule table of docs/drainit-check.md, from [`RULES`] (a test keeps the doc equal to it).
 pub fn markdown_table() -> String {
     let mut out = String::from("| id | severity | what |\n|---|---|---|\n");
     for rule in RULES {
