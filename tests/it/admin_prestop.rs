@@ -35,7 +35,11 @@ fn raw(addr: SocketAddr, request: &str) -> String {
 fn prestop_drains(proc: &Proc, admin: SocketAddr) -> bool {
     std::thread::spawn(move || http(admin, "POST", "/prestop", &[], Duration::from_secs(2)));
     let drained = wait_status(admin, "/ready", 503, SOON);
-    drained && proc.stderr().contains("drain started trigger=prestop")
+    // drainit's log lines are written by a thread of their own: wait for it.
+    drained
+        && wait_for(SOON, || {
+            proc.stderr().contains("drain started trigger=prestop")
+        })
 }
 
 #[test]
@@ -155,6 +159,7 @@ fn by_default_other_callers_are_refused_and_told_how_to_allow_the_kubelet() {
         "a refused /prestop must start nothing"
     );
     assert!(drained, "loopback must still drain\n{}", proc.report());
+    wait_for(SOON, || proc.stderr().contains("refused /prestop"));
     let stderr = proc.stderr();
     let warnings: Vec<&str> = stderr
         .lines()
@@ -232,7 +237,12 @@ fn cross_site_requests_are_refused_and_the_kubelets_are_not() {
         "a refused request must start no drain\n{}",
         proc.report()
     );
-    assert!(proc.stderr().contains("cross-site"), "{}", proc.report());
+    // drainit's log lines are written by a thread of their own: wait for it.
+    assert!(
+        wait_for(SOON, || proc.stderr().contains("cross-site")),
+        "{}",
+        proc.report()
+    );
     // The kubelet's probe form still reads, and a same-origin POST drains.
     let probe = raw(
         admin,
