@@ -107,6 +107,7 @@ rm -f "$out"/drainit* "$out"/SIZES* "$out"/SHA256SUMS*
 bins=(drainit)
 [[ -n $with_check ]] && bins+=(drainit-check)
 
+declare -A built_in
 # The host's target first: if the toolchain or the gates are broken, that
 # shows before the cross builds.
 for arch in $arches; do
@@ -117,6 +118,9 @@ for arch in $arches; do
         line=$(grep '^build-static:' <<<"$built")
         path=$(tail -n 1 <<<"$built")
         cp "$path" "$out/$bin-$version-$arch"
+        # The target directory cargo built it in (build-std targets have one
+        # of their own): cargo-deb looks for the binary there.
+        built_in[$arch]=$(dirname "$(dirname "$(dirname "$path")")")
         echo "$bin-$version-$arch: ${line#build-static: }" >>"$out/SIZES"
         echo "$line"
     done
@@ -132,7 +136,7 @@ fi
 for arch in $arches; do
     target=$(rust_target "$arch")
     for bin in "${bins[@]}"; do
-        cargo deb --no-build --no-strip --locked -p "$bin" --target "$target" \
+        CARGO_TARGET_DIR=${built_in[$arch]} cargo deb --no-build --no-strip --locked -p "$bin" --target "$target" \
             --profile "$profile" --deb-version "$version-1" -o "$out/${bin}_$version-1_$(deb_arch "$arch").deb" >&2
     done
 done
