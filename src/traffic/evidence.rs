@@ -280,15 +280,13 @@ pub fn quiet_window(rate: Option<Rate>, given: Option<Duration>) -> QuietWindow 
     }
 }
 
-/// Seconds with one decimal and a space, as the drain's traffic report
-/// says them (`5.0 s`): the report is prose that tools read (the rollout
-/// rig's parser, the README's sample), unlike the log's structured fields,
-/// which `durations::secs` writes as `5.0s`.
+/// A duration in the drain's traffic report, in the one form every log
+/// line uses ([`crate::durations::secs`]: `5.0s`).
 struct Seconds(Duration);
 
 impl fmt::Display for Seconds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:.1} s", self.0.as_secs_f64())
+        f.write_str(&crate::durations::secs(self.0))
     }
 }
 

@@ -771,13 +771,13 @@ class Pod:
 
 DRAINIT_LOG = re.compile(r"(?P<ts>\d{4}-\d\d-\d\dT[0-9:.]+Z)\s+[A-Z]+\s+(?P<msg>.*)")
 TRAFFIC_LINE = re.compile(
-    r"last new connection (?:none|at (?P<new>[0-9.]+) s), "
-    r"last inbound byte (?:none|at (?P<inbound>[0-9.]+) s) into the drain; "
+    r"last new connection (?:none|at (?P<new>[0-9.]+) ?s), "
+    r"last inbound byte (?:none|at (?P<inbound>[0-9.]+) ?s) into the drain; "
     r"(?P<open>\d+) connections open"
-    r"(?:; delay ended: (?:(?P<reason>fixed) delay of (?P<after_f>[0-9.]+) s|"
-    r"(?P<reason_q>quiet) for (?P<quiet>[0-9.]+) s after (?P<after_q>[0-9.]+) s|"
-    r"(?P<reason_c>ceiling) after (?P<after_c>[0-9.]+) s)"
-    r"(?:; .*?window (?P<window>[0-9.]+) s(?: from (?P<rate>[0-9.]+) arrivals/s)?)?)?")
+    r"(?:; delay ended: (?:(?P<reason>fixed) delay of (?P<after_f>[0-9.]+) ?s|"
+    r"(?P<reason_q>quiet) for (?P<quiet>[0-9.]+) ?s after (?P<after_q>[0-9.]+) ?s|"
+    r"(?P<reason_c>ceiling) after (?P<after_c>[0-9.]+) ?s)"
+    r"(?:; .*?window (?P<window>[0-9.]+) ?s(?: from (?P<rate>[0-9.]+) arrivals/s)?)?)?")
 
 
 def parse_utc(ts: str) -> float:

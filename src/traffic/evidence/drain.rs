@@ -422,13 +422,13 @@ mod tests {
                 false,
             ),
             (
-                "5/s that stops at 2 s: window 13.8/5 = 2.8 s",
+                "5/s that stops at 2 s: window 13.8/5 = 2.8s",
                 vec![traffic(-60.0, 2.0, 5.0)],
                 4.6,
                 true,
             ),
             (
-                "sparse, 0.5/s: window 27.6 s beyond the ceiling",
+                "sparse, 0.5/s: window 27.6s beyond the ceiling",
                 vec![traffic(-60.0, 5.0, 0.5)],
                 20.0,
                 false,
@@ -440,7 +440,7 @@ mod tests {
                 false,
             ),
             (
-                "200/s, a 0.9 s gap at 1 s, a burst at 1.9 s, then silence",
+                "200/s, a 0.9s gap at 1 s, a burst at 1.9s, then silence",
                 vec![traffic(-60.0, 1.0, 200.0), traffic(1.9, 2.0, 200.0)],
                 3.0,
                 true,
@@ -493,7 +493,7 @@ mod tests {
         assert_eq!(seconds(&end), 5.0, "{end}");
         assert_eq!(
             end.to_string(),
-            "quiet for 3.0 s after 5.0 s; window 3.0 s (--quiet-window)"
+            "quiet for 3.0s after 5.0s; window 3.0s (--quiet-window)"
         );
     }
 
@@ -506,7 +506,7 @@ mod tests {
         assert!((stopped.as_secs_f64() - 2.5).abs() < 0.01, "{stopped:?}");
         assert_eq!(report.open_connections, Some(3));
         assert!(
-            report.to_string().contains("last inbound byte at 2.5 s"),
+            report.to_string().contains("last inbound byte at 2.5s"),
             "{report}"
         );
         let json = report.to_json();
@@ -533,7 +533,7 @@ mod tests {
         .await;
         assert_eq!(
             end.to_string(),
-            "quiet for 1.0 s after 4.0 s; window 1.0 s from 200.0 arrivals/s before the drain"
+            "quiet for 1.0s after 4.0s; window 1.0s from 200.0 arrivals/s before the drain"
         );
         assert!(
             report.rate_before.is_some_and(|r| (r - 200.0).abs() < 1.0),
@@ -542,7 +542,7 @@ mod tests {
         let (end, _) = run(&[], PropagationDelay::Auto, default_bounds()).await;
         assert_eq!(
             end.to_string(),
-            "ceiling after 20.0 s; no traffic in the 11.0 s before the drain: silence proves nothing"
+            "ceiling after 20.0s; no traffic in the 11.0s before the drain: silence proves nothing"
         );
     }
 
@@ -559,7 +559,7 @@ mod tests {
         };
         assert_eq!(
             end.to_string(),
-            "ceiling after 20.0 s; traffic not observable"
+            "ceiling after 20.0s; traffic not observable"
         );
         let report = drain.report();
         assert_eq!(report.traffic_stopped_after(), None);
@@ -630,7 +630,7 @@ mod tests {
             last_close_unseen: close,
             open_connections: 0,
         };
-        // 1.5 s in: a connection closed unseen; the 1 s window restarts.
+        // 1.5s in: a connection closed unseen; the 1 s window restarts.
         let closed = drain_start + Duration::from_millis(1500);
         drain.observe(&observation(closed, Some(closed)));
         let almost = closed + Duration::from_millis(900);
