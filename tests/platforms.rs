@@ -431,7 +431,7 @@ fn prestop_answers_when_the_app_exits(arch: &Arch) {
     assert_eq!(proc.wait(SOON).code(), Some(0), "{name}: {}", proc.report());
 }
 
-/// What the README says emulation cannot show: qemu-user translates no
+/// What docs/install.md says emulation cannot show: qemu-user translates no
 /// netlink sock_diag, so `--propagation-delay auto` says so once and waits
 /// for its ceiling. (Natively, tests/auto_delay.rs shows it end on evidence.)
 fn auto_waits_for_its_ceiling_under_emulation(arch: &Arch) {
