@@ -97,12 +97,10 @@ fn at(workload: &WorkloadInfo, api: &ApiUse, hit: Hit) -> Placed {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::{check, Finding, Severity};
+    use crate::rules::{Finding, Severity};
 
     fn findings(yaml: &str) -> Vec<Finding> {
-        let (objects, errors) = crate::input::parse_text("test.yaml", yaml);
-        assert!(errors.is_empty(), "{errors:?}");
-        check(&objects)
+        crate::rules::tests::findings(yaml)
             .into_iter()
             .filter(|f| f.rule.id == "kubernetes-rbac-missing")
             .collect()

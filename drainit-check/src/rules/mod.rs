@@ -223,7 +223,8 @@ pub fn markdown_table() -> String {
 mod tests {
     use super::*;
 
-    fn findings(yaml: &str) -> Vec<Finding> {
+    /// Every finding on one YAML text (the rule modules' tests filter it).
+    pub(super) fn findings(yaml: &str) -> Vec<Finding> {
         let (objects, errors) = crate::input::parse_text("test.yaml", yaml);
         assert!(errors.is_empty(), "{errors:?}");
         check(&objects)
