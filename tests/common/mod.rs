@@ -252,11 +252,7 @@ impl Proc {
     /// does: drainit is this process, or (under [`Proc::pid1`]) the child
     /// of `unshare`.
     pub fn admin_addr(&self) -> SocketAddr {
-        let drainit = if self.description.starts_with("unshare ") {
-            drainit_under_unshare(self.pid())
-        } else {
-            self.pid()
-        };
+        let drainit = self.drainit_pid();
         // drainit holds the app's socket too when the test handed it one.
         let mut ports = Vec::new();
         wait_for(Duration::from_secs(20), || {
@@ -271,6 +267,23 @@ impl Proc {
                 self.report()
             ),
         }
+    }
+
+    /// drainit's own pid: this process, or the outermost of its
+    /// descendants that runs the drainit binary (under `unshare --fork`,
+    /// or after `sh`, `setpriv` or `unshare` exec'd into it).
+    fn drainit_pid(&self) -> i32 {
+        let binary = std::fs::canonicalize(drainit()).ok();
+        let runs_drainit =
+            |pid: &i32| std::fs::read_link(format!("/proc/{pid}/exe")).ok() == binary;
+        let mut found = None;
+        wait_for(Duration::from_secs(20), || {
+            found = std::iter::once(self.pid())
+                .chain(descendants(self.pid()))
+                .find(runs_drainit);
+            found.is_some()
+        });
+        found.unwrap_or_else(|| panic!("no drainit among the processes\n{}", self.report()))
     }
 
     /// Runs drainit as PID 1 of a fresh PID namespace.

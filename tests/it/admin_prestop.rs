@@ -281,12 +281,7 @@ fn the_prestop_token_is_not_readable_by_the_app() {
     let dir = scratch("token-hidden");
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
         .expect("chmod the scratch dir");
-    // drainit runs under unshare and setpriv here, not as the test's own
-    // child, so its bound port cannot be read back: a picked port.
-    let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("addr");
-    let listen = admin.to_string();
+    let listen = common::ANY_PORT;
     let out = dir.to_str().expect("utf-8 path").to_string();
     let app = "cat /proc/1/environ > \"$0/seen\" 2> \"$0/seen.err\"; \
                cat /proc/self/environ > /dev/null && touch \"$0/app-dumpable\"; \
@@ -305,7 +300,7 @@ fn the_prestop_token_is_not_readable_by_the_app() {
             "--clear-groups",
             common::drainit(),
             "--admin-listen",
-            &listen,
+            listen,
             "--propagation-delay",
             "30s",
             "--grace-period",
@@ -318,6 +313,7 @@ fn the_prestop_token_is_not_readable_by_the_app() {
         ],
         &[("DRAINIT_PRESTOP_TOKEN", "s3cret-token-value")],
     );
+    let admin = proc.admin_addr();
     assert!(
         wait_for(SOON, || dir.join("done").exists()),
         "{}",

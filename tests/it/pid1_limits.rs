@@ -130,18 +130,16 @@ fn admin_flags(admin: &str) -> Vec<&str> {
 #[test]
 fn no_thread_for_a_lookup_is_not_ready_not_a_dead_pid1() {
     let (target, port) = start_check_target(&scratch("limits-target"));
-    let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("addr");
-    let listen = admin.to_string();
+    let listen = common::ANY_PORT;
     let by_ip = format!("http://127.0.0.1:{port}/?check");
     let by_name = format!("http://localhost:{port}/?check");
 
     // First how many tasks drainit and its app need without a lookup.
     let cgroup = PidsCgroup::new("measure");
-    let mut flags = admin_flags(&listen);
+    let mut flags = admin_flags(listen);
     flags.extend_from_slice(&["--ready-check", &by_ip, "--ready-check-interval", "100ms"]);
     let mut measured = pid1_in_cgroup(&scratch("limits-measure"), &cgroup, &flags);
+    let admin = measured.admin_addr();
     assert!(
         wait_status(admin, "/ready", 200, PROMPT),
         "{}",
@@ -155,9 +153,10 @@ fn no_thread_for_a_lookup_is_not_ready_not_a_dead_pid1() {
     // Then with exactly that many allowed, and a check by name.
     let cgroup = PidsCgroup::new("full");
     cgroup.set_max(&needed.to_string());
-    let mut flags = admin_flags(&listen);
+    let mut flags = admin_flags(listen);
     flags.extend_from_slice(&["--ready-check", &by_name, "--ready-check-interval", "100ms"]);
     let mut proc = pid1_in_cgroup(&scratch("limits-full"), &cgroup, &flags);
+    let admin = proc.admin_addr();
     assert!(
         proc.wait_stderr("no thread for the --ready-check lookup", PROMPT),
         "drainit must find no thread for its lookup and go on\n{}",
@@ -194,15 +193,13 @@ fn no_thread_for_a_lookup_is_not_ready_not_a_dead_pid1() {
 #[test]
 fn lookups_go_on_at_pids_max() {
     let (target, port) = start_check_target(&scratch("limits-later-target"));
-    let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("addr");
-    let listen = admin.to_string();
+    let listen = common::ANY_PORT;
     let by_name = format!("http://localhost:{port}/?check");
     let cgroup = PidsCgroup::new("later");
-    let mut flags = admin_flags(&listen);
+    let mut flags = admin_flags(listen);
     flags.extend_from_slice(&["--ready-check", &by_name, "--ready-check-interval", "12s"]);
     let mut proc = pid1_in_cgroup(&scratch("limits-later"), &cgroup, &flags);
+    let admin = proc.admin_addr();
     assert!(
         wait_status(admin, "/ready", 200, PROMPT),
         "{}",
@@ -238,10 +235,7 @@ fn lookups_go_on_at_pids_max() {
 #[test]
 fn lookups_go_on_at_rlimit_nproc() {
     let (target, port) = start_check_target(&scratch("nproc-target"));
-    let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("addr");
-    let listen = admin.to_string();
+    let listen = common::ANY_PORT;
     let by_name = format!("http://localhost:{port}/?check");
     let mut args = vec![
         "--pid",
@@ -254,11 +248,12 @@ fn lookups_go_on_at_rlimit_nproc() {
         "--clear-groups",
         common::drainit(),
     ];
-    let mut flags = admin_flags(&listen);
+    let mut flags = admin_flags(listen);
     flags.extend_from_slice(&["--ready-check", &by_name, "--ready-check-interval", "12s"]);
     args.extend_from_slice(&flags);
     args.extend_from_slice(&["--", "sleep", "300"]);
     let mut proc = Proc::start(&scratch("nproc"), "unshare", &args, &[]);
+    let admin = proc.admin_addr();
     assert!(
         wait_status(admin, "/ready", 200, PROMPT),
         "{}",
@@ -302,16 +297,13 @@ fn lookups_go_on_at_rlimit_nproc() {
 #[test]
 fn out_of_descriptors_is_not_the_app_gone() {
     let (_target, port) = start_check_target(&scratch("nofile-target"));
-    let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("addr");
-    let listen = admin.to_string();
+    let listen = common::ANY_PORT;
     let check = format!("http://127.0.0.1:{port}/?check");
     let mut proc = Proc::pid1(
         &scratch("nofile"),
         &[
             "--admin-listen",
-            &listen,
+            listen,
             "--ready-check",
             &check,
             "--ready-check-interval",
@@ -326,6 +318,7 @@ fn out_of_descriptors_is_not_the_app_gone() {
         ],
         &[],
     );
+    let admin = proc.admin_addr();
     assert!(
         wait_status(admin, "/ready", 200, PROMPT),
         "{}",
@@ -375,15 +368,13 @@ fn log_lines_wait_for_a_thread_at_pids_max() {
     let cgroup = PidsCgroup::new("log");
     // unshare, drainit, the app: nothing else.
     cgroup.set_max("3");
-    let admin: SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("addr");
-    let listen = admin.to_string();
+    let listen = common::ANY_PORT;
     let mut proc = pid1_in_cgroup(
         &scratch("limits-log"),
         &cgroup,
-        &["--admin-listen", &listen, "--propagation-delay", "3s"],
+        &["--admin-listen", listen, "--propagation-delay", "3s"],
     );
+    let admin = proc.admin_addr();
     assert!(
         wait_status(admin, "/live", 200, PROMPT),
         "{}",
