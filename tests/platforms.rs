@@ -185,6 +185,9 @@ fn release() -> &'static Release {
         let work = target_dir().join("platforms-test");
         let gnupg = work.join("gnupg");
         let dist = work.join("dist");
+        // An agent of an earlier run in this target directory would answer
+        // for a home that is about to be removed: stop it first.
+        stop_gpg_agent(&gnupg);
         let _ = std::fs::remove_dir_all(&gnupg);
         std::fs::create_dir_all(&gnupg).expect("create the gpg home");
         let mut permissions = std::fs::metadata(&gnupg).expect("stat").permissions();
@@ -209,8 +212,19 @@ fn release() -> &'static Release {
                 .env("CARGO_TARGET_DIR", target_dir()),
             Duration::from_secs(40 * 60),
         );
+        // Signing started gpg's agent, a daemon: no test leaves one behind
+        // (verifying needs none).
+        stop_gpg_agent(&gnupg);
         Release { dist, gnupg }
     })
+}
+
+/// Stops the gpg agent of the home `gnupg`, if one runs.
+fn stop_gpg_agent(gnupg: &Path) {
+    let _ = Command::new("gpgconf")
+        .env("GNUPGHOME", gnupg)
+        .args(["--kill", "gpg-agent"])
+        .status();
 }
 
 /// The release's drainit for `arch`.
