@@ -397,6 +397,34 @@ mod tests {
     }
 
     #[test]
+    fn sidecar_notify_signal_needs_a_way_to_find_the_app() {
+        let validated = |extra: &[&str]| {
+            Cli::try_parse_validated_from(
+                ["drainit", "--drain-notify", "USR1", "sidecar"]
+                    .into_iter()
+                    .chain(["--ready-check", "tcp://127.0.0.1:8080"])
+                    .chain(extra.iter().copied()),
+            )
+        };
+        let refused = validated(&[]).expect_err("nothing to signal").to_string();
+        assert!(
+            refused.contains("--app-pid-file") && refused.contains("SIGUSR1"),
+            "{refused}"
+        );
+        assert!(validated(&["--app-process", "nginx"]).is_ok());
+        assert!(validated(&["--app-pid-file", "/run/app.pid"]).is_ok());
+        let url = Cli::try_parse_validated_from([
+            "drainit",
+            "--drain-notify",
+            "http://127.0.0.1:8080/drain",
+            "sidecar",
+            "--ready-check",
+            "tcp://127.0.0.1:8080",
+        ]);
+        assert!(url.is_ok(), "a URL needs no pid: {url:?}");
+    }
+
+    #[test]
     fn defaults() {
         let s = parse(&["true"]).expect("parses").settings;
         assert_eq!(

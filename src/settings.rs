@@ -63,6 +63,13 @@ pub enum SettingsError {
     /// `drainit sidecar` without `--ready-check`.
     #[error("sidecar mode needs --ready-check URL (e.g. http://127.0.0.1:8080/healthz) to follow the app")]
     SidecarNeedsReadyCheck,
+    /// `drainit sidecar --drain-notify SIGNAL` with no way to find the app:
+    /// the signal could never be sent, and every drain would only warn.
+    #[error("sidecar mode sends --drain-notify {signal} only to an app it can find: add --app-pid-file PATH or --app-process NAME (shareProcessNamespace), or use --drain-notify http://127.0.0.1:PORT/PATH")]
+    SidecarCannotNotify {
+        /// The signal asked for.
+        signal: String,
+    },
 }
 
 impl Cli {
@@ -72,6 +79,15 @@ impl Cli {
         self.settings.validate()?;
         if matches!(self.mode, Some(Mode::Sidecar(_))) && self.settings.ready_check.is_none() {
             return Err(SettingsError::SidecarNeedsReadyCheck);
+        }
+        if let (Some(Mode::Sidecar(sidecar)), Some(DrainNotify::Signal(signal))) =
+            (&self.mode, &self.settings.drain_notify)
+        {
+            if sidecar.app_pid_file.is_none() && sidecar.app_process.is_none() {
+                return Err(SettingsError::SidecarCannotNotify {
+                    signal: signal.to_string(),
+                });
+            }
         }
         Ok(())
     }

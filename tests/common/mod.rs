@@ -504,3 +504,38 @@ pub fn descendants(pid: i32) -> Vec<i32> {
     }
     found
 }
+
+/// The wall clock as seconds since the epoch, to compare with the times a
+/// test app writes (Python's `time.time()`).
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// An app with a lame-duck mode: records USR1, a GET to /drain and
+/// SIGTERM, each with its time; exits 0 on SIGTERM.
+pub const LAME_DUCK_APP: &str = r#"
+import http.server, signal, sys, threading, time
+out, port = sys.argv[1], int(sys.argv[2])
+def note(what):
+    with open(out, "a") as f:
+        f.write("%s %.6f\n" % (what, time.time()))
+def on_signal(signum, frame):
+    note(signal.Signals(signum).name)
+    if signum == signal.SIGTERM:
+        sys.exit(0)
+signal.signal(signal.SIGUSR1, on_signal)
+signal.signal(signal.SIGTERM, on_signal)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        note("GET" + self.path)
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+server = http.server.HTTPServer(("127.0.0.1", port), H)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+open(out + ".started", "w").close()
+while True:
+    signal.pause()
+"#;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{get, http, scratch, wait_status, Proc};
+use common::{get, http, scratch, wait_for, wait_status, Proc};
 
 /// The "app container": Python's HTTP server, which dies on SIGTERM.
 fn start_app(dir: &Path) -> (Proc, u16) {
@@ -524,5 +524,139 @@ fn a_pid_file_from_the_end_of_time_does_not_panic() {
         !sidecar.stderr().contains("panicked"),
         "{}",
         sidecar.report()
+    );
+}
+
+/// `--drain-notify` in sidecar mode: the app hears of the drain at its
+/// start, while it still serves, by a GET to its loopback URL (any sidecar)
+/// or by a signal (only when the sidecar can find the app: shared process
+/// namespace); its stop signal comes after the delay.
+#[test]
+fn sidecar_drain_notify_tells_the_app_at_the_drain_start() {
+    for notify in ["URL", "USR1"] {
+        let dir = scratch("sidecar-drain-notify");
+        std::fs::write(dir.join("app.py"), common::LAME_DUCK_APP).expect("write app");
+        let port = common::free_port();
+        let record = dir.join("notes");
+        let record_arg = record.to_string_lossy().into_owned();
+        let port_arg = port.to_string();
+        let mut app = Proc::start(&dir, "python3", &["app.py", &record_arg, &port_arg], &[]);
+        assert!(
+            wait_for(Duration::from_secs(20), || record
+                .with_extension("started")
+                .exists()),
+            "{}",
+            app.report()
+        );
+        let pid_file = dir.join("app.pid");
+        std::fs::write(&pid_file, app.pid().to_string()).expect("pid file");
+        let pid_arg = pid_file.to_string_lossy().into_owned();
+        let url = format!("http://127.0.0.1:{port}/drain");
+        let (flag, sidecar_flags): (&str, &[&str]) = if notify == "URL" {
+            // A classic sidecar: the app is in another container.
+            (url.as_str(), &[])
+        } else {
+            (notify, &["--app-pid-file", pid_arg.as_str()])
+        };
+        let (mut sidecar, admin) = start_sidecar_with(
+            &scratch("sidecar-drain-notify-s"),
+            port,
+            &["--propagation-delay", "1s", "--drain-notify", flag],
+            sidecar_flags,
+        );
+        assert!(
+            wait_status(admin, "/ready", 200, Duration::from_secs(10)),
+            "{}",
+            sidecar.report()
+        );
+        let drained_at = common::now();
+        let hook = prestop_in_background(admin);
+        let hook_returned = hook.join().expect("hook thread");
+        let Some((200, _, _)) = hook_returned else {
+            panic!(
+                "{notify}: /prestop gave {hook_returned:?}\n{}",
+                sidecar.report()
+            );
+        };
+        let hook_done = common::now();
+        if notify == "URL" {
+            // The kubelet stops the app container once its hook returned.
+            app.signal(libc::SIGTERM);
+        }
+        assert_eq!(
+            app.wait(Duration::from_secs(10)).code(),
+            Some(0),
+            "{}",
+            app.report()
+        );
+        let notes = std::fs::read_to_string(&record).unwrap_or_default();
+        let at = |what: &str| {
+            notes.lines().find_map(|l| {
+                l.strip_prefix(what)
+                    .and_then(|t| t.trim().parse::<f64>().ok())
+            })
+        };
+        let told = at(if notify == "URL" {
+            "GET/drain "
+        } else {
+            "SIGUSR1 "
+        });
+        let (Some(told), Some(stopped)) = (told, at("SIGTERM ")) else {
+            panic!("{notify}: {notes}\n{}", sidecar.report());
+        };
+        assert!(
+            told >= drained_at && told < drained_at + 0.9,
+            "{notify}: told at {told}, drain at {drained_at}: {notes}\n{}",
+            sidecar.report()
+        );
+        assert!(
+            hook_done >= drained_at + 1.0 && stopped >= drained_at + 1.0 && stopped > told,
+            "{notify}: {notes}\n{}",
+            sidecar.report()
+        );
+        sidecar.signal(libc::SIGTERM);
+        assert_eq!(
+            sidecar.wait(Duration::from_secs(10)).code(),
+            Some(0),
+            "{}",
+            sidecar.report()
+        );
+        assert!(
+            sidecar.stderr().contains("drain notify"),
+            "{}",
+            sidecar.report()
+        );
+    }
+}
+
+/// A sidecar that could never deliver `--drain-notify SIGNAL` refuses to
+/// start and says what would make it work, instead of warning at each drain.
+#[test]
+fn sidecar_refuses_a_notify_signal_it_cannot_deliver() {
+    let dir = scratch("sidecar-notify-unreachable");
+    let mut proc = Proc::drainit(
+        &dir,
+        &[
+            "--admin-listen",
+            "off",
+            "--ready-check",
+            "tcp://127.0.0.1:9",
+            "--drain-notify",
+            "USR1",
+            "sidecar",
+        ],
+        &[],
+    );
+    assert_eq!(
+        proc.wait(Duration::from_secs(10)).code(),
+        Some(2),
+        "{}",
+        proc.report()
+    );
+    let stderr = proc.stderr();
+    assert!(
+        stderr.contains("--drain-notify SIGUSR1") && stderr.contains("--app-pid-file"),
+        "{}",
+        proc.report()
     );
 }

@@ -7,9 +7,9 @@ use crate::common;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{get, http, scratch, wait_for, wait_status, Proc};
+use common::{get, http, now, scratch, wait_for, wait_status, Proc, LAME_DUCK_APP};
 
 /// An app written like most apps: on SIGTERM it records the time and exits
 /// with the code given (or, with `ignore`, records and keeps running).
@@ -46,13 +46,6 @@ with open(out, "w") as f:
     f.write("%.6f" % time.time())
 server.serve_forever()
 "#;
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
 
 struct App {
     proc: Proc,
@@ -520,32 +513,6 @@ fn json_logs_are_one_object_per_line_on_stderr() {
         .unwrap_or_else(|| panic!("no 'app exited' line: {lines:?}"));
     assert_eq!(exited["message"], "app exited code=4");
 }
-
-/// An app with a lame-duck mode: records USR1, a GET to /drain and
-/// SIGTERM, each with its time; exits 0 on SIGTERM.
-const LAME_DUCK_APP: &str = r#"
-import http.server, signal, sys, threading, time
-out, port = sys.argv[1], int(sys.argv[2])
-def note(what):
-    with open(out, "a") as f:
-        f.write("%s %.6f\n" % (what, time.time()))
-def on_signal(signum, frame):
-    note(signal.Signals(signum).name)
-    if signum == signal.SIGTERM:
-        sys.exit(0)
-signal.signal(signal.SIGUSR1, on_signal)
-signal.signal(signal.SIGTERM, on_signal)
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        note("GET" + self.path)
-        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
-    def log_message(self, *a): pass
-server = http.server.HTTPServer(("127.0.0.1", port), H)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-open(out + ".started", "w").close()
-while True:
-    signal.pause()
-"#;
 
 /// `--drain-notify SIGNAL|URL`: the app hears of the drain at its start,
 /// while it still serves, and gets its stop signal after the delay.
