@@ -108,21 +108,16 @@ fn a_dns_blip_does_not_end_a_sidecars_drain() {
     )
     .expect("write resolv.conf");
 
-    let app_port = common::free_port();
-    let port_arg = app_port.to_string();
     let mut app = Proc::start(
         &scratch("dns-blip-app"),
         "python3",
-        &["-m", "http.server", &port_arg, "--bind", "127.0.0.1"],
+        &["-m", "http.server", "0", "--bind", "127.0.0.1"],
         &[],
     );
-    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .expect("addr");
+    let app_port = common::listening_port(app.pid());
     let script = "mount --bind \"$1\" /etc/hosts && mount --bind \"$2\" /etc/resolv.conf && \
                   shift 2 && exec \"$@\"";
     let check = format!("http://app.drainit-test.example:{app_port}/");
-    let listen = admin.to_string();
     let proc = Proc::start(
         &dir,
         "unshare",
@@ -136,7 +131,7 @@ fn a_dns_blip_does_not_end_a_sidecars_drain() {
             resolv.to_str().expect("utf-8 path"),
             common::drainit(),
             "--admin-listen",
-            &listen,
+            common::ANY_PORT,
             "--ready-check",
             &check,
             "--ready-check-interval",
@@ -150,6 +145,7 @@ fn a_dns_blip_does_not_end_a_sidecars_drain() {
         &[],
     );
     let mut proc = proc;
+    let admin = proc.admin_addr();
     assert!(
         common::wait_status(admin, "/ready", 200, Duration::from_secs(20)),
         "{}\n{}",
