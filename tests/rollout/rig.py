@@ -133,9 +133,10 @@ class Config:
     kube_delay: float = 6.0  # their fixed --propagation-delay
     kube_deletion_grace: float = 5.0  # `kubectl delete --grace-period` (whole seconds)
     kube_kill_margin: float = 1.0  # their --kill-margin
-    kube_rate: float = 8.0  # requests per second of the slow requests
-    kube_work_ms: float = 3000.0  # each slow request's time in the app
-    kube_workers: int = 40  # client threads for them (rate x work time, twice over)
+    kube_rate: float = 5.0  # requests per second of the long polls
+    kube_hold_ms: float = 8000.0  # how long the app holds each (it answers them at its stop)
+    kube_workers: int = 80  # client threads for them (rate x hold, twice over)
+    kube_request_timeout: float = 10.0  # the client's, above the hold (HAProxy's server timeout: 10 s)
     late_ep_delay_min: float = 4.0  # the EndpointSlice removal that lands late (15a)
     late_ep_delay_max: float = 5.0
 
@@ -192,7 +193,10 @@ class Setup:
     # The deletion's grace, shorter than the spec's (Config.kube_deletion_grace);
     # False: a plain deletion with the pod's terminationGracePeriodSeconds.
     short_deletion: bool = False
-    slow_requests: bool = False  # Config.kube_rate requests of Config.kube_work_ms each
+    # Long polls: Config.kube_rate requests, each held Config.kube_hold_ms
+    # by the app and answered at once at its stop signal, so that requests
+    # are in flight whenever the stop signal or a SIGKILL comes.
+    slow_requests: bool = False
     # The fixed/auto pair this setup belongs to, for the side-by-side table.
     pair: str | None = None
 
@@ -263,9 +267,12 @@ for _pid, _what, _kw, _modes in PAIRS:
 PAIR_NAMES = {pid: what for pid, what, _, _ in PAIRS}
 
 # The Kubernetes API (issue 18). 14k/14o: `kubectl delete --grace-period=5`
-# on pods whose delay is 6 s, slow requests in flight: with the API drainit
-# cuts its delay and the app stops and exits before the kubelet's SIGKILL;
-# with `--kubernetes off` (today's drainit) the SIGKILL lands in the delay.
+# on pods whose delay is 6 s, long polls in flight: with the API drainit
+# cuts its delay, the app answers them at its stop signal and exits before
+# the kubelet's SIGKILL; with `--kubernetes off` (today's drainit) the
+# SIGKILL lands in the delay and cuts them. (Requests that take a fixed
+# time would end the same either way: only an app told to stop can answer
+# early, which is what a long poll, a watch or a stream does.)
 # 15a: auto, the EndpointSlice removal landing late (4-5 s), after the
 # traffic has stopped (HAProxy follows /ready): auto waits for it.
 SETUPS += [
@@ -721,7 +728,11 @@ class Container:
         self.killed = False
 
     def start(self, argv: list[str], deadline: float, extra_env: dict | None = None) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DRAINIT_")}
+        # Nothing of the rig's own environment steers drainit: no DRAINIT_*
+        # setting, and no Kubernetes API but the emulation the API setups
+        # hand in (the rig may itself run in a pod; traffic stays on loopback).
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("DRAINIT_", "KUBERNETES_"))}
         env["PYTHONUNBUFFERED"] = "1"
         env.update(extra_env or {})
         argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"] + argv
@@ -824,7 +835,7 @@ class Pod:
         if self.setup.slow:
             app += ["--slow-start", str(cfg.slow_start)]
         if self.setup.slow_requests:
-            app += ["--work-ms", str(cfg.kube_work_ms)]
+            app += ["--hold-ms", str(cfg.kube_hold_ms)]
         if self.setup.init == "none":
             return app
         if self.setup.init == "tini":
@@ -1031,11 +1042,13 @@ class LoadClient:
     """Open-loop load: request i is due at t0 + i/rate, sent by whichever of
     the worker threads (one keep-alive connection each) is free."""
 
-    def __init__(self, port: int, cfg: Config, rate: float, workers: int | None = None) -> None:
+    def __init__(self, port: int, cfg: Config, rate: float, workers: int | None = None,
+                 timeout: float | None = None) -> None:
         self.port = port
         self.cfg = cfg
         self.rate = rate
         self.workers = workers or cfg.workers
+        self.timeout = timeout or cfg.request_timeout
         self.lock = threading.Lock()
         self.next = 0
         self.stop_ev = threading.Event()
@@ -1053,7 +1066,7 @@ class LoadClient:
     def stop(self) -> None:
         self.stop_ev.set()
         for t in self.threads:
-            t.join(timeout=self.cfg.request_timeout + 2)
+            t.join(timeout=self.timeout + 2)
 
     def worker(self) -> None:
         conn = None
@@ -1068,7 +1081,7 @@ class LoadClient:
             pod = None
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection(HOST, self.port, timeout=self.cfg.request_timeout)
+                    conn = http.client.HTTPConnection(HOST, self.port, timeout=self.timeout)
                 conn.request("GET", "/", headers={"Host": "rollout.test"})
                 r = conn.getresponse()
                 r.read()
@@ -1175,8 +1188,9 @@ class Rig:
                 self.register(hap, p)
             self.wait_lb_up(hap, [p.name for p in old], self.deadline(30))
 
-            load = LoadClient(hap.port, cfg, self.rate(setup),
-                              cfg.kube_workers if setup.slow_requests else None)
+            slow = setup.slow_requests
+            load = LoadClient(hap.port, cfg, self.rate(setup), cfg.kube_workers if slow else None,
+                              cfg.kube_request_timeout if slow else None)
             load.start()
             time.sleep(cfg.warmup)  # steady traffic before the roll (a duration, not a wait for state)
 
@@ -1471,6 +1485,11 @@ class Rig:
         inflight = (0 if t_stop is None else
                     sum(1 for ts, td, k, pod in recs
                         if k == "ok" and pod == p.name and ts < t_stop < td))
+        # Failed requests (a failure names no pod) sent before this pod's
+        # kill and ended within a second after it: cut by the SIGKILL.
+        cut = (0 if not p.killed else
+               sum(1 for ts, td, k, _ in recs
+                   if k != "ok" and ts < p.t_grace_end <= td < p.t_grace_end + 1.0))
         seen = None
         if dt and dt.get("drain_started") is not None:
             m = re.search(r"endpoint removed at ([0-9.]+) ?s", dt["text"])
@@ -1488,6 +1507,7 @@ class Rig:
             "deletion_grace_s": round(p.t_grace_end - p.t_deleted, 3),
             "stop_before_kill_s": None if t_stop is None else round(p.t_grace_end - t_stop, 3),
             "inflight_at_stop": inflight,
+            "cut_at_kill": cut,
             "endpoint_removed": rel(p.t_endpoint_removed, t0),
             "endpoint_removed_seen": rel(seen, t0),
             "stop_after_endpoint_removed_s": (None if t_stop is None or p.t_endpoint_removed is None
@@ -1504,6 +1524,7 @@ class Rig:
             "stop_before_kill_min_s": least("stop_before_kill_s"),
             "no_stop_signal": sum(1 for x in pods if x["stop_before_kill_s"] is None),
             "inflight_at_stop": sum(x["inflight_at_stop"] for x in pods),
+            "cut_at_kill": sum(x["cut_at_kill"] for x in pods),
             "stop_after_endpoint_removed_min_s": least("stop_after_endpoint_removed_s"),
             "removal_seen": sum(1 for x in pods if x["endpoint_removed_seen"] is not None),
             "held_for_endpoint": sum(1 for x in pods if x["held_for_endpoint"]),
@@ -1766,15 +1787,16 @@ def kube_section(results: list[dict]) -> list[str]:
     md = ["## The control plane behind the Kubernetes API", "",
           markdown_table(results), "",
           "| setup | pod | kubelet's kill (s after deletion) | app's stop signal before it (s) "
-          "| requests in flight at the stop, answered | killed | EndpointSlice removal / seen by "
+          "| requests in flight at the stop, answered | killed | requests cut by the kill | EndpointSlice removal / seen by "
           "drainit (s into the run) | DrainEnded Event |",
-          "|---|---|---:|---:|---:|---|---|---|"]
+          "|---|---|---:|---:|---:|---|---:|---|---|"]
     for r in results:
         for p in r["pods"]:
             k = p["kube"]
             md.append(f"| {r['id']} | {p['name']} | {k['deletion_grace_s']:g} | "
                       f"{fmt_s(k['stop_before_kill_s'])} | {k['inflight_at_stop']} | "
-                      f"{'yes' if p['killed'] else 'no'} | {fmt_s(k['endpoint_removed'])} / "
+                      f"{'yes' if p['killed'] else 'no'} | {k['cut_at_kill']} | "
+                      f"{fmt_s(k['endpoint_removed'])} / "
                       f"{fmt_s(k['endpoint_removed_seen'])} | {esc(k['drain_ended_event'] or '–')} |")
     return md + ["", "![timeline](timeline-kube.svg)", ""]
 
@@ -1857,7 +1879,8 @@ def write_report(outdir: Path, cfg: Config, results: list[dict], meta: dict) -> 
         if s.short_deletion:
             pid1 += (f" `--kill-margin {fmt_dur(c.kube_kill_margin)}`; grace {c.grace:g} s, "
                      f"deleted with `--grace-period={c.kube_deletion_grace:g}`; "
-                     f"{c.kube_rate:g} req/s of {c.kube_work_ms / 1000:g} s each")
+                     f"{c.kube_rate:g} req/s, long polls held {c.kube_hold_ms / 1000:g} s "
+                     "(answered at the app's stop signal)")
         elif s.delay != "D":
             lo, hi = {"slow": (c.slow_ep_delay_min, c.slow_ep_delay_max),
                       "late": (c.late_ep_delay_min, c.late_ep_delay_max)}.get(
@@ -2032,6 +2055,7 @@ def kube_result(r: dict) -> str:
     val = lambda x: -1 if x is None else x
     return (f" kube={r['kube']} stop_before_kill_min={val(k['stop_before_kill_min_s'])} "
             f"no_stop_signal={k['no_stop_signal']} inflight_at_stop={k['inflight_at_stop']} "
+            f"cut_at_kill={k['cut_at_kill']} "
             f"stop_after_endpoint_removed_min={val(k['stop_after_endpoint_removed_min_s'])} "
             f"removal_seen={k['removal_seen']} held_for_endpoint={k['held_for_endpoint']} "
             f"drain_ended_events={k['drain_ended_events']} "
