@@ -1062,6 +1062,7 @@ fn the_rollout_rig_drains_by_what_the_api_knows() {
     let api = row("14k");
     let pods = figure(api, "pods");
     assert!(pods >= 2.0, "{api:?}");
+    assert_eq!(figure(api, "api_in_use"), pods, "{api:?}");
     assert_eq!(figure(api, "failed"), 0.0, "requests failed: {api:?}");
     assert!(figure(api, "requests") >= 20.0, "{api:?}");
     assert_eq!(figure(api, "forced_kills"), 0.0, "SIGKILLed: {api:?}");
@@ -1092,6 +1093,7 @@ fn the_rollout_rig_drains_by_what_the_api_knows() {
         figure(off, "cut_at_kill") >= 1.0,
         "the kubelet's SIGKILL cut no request in flight: {off:?}"
     );
+    assert_eq!(figure(off, "api_in_use"), 0.0, "{off:?}");
     assert_eq!(
         figure(off, "drainit_api_requests"),
         0.0,
@@ -1101,6 +1103,7 @@ fn the_rollout_rig_drains_by_what_the_api_knows() {
     // auto: the stop signal never before the EndpointSlice's removal.
     let auto = row("15a");
     assert_eq!(figure(auto, "auto"), 1.0, "{auto:?}");
+    assert_eq!(figure(auto, "api_in_use"), figure(auto, "pods"), "{auto:?}");
     assert_eq!(figure(auto, "failed"), 0.0, "{auto:?}");
     assert_eq!(figure(auto, "forced_kills"), 0.0, "{auto:?}");
     assert_eq!(

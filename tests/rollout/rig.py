@@ -196,7 +196,7 @@ class Setup:
     # Long polls: Config.kube_rate requests, each held Config.kube_hold_ms
     # by the app and answered at once at its stop signal, so that requests
     # are in flight whenever the stop signal or a SIGKILL comes.
-    slow_requests: bool = False
+    long_polls: bool = False
     # The fixed/auto pair this setup belongs to, for the side-by-side table.
     pair: str | None = None
 
@@ -278,10 +278,10 @@ PAIR_NAMES = {pid: what for pid, what, _, _ in PAIRS}
 SETUPS += [
     Setup("14k", "deletion grace 5 s < delay 6 s: drainit with the Kubernetes API", "drainit", None,
           "admin", "admin", ready_check=True, drainit_setup=True, delay="kube", kube="api",
-          short_deletion=True, slow_requests=True, quick=False),
+          short_deletion=True, long_polls=True, quick=False),
     Setup("14o", "deletion grace 5 s < delay 6 s: drainit --kubernetes off", "drainit", None,
           "admin", "admin", ready_check=True, drainit_setup=True, delay="kube", kube="off",
-          short_deletion=True, slow_requests=True, quick=False),
+          short_deletion=True, long_polls=True, quick=False),
     Setup("15a", "late EndpointSlice removal (4-5 s): drainit auto with the Kubernetes API",
           "drainit", None, "admin", "admin", ready_check=True, drainit_setup=True, delay="auto",
           balancer="late", reuse=True, kube="api", quick=False),
@@ -834,7 +834,7 @@ class Pod:
         app = [sys.executable, str(APP), "--port", str(self.app_port), "--name", self.name]
         if self.setup.slow:
             app += ["--slow-start", str(cfg.slow_start)]
-        if self.setup.slow_requests:
+        if self.setup.long_polls:
             app += ["--hold-ms", str(cfg.kube_hold_ms)]
         if self.setup.init == "none":
             return app
@@ -1157,7 +1157,7 @@ class Rig:
         return self.cfg.delay if setup.delay == "D" else self.cfg.ceiling
 
     def rate(self, setup: Setup) -> float:
-        if setup.slow_requests:
+        if setup.long_polls:
             return self.cfg.kube_rate
         return self.cfg.low_rate if setup.traffic == "low" else self.cfg.rate
 
@@ -1188,9 +1188,9 @@ class Rig:
                 self.register(hap, p)
             self.wait_lb_up(hap, [p.name for p in old], self.deadline(30))
 
-            slow = setup.slow_requests
-            load = LoadClient(hap.port, cfg, self.rate(setup), cfg.kube_workers if slow else None,
-                              cfg.kube_request_timeout if slow else None)
+            polls = setup.long_polls
+            load = LoadClient(hap.port, cfg, self.rate(setup), cfg.kube_workers if polls else None,
+                              cfg.kube_request_timeout if polls else None)
             load.start()
             time.sleep(cfg.warmup)  # steady traffic before the roll (a duration, not a wait for state)
 
@@ -1498,11 +1498,14 @@ class Rig:
         events = self.kube.events(p.name) if self.kube else []
         ended = [e for e in events if e.get("reason") == "DrainEnded"]
         try:
-            held = "the endpoint's removal is not seen yet" in p.app.log_path.read_text(errors="replace")
+            text = p.app.log_path.read_text(errors="replace")
         except OSError:
-            held = False
+            text = ""
         return {"kube": {
-            "held_for_endpoint": held,
+            # drainit's own lines: it took the API into use at its start,
+            # and it kept the delay going for the endpoint's removal.
+            "api_in_use": "Kubernetes API in use" in text,
+            "held_for_endpoint": "the endpoint's removal is not seen yet" in text,
             "kill_at": rel(p.t_grace_end, t0),
             "deletion_grace_s": round(p.t_grace_end - p.t_deleted, 3),
             "stop_before_kill_s": None if t_stop is None else round(p.t_grace_end - t_stop, 3),
@@ -1528,6 +1531,7 @@ class Rig:
             "stop_after_endpoint_removed_min_s": least("stop_after_endpoint_removed_s"),
             "removal_seen": sum(1 for x in pods if x["endpoint_removed_seen"] is not None),
             "held_for_endpoint": sum(1 for x in pods if x["held_for_endpoint"]),
+            "api_in_use": sum(1 for x in pods if x["api_in_use"]),
             "drain_ended_events": sum(1 for x in pods if x["drain_ended_event"]),
             "drainit_api_requests": self.kube.drainit_requests() if self.kube else 0,
         }
@@ -2053,7 +2057,7 @@ def kube_result(r: dict) -> str:
     if not k:
         return ""
     val = lambda x: -1 if x is None else x
-    return (f" kube={r['kube']} stop_before_kill_min={val(k['stop_before_kill_min_s'])} "
+    return (f" kube={r['kube']} api_in_use={k['api_in_use']} stop_before_kill_min={val(k['stop_before_kill_min_s'])} "
             f"no_stop_signal={k['no_stop_signal']} inflight_at_stop={k['inflight_at_stop']} "
             f"cut_at_kill={k['cut_at_kill']} "
             f"stop_after_endpoint_removed_min={val(k['stop_after_endpoint_removed_min_s'])} "
