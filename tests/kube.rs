@@ -332,7 +332,13 @@ impl Pod {
         self.drainit.signal(libc::SIGTERM);
         let exited = wait_for(grace, || !self.drainit.running());
         if !exited {
+            // The kubelet kills the whole container: the app too, which
+            // would otherwise outlive the test, reparented away from drainit.
+            let app = common::descendants(self.drainit.pid());
             self.drainit.signal(libc::SIGKILL);
+            for pid in app {
+                common::kill(pid, libc::SIGKILL);
+            }
             self.drainit.wait(Duration::from_secs(10));
             return None;
         }
