@@ -41,12 +41,14 @@ class Server:
         self.listener = None
         self.conns = {}  # socket -> "idle" | "busy"
         self.wake = threading.Event()
+        self.stop_signalled = threading.Event()  # ends held requests (--hold-ms)
 
     # -- signal handling: runs in the main thread -------------------------
     def on_stop(self, signum, _frame):
         if self.stopping:
             return
         log(self.name, f"stop signal {signal.Signals(signum).name}: closing listener")
+        self.stop_signalled.set()
         with self.lock:
             self.stopping = True
             if self.listener is not None:
@@ -116,8 +118,13 @@ class Server:
                         return
                     buf += chunk
                 buf = buf[length:]
-                if self.args.work_ms > 0:
+                # Health checks are answered at once, as a cheap /healthz is.
+                if self.args.work_ms > 0 and path != "/healthz":
                     time.sleep(self.args.work_ms / 1000.0)
+                if self.args.hold_ms > 0 and path != "/healthz":
+                    # A long poll: answered when its wait is up, or at once
+                    # when the stop signal comes.
+                    self.stop_signalled.wait(self.args.hold_ms / 1000.0)
                 close = (
                     self.stopping
                     or headers.get("connection", "").lower() == "close"
@@ -221,7 +228,11 @@ def main():
     p.add_argument("--name", default=f"app-{os.getpid()}")
     p.add_argument("--slow-start", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long before listening (a slow-starting app)")
-    p.add_argument("--work-ms", type=float, default=1.0, help="time spent on each request")
+    p.add_argument("--work-ms", type=float, default=1.0,
+                   help="time spent on each request (but /healthz)")
+    p.add_argument("--hold-ms", type=float, default=0.0,
+                   help="hold each request (but /healthz) this long, as a long poll does, "
+                   "answering it at once on the stop signal")
     p.add_argument("--drain-timeout", type=float, default=10.0,
                    help="longest wait for in-flight requests after SIGTERM")
     args = p.parse_args()

@@ -2,7 +2,10 @@
 //! against an emulation of the API server (tests/kube_support/apiserver.py,
 //! which says where each of its behaviours comes from): HTTPS with a test
 //! CA, bearer tokens (a rotated one too), the Pod with its deletion
-//! fields, Events, 403 for missing RBAC, a server that hangs.
+//! fields, Events, 403 for missing RBAC, a server that hangs. The last
+//! test runs the rollout rig's API setups (tests/rollout/rig.py
+//! --quick-kube): real HAProxy, the kubelet's sequence, the control plane
+//! written through the emulation.
 #![cfg(feature = "kubernetes")]
 
 mod common;
@@ -329,7 +332,13 @@ impl Pod {
         self.drainit.signal(libc::SIGTERM);
         let exited = wait_for(grace, || !self.drainit.running());
         if !exited {
+            // The kubelet kills the whole container: the app too, which
+            // would otherwise outlive the test, reparented away from drainit.
+            let app = common::descendants(self.drainit.pid());
             self.drainit.signal(libc::SIGKILL);
+            for pid in app {
+                common::kill(pid, libc::SIGKILL);
+            }
             self.drainit.wait(Duration::from_secs(10));
             return None;
         }
@@ -947,4 +956,213 @@ fn requests_in_flight_finish_before_the_kubelets_kill_only_with_the_api() {
     );
     assert_eq!(code, None, "{report}");
     assert!(cut >= 1, "the kubelet's SIGKILL cut nothing?\n{report}");
+}
+
+/// One `RESULT key=value ...` line of the rollout rig, by key.
+type RigRow = std::collections::HashMap<String, String>;
+
+/// The rig's `RESULT` lines, by setup id.
+fn rig_results(stdout: &str) -> std::collections::HashMap<String, RigRow> {
+    stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("RESULT "))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<RigRow>()
+        })
+        .filter_map(|row| Some((row.get("setup")?.clone(), row)))
+        .collect()
+}
+
+/// A number of a `RESULT` line; panics naming the key when it is missing.
+fn figure(row: &RigRow, key: &str) -> f64 {
+    row.get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("RESULT line {row:?} has no number {key}"))
+}
+
+/// The proof through the real binary in the rollout rig
+/// (`tests/rollout/rig.py --quick-kube`: real HAProxy with health checks,
+/// the kubelet's SIGTERM and SIGKILL, the control plane behind the API
+/// emulation; 2 old pods drained per setup):
+/// - 14k/14o: `kubectl delete --grace-period=5` on pods whose delay is
+///   6 s, with long polls in flight (held 8 s by the app, answered at once
+///   at its stop signal). With the API the delay is cut, the app gets its
+///   stop signal seconds before the kubelet's SIGKILL, answers the
+///   requests in flight and exits, and drainit with it; nothing fails.
+///   With `--kubernetes off` (today) every pod is SIGKILLed in its delay,
+///   the app never gets its stop signal, and the SIGKILL cuts the
+///   requests in flight.
+/// - 15a: `auto` with the EndpointSlice removal landing 4-5 s after the
+///   deletion, long after the traffic stopped: the stop signal waits for
+///   it.
+/// - The DrainEnded Event of each drain carries the figures.
+#[test]
+fn the_rollout_rig_drains_by_what_the_api_knows() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    /// The rig bounds itself at 110 s (`--quick-kube`); this is the backstop.
+    const RIG_DEADLINE: Duration = Duration::from_secs(120);
+    /// rig.py Config: the deletion's grace and the pods' fixed delay.
+    const DELETION_GRACE_S: f64 = 5.0;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = scratch("kube-rollout");
+    let json = dir.join("results.json");
+    let stderr = dir.join("rig.stderr");
+    let started = Instant::now();
+    let mut rig = Command::new("python3")
+        .arg(root.join("tests/rollout/rig.py"))
+        .args([
+            "--quick-kube",
+            "--drainit",
+            env!("CARGO_BIN_EXE_drainit"),
+            "--json",
+        ])
+        .arg(&json)
+        .arg("--workdir")
+        .arg(dir.join("work"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).expect("rig stderr file"))
+        .spawn()
+        .expect("python3 must be installed (scripts/test.sh installs it)");
+    let mut pipe = rig.stdout.take().expect("rig stdout");
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = pipe.read_to_string(&mut out);
+        out
+    });
+    let rig_stderr = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    let status = loop {
+        match rig.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < RIG_DEADLINE => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            _ => {
+                // Its children die with it (PR_SET_PDEATHSIG, unshare --kill-child).
+                let _ = rig.kill();
+                let _ = rig.wait();
+                panic!("the rig ran past {RIG_DEADLINE:?}:\n{}", rig_stderr());
+            }
+        }
+    };
+    let stdout = reader.join().unwrap_or_default();
+    assert!(
+        status.success(),
+        "the rig failed ({status}):\n{}\n{stdout}",
+        rig_stderr()
+    );
+    eprintln!("rig finished in {:.1?}:\n{stdout}", started.elapsed());
+    let results = rig_results(&stdout);
+    let row = |id: &str| {
+        results
+            .get(id)
+            .unwrap_or_else(|| panic!("no RESULT for setup {id}:\n{stdout}"))
+    };
+
+    // With the API: stopped in time, exited by itself, nothing lost.
+    let api = row("14k");
+    let pods = figure(api, "pods");
+    assert!(pods >= 2.0, "{api:?}");
+    assert_eq!(figure(api, "api_in_use"), pods, "{api:?}");
+    assert_eq!(figure(api, "failed"), 0.0, "requests failed: {api:?}");
+    assert!(figure(api, "requests") >= 20.0, "{api:?}");
+    assert_eq!(figure(api, "forced_kills"), 0.0, "SIGKILLed: {api:?}");
+    assert_eq!(figure(api, "no_stop_signal"), 0.0, "{api:?}");
+    // The app got its stop signal at least a second before the SIGKILL
+    // would have come, and every pod was gone before it.
+    assert!(figure(api, "stop_before_kill_min") >= 1.0, "{api:?}");
+    assert!(figure(api, "term_max") < DELETION_GRACE_S, "{api:?}");
+    // Requests were in flight at the stop signal, and were answered in full.
+    assert!(figure(api, "inflight_at_stop") >= 1.0, "{api:?}");
+    assert!(figure(api, "drainit_api_requests") >= pods, "{api:?}");
+
+    // The same pods and deletion with --kubernetes off: today's drainit.
+    let off = row("14o");
+    assert_eq!(figure(off, "pods"), pods, "{off:?}");
+    assert_eq!(
+        figure(off, "forced_kills"),
+        pods,
+        "every pod is SIGKILLed in its delay: {off:?}"
+    );
+    assert_eq!(
+        figure(off, "no_stop_signal"),
+        pods,
+        "the app never got its stop signal: {off:?}"
+    );
+    assert!(figure(off, "term_mean") >= DELETION_GRACE_S, "{off:?}");
+    assert!(
+        figure(off, "cut_at_kill") >= 1.0,
+        "the kubelet's SIGKILL cut no request in flight: {off:?}"
+    );
+    assert_eq!(figure(off, "api_in_use"), 0.0, "{off:?}");
+    assert_eq!(
+        figure(off, "drainit_api_requests"),
+        0.0,
+        "--kubernetes off asked the API: {off:?}"
+    );
+
+    // auto: the stop signal never before the EndpointSlice's removal.
+    let auto = row("15a");
+    assert_eq!(figure(auto, "auto"), 1.0, "{auto:?}");
+    assert_eq!(figure(auto, "api_in_use"), figure(auto, "pods"), "{auto:?}");
+    assert_eq!(figure(auto, "failed"), 0.0, "{auto:?}");
+    assert_eq!(figure(auto, "forced_kills"), 0.0, "{auto:?}");
+    assert_eq!(
+        figure(auto, "removal_seen"),
+        figure(auto, "pods"),
+        "{auto:?}"
+    );
+    assert!(
+        figure(auto, "stop_after_endpoint_removed_min") >= 0.0,
+        "auto ended before the endpoint's removal: {auto:?}"
+    );
+    // ... and it was the removal that held it: the traffic had stopped.
+    assert_eq!(
+        figure(auto, "held_for_endpoint"),
+        figure(auto, "pods"),
+        "{auto:?}"
+    );
+
+    // Each drain's story on its pod, with the figures.
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("rig JSON"))
+        .expect("the rig's JSON");
+    let setups = doc["setups"].as_array().expect("setups");
+    for setup in setups.iter().filter(|s| s["kube"] == "api") {
+        for pod in setup["pods"].as_array().expect("pods") {
+            let kube = &pod["kube"];
+            assert_eq!(
+                kube["event_reasons"],
+                serde_json::json!(["DrainStarted", "DrainEnded"]),
+                "{pod}"
+            );
+            let ended = kube["drain_ended_event"].as_str().unwrap_or_default();
+            let mut needles = vec![
+                "stop signal after ",
+                "last new connection ",
+                "last inbound byte ",
+                "; endpoint removed at ",
+                "; deadline: ",
+                "app exited code=0",
+            ];
+            if setup["id"] == "14k" {
+                needles.push("deadline: the deletion's grace 5.0s");
+                needles.push("propagation delay cut from 6.0s to 2.0s");
+            } else {
+                needles.push("delay ended: quiet for ");
+            }
+            for needle in needles {
+                assert!(
+                    ended.contains(needle),
+                    "{needle:?} not in the DrainEnded Event {ended:?}"
+                );
+            }
+        }
+    }
+    assert!(started.elapsed() < RIG_DEADLINE, "{:?}", started.elapsed());
+    let _ = std::fs::remove_dir_all(&dir);
 }

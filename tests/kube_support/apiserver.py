@@ -44,6 +44,26 @@ source, kubernetes/kubernetes):
   deletionTimestamp, the pod's endpoint turns ready=false,
   serving=false, terminating=true (conditions as in the discovery/v1
   reference); --endpoint-lag delays that, as a slow control plane does.
+  This holds for the pod given with --pod (and its seeded slice).
+- POST /api/v1/namespaces/NS/pods creates a Pod: 201 with the object,
+  metadata.uid/resourceVersion/creationTimestamp filled in and
+  spec.terminationGracePeriodSeconds defaulted to 30 (core/v1
+  defaults, SetDefaults_PodSpec); 409 AlreadyExists `pods "NAME" already
+  exists` for a name in use (apimachinery's NewAlreadyExists); 422
+  Invalid without metadata.name.
+- POST /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices creates an
+  EndpointSlice (201; 409 AlreadyExists), PUT .../endpointslices/NAME
+  replaces one (200; 404 NotFound for an unknown name, as EndpointSlices
+  are not created on update; 409 Conflict "the object has been modified;
+  please apply your changes to the latest version and try again" when
+  metadata.resourceVersion is given and is not the current one, the
+  registry's optimistic concurrency in rest/update.go and
+  NewConflict; without a resourceVersion the update is unconditional,
+  as the EndpointSlice strategy's AllowUnconditionalUpdate allows). Each
+  write gets a new resourceVersion and reaches the watches as ADDED or
+  MODIFIED. This is how a controller writes slices: a test that plays
+  the EndpointSlice controller (the rollout rig, with pods it created
+  through the API) removes an endpoint at the moment it chooses.
 
 Test controls (not API behaviour): --forbid makes every Pod read 403,
 --hang accepts connections and never answers; --forbid-endpointslices
@@ -53,8 +73,10 @@ read from --tokens for each request, so a test can rotate them; every
 request is appended to --log as one JSON line.
 
 Usage: apiserver.py --port P --cert C --key K --tokens FILE --log FILE
-       --namespace NS --pod NAME --grace SECONDS [--forbid] [--hang]
+       --namespace NS [--pod NAME --grace SECONDS] [--forbid] [--hang]
        --ready FILE (written once listening)
+Without --pod the server starts with no Pod and no EndpointSlice: the
+test creates them through the API.
 """
 
 import argparse
@@ -70,7 +92,7 @@ import uuid
 
 args = None
 lock = threading.Lock()
-pod = None
+pods = {}  # name -> Pod object
 resource_version = [1000]
 cond = threading.Condition(lock)
 slices = {}
@@ -123,6 +145,46 @@ def put_slice(kind, obj):
     slices[obj["metadata"]["name"]] = obj
     history.append((int(obj["metadata"]["resourceVersion"]), kind, obj))
     cond.notify_all()
+
+
+def pod_object(meta, spec, grace):
+    """A Pod as the API server stores it after defaulting."""
+    meta = dict(meta)
+    meta.update({"namespace": args.namespace, "uid": str(uuid.uuid4()),
+                 "resourceVersion": next_version(), "creationTimestamp": rfc3339(time.time())})
+    meta.pop("deletionTimestamp", None)
+    meta.pop("deletionGracePeriodSeconds", None)
+    spec = dict(spec)
+    if spec.get("terminationGracePeriodSeconds") is None:
+        spec["terminationGracePeriodSeconds"] = grace
+    return {"kind": "Pod", "apiVersion": "v1", "metadata": meta, "spec": spec,
+            "status": {"phase": "Running", "podIP": "127.0.0.1"}}
+
+
+def write_slice(namespace, name, body, create):
+    """POST (create) or PUT (update) of an EndpointSlice (lock held)."""
+    if not isinstance(body, dict) or body.get("kind", "EndpointSlice") != "EndpointSlice":
+        return status(400, "BadRequest", "the body is not an EndpointSlice")
+    meta = body.setdefault("metadata", {})
+    name = name or meta.get("name")
+    if not name:
+        return status(422, "Invalid", "EndpointSlice.discovery.k8s.io \"\" is invalid: metadata.name: Required value")
+    if meta.get("namespace", namespace) != namespace or (meta.get("name", name) != name):
+        return status(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request")
+    current = slices.get(name)
+    if create and current is not None:
+        return status(409, "AlreadyExists", 'endpointslices.discovery.k8s.io "%s" already exists' % name)
+    if not create and current is None:
+        return status(404, "NotFound", 'endpointslices.discovery.k8s.io "%s" not found' % name)
+    given = meta.get("resourceVersion")
+    if not create and given and given != current["metadata"]["resourceVersion"]:
+        return status(409, "Conflict",
+                      'Operation cannot be fulfilled on endpointslices.discovery.k8s.io "%s": '
+                      "the object has been modified; please apply your changes to the latest version and try again" % name)
+    meta.update({"name": name, "namespace": namespace, "resourceVersion": next_version()})
+    body.update({"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1"})
+    put_slice("ADDED" if create else "MODIFIED", body)
+    return (201 if create else 200), body
 
 
 def endpoint_controller_sees_deletion():
@@ -209,7 +271,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if routed is not None:
             self.answer(*routed)
 
-    do_GET = do_POST = do_DELETE = handle_any
+    do_GET = do_POST = do_PUT = do_DELETE = handle_any
 
     def route(self, body):
         url = urllib.parse.urlsplit(self.path)
@@ -229,9 +291,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return status(403, "Forbidden",
                               'pods "%s" is forbidden: User "%s" cannot %s resource "pods" in API group "" in the namespace "%s"'
                               % (name, user, verb, namespace))
-            if namespace != args.namespace or name != args.pod:
-                return status(404, "NotFound", 'pods "%s" not found' % name)
             with lock:
+                pod = pods.get(name) if namespace == args.namespace else None
+                if pod is None:
+                    return status(404, "NotFound", 'pods "%s" not found' % name)
                 if self.command == "GET":
                     return 200, pod
                 if self.command == "DELETE":
@@ -244,7 +307,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         grace = pod["spec"]["terminationGracePeriodSeconds"]
                     meta = pod["metadata"]
                     current = meta.get("deletionGracePeriodSeconds")
-                    if current is None:
+                    if current is None and name == args.pod:
                         threading.Timer(args.endpoint_lag, endpoint_controller_sees_deletion).start()
                     if current is None or grace < current:
                         meta["deletionTimestamp"] = rfc3339(time.time() + grace)
@@ -252,6 +315,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         meta["resourceVersion"] = next_version()
                     return 200, pod
             return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        if len(parts) == 5 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods" and self.command == "POST":
+            namespace = parts[3]
+            if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+                return status(400, "BadRequest", "the body is not a Pod")
+            name = body["metadata"].get("name")
+            if not name:
+                return status(422, "Invalid", 'Pod "" is invalid: metadata.name: Required value')
+            if body["metadata"].get("namespace", namespace) != namespace or namespace != args.namespace:
+                return status(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request")
+            with lock:
+                if name in pods:
+                    return status(409, "AlreadyExists", 'pods "%s" already exists' % name)
+                pods[name] = pod_object(body["metadata"], body.get("spec") or {}, 30)
+                return 201, pods[name]
+        if len(parts) in (6, 7) and parts[:4] == ["apis", "discovery.k8s.io", "v1", "namespaces"] and parts[5] == "endpointslices" and self.command in ("POST", "PUT"):
+            namespace = parts[4]
+            if (self.command == "POST") != (len(parts) == 6):
+                return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            with cond:
+                return write_slice(namespace, parts[6] if len(parts) == 7 else None, body, self.command == "POST")
         if len(parts) == 6 and parts[:4] == ["apis", "discovery.k8s.io", "v1", "namespaces"] and parts[5] == "endpointslices" and self.command == "GET":
             namespace = parts[4]
             if args.forbid_endpointslices:
@@ -294,10 +377,11 @@ def hang(listener, context):
 
 
 def main():
-    global args, pod
+    global args
     parser = argparse.ArgumentParser()
-    for flag in ("--cert", "--key", "--tokens", "--log", "--namespace", "--pod", "--ready"):
+    for flag in ("--cert", "--key", "--tokens", "--log", "--namespace", "--ready"):
         parser.add_argument(flag, required=True)
+    parser.add_argument("--pod")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--grace", type=int, default=30)
     parser.add_argument("--forbid", action="store_true")
@@ -306,25 +390,13 @@ def main():
     parser.add_argument("--expire-first-watch", action="store_true")
     parser.add_argument("--endpoint-lag", type=float, default=0.0)
     args = parser.parse_args()
-    pod = {
-        "kind": "Pod",
-        "apiVersion": "v1",
-        "metadata": {
-            "name": args.pod,
-            "namespace": args.namespace,
-            "uid": str(uuid.uuid4()),
-            "resourceVersion": next_version(),
-            "creationTimestamp": rfc3339(time.time()),
-        },
-        "spec": {
-            "terminationGracePeriodSeconds": args.grace,
-            "containers": [{"name": "app", "image": "app:1"}],
-            "serviceAccountName": "drainit",
-        },
-        "status": {"phase": "Running", "podIP": "127.0.0.1"},
-    }
-    with cond:
-        put_slice("ADDED", slice_object("web-abcde", True))
+    if args.pod:
+        spec = {"terminationGracePeriodSeconds": args.grace,
+                "containers": [{"name": "app", "image": "app:1"}],
+                "serviceAccountName": "drainit"}
+        pods[args.pod] = pod_object({"name": args.pod}, spec, args.grace)
+        with cond:
+            put_slice("ADDED", slice_object("web-abcde", True))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(args.cert, args.key)
     if args.hang:

@@ -24,8 +24,28 @@ For each setup (bare app, tini, tini + preStop sleep, drainit, ...) the rig:
   lingered after its last request, as JSON, a Markdown table and an SVG
   timeline.
 
+The Kubernetes API setups (14k, 14o, 15a; `--quick-kube` runs only them)
+put the emulated control plane behind the API emulation
+tests/kube_support/apiserver.py (which says where each of its behaviours
+comes from): HTTPS with a test CA, a service account's token, CA and
+namespace files handed to each pod by the in-cluster convention
+(KUBERNETES_SERVICE_HOST/PORT; DRAINIT_KUBERNETES_SECRETS and
+DRAINIT_POD_NAME stand for the mounted service account and the downward
+API). The rig writes through the API what the control plane's parts
+write: each Pod (spec.terminationGracePeriodSeconds) before its container
+starts, as the scheduler's Pod precedes the kubelet's start; an
+EndpointSlice per pod when its endpoint reaches the load balancer; the
+deletion (`kubectl delete --grace-period=G`: a DELETE with
+DeleteOptions.gracePeriodSeconds) before the kubelet's SIGTERM, the
+kubelet then killing at that deletion's grace (the kubelet kills by
+metadata.deletionGracePeriodSeconds, not the spec's); and, as the
+EndpointSlice controller, the pod's endpoint turning ready=false,
+serving=false, terminating=true at the same random moment the rig takes
+the server out of HAProxy.
+
 Usage:
     python3 tests/rollout/rig.py --quick --json OUT.json      # the test's run
+    python3 tests/rollout/rig.py --quick-kube                 # the API setups (tests/kube.rs)
     python3 tests/rollout/rig.py --report DIR                 # full comparison
 
 Python 3.11 standard library only. Needs root (PID namespaces), haproxy,
@@ -52,6 +72,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -61,6 +82,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "app_server.py"
+APISERVER = ROOT / "tests" / "kube_support" / "apiserver.py"
+NAMESPACE = "rollout"
 HOST = "127.0.0.1"
 
 
@@ -105,6 +128,17 @@ class Config:
     slow_ep_delay_max: float = 9.0
     low_rate: float = 5.0  # the low-traffic setups' requests per second
     reuse_purge: float = 60.0  # HAProxy pool-purge-delay of the idle keep-alive setups
+    # The Kubernetes API setups (14k/14o: a deletion's grace shorter than
+    # the delay; 15a: a late EndpointSlice removal under auto).
+    kube_delay: float = 6.0  # their fixed --propagation-delay
+    kube_deletion_grace: float = 5.0  # `kubectl delete --grace-period` (whole seconds)
+    kube_kill_margin: float = 1.0  # their --kill-margin
+    kube_rate: float = 5.0  # requests per second of the long polls
+    kube_hold_ms: float = 8000.0  # how long the app holds each (it answers them at its stop)
+    kube_workers: int = 80  # client threads for them (rate x hold, twice over)
+    kube_request_timeout: float = 10.0  # the client's, above the hold (HAProxy's server timeout: 10 s)
+    late_ep_delay_min: float = 4.0  # the EndpointSlice removal that lands late (15a)
+    late_ep_delay_max: float = 5.0
 
     @classmethod
     def quick(cls) -> "Config":
@@ -153,12 +187,27 @@ class Setup:
     # (`http-reuse always`, pool-purge-delay Config.reuse_purge).
     reuse: bool = False
     quick: bool = True  # part of the --quick run (the cargo test)
+    # The Kubernetes API emulation behind the control plane: None (no API),
+    # "api" (drainit uses it) or "off" (the same cluster, `--kubernetes off`).
+    kube: str | None = None
+    # The deletion's grace, shorter than the spec's (Config.kube_deletion_grace);
+    # False: a plain deletion with the pod's terminationGracePeriodSeconds.
+    short_deletion: bool = False
+    # Long polls: Config.kube_rate requests, each held Config.kube_hold_ms
+    # by the app and answered at once at its stop signal, so that requests
+    # are in flight whenever the stop signal or a SIGKILL comes.
+    long_polls: bool = False
     # The fixed/auto pair this setup belongs to, for the side-by-side table.
     pair: str | None = None
 
     @property
     def auto(self) -> bool:
         return self.delay == "auto"
+
+    @property
+    def kube_quick(self) -> bool:
+        """Part of the --quick-kube run (tests/kube.rs)."""
+        return self.kube is not None
 
 
 # Data-driven: a setup is one entry (plus an `init` kind or a flag).
@@ -216,6 +265,27 @@ for _pid, _what, _kw, _modes in PAIRS:
             # keep-alive connections to the backends.
             quick=(_pid == "11" and _mode == "auto"), **_kw))
 PAIR_NAMES = {pid: what for pid, what, _, _ in PAIRS}
+
+# The Kubernetes API (issue 18). 14k/14o: `kubectl delete --grace-period=5`
+# on pods whose delay is 6 s, long polls in flight: with the API drainit
+# cuts its delay, the app answers them at its stop signal and exits before
+# the kubelet's SIGKILL; with `--kubernetes off` (today's drainit) the
+# SIGKILL lands in the delay and cuts them. (Requests that take a fixed
+# time would end the same either way: only an app told to stop can answer
+# early, which is what a long poll, a watch or a stream does.)
+# 15a: auto, the EndpointSlice removal landing late (4-5 s), after the
+# traffic has stopped (HAProxy follows /ready): auto waits for it.
+SETUPS += [
+    Setup("14k", "deletion grace 5 s < delay 6 s: drainit with the Kubernetes API", "drainit", None,
+          "admin", "admin", ready_check=True, drainit_setup=True, delay="kube", kube="api",
+          short_deletion=True, long_polls=True, quick=False),
+    Setup("14o", "deletion grace 5 s < delay 6 s: drainit --kubernetes off", "drainit", None,
+          "admin", "admin", ready_check=True, drainit_setup=True, delay="kube", kube="off",
+          short_deletion=True, long_polls=True, quick=False),
+    Setup("15a", "late EndpointSlice removal (4-5 s): drainit auto with the Kubernetes API",
+          "drainit", None, "admin", "admin", ready_check=True, drainit_setup=True, delay="auto",
+          balancer="late", reuse=True, kube="api", quick=False),
+]
 
 
 # ---------------------------------------------------------------------------
@@ -486,6 +556,157 @@ def tail(path: Path, n: int = 15) -> str:
 
 
 # ---------------------------------------------------------------------------
+# The Kubernetes API emulation (the API setups)
+# ---------------------------------------------------------------------------
+
+
+def openssl(cwd: Path, args: list[str]) -> None:
+    r = subprocess.run(["openssl"] + args, cwd=cwd, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise RigError(f"openssl {' '.join(args[:2])} failed: {r.stderr.strip()}")
+
+
+class KubeAPI:
+    """tests/kube_support/apiserver.py for one setup, with a cluster CA,
+    its serving certificate for 127.0.0.1, the service account's files
+    that every pod mounts, and an admin's token for the rig's own writes
+    (what the scheduler, the EndpointSlice controller and `kubectl delete`
+    write in a cluster)."""
+
+    POD_TOKEN = "rig-pod-token"
+    ADMIN_TOKEN = "rig-admin-token"
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir / "apiserver"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.secrets = self.dir / "serviceaccount"
+        self.port = free_port()
+        self.log = self.dir / "requests"
+        self.proc: subprocess.Popen | None = None
+        self.context: ssl.SSLContext | None = None
+
+    def start(self, deadline: float) -> None:
+        d = self.dir
+        openssl(d, ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+                    "-subj", "/CN=rig-cluster-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign"])
+        (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\n"
+                                      "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        openssl(d, ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=kube-apiserver"])
+        openssl(d, ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                    "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext"])
+        self.secrets.mkdir(exist_ok=True)
+        shutil.copy(d / "ca.crt", self.secrets / "ca.crt")
+        (self.secrets / "token").write_text(self.POD_TOKEN + "\n")
+        (self.secrets / "namespace").write_text(NAMESPACE)
+        (d / "tokens").write_text(f"{self.POD_TOKEN}\n{self.ADMIN_TOKEN}\n")
+        ready = d / "ready"
+        self.proc = PROCS.spawn([sys.executable, str(APISERVER), "--port", str(self.port),
+                                 "--cert", str(d / "server.crt"), "--key", str(d / "server.key"),
+                                 "--tokens", str(d / "tokens"), "--log", str(self.log),
+                                 "--namespace", NAMESPACE, "--ready", str(ready)],
+                                d / "apiserver.log")
+        while not ready.exists():
+            if self.proc.poll() is not None:
+                raise RigError("the API emulation exited at start: " + tail(d / "apiserver.log"))
+            if time.monotonic() > deadline:
+                raise RigError("the API emulation did not start")
+            time.sleep(0.05)
+        self.context = ssl.create_default_context(cafile=str(d / "ca.crt"))
+
+    def pod_env(self, name: str) -> dict:
+        """In a pod: the service's address, the mounted service account, the
+        downward API's name (DRAINIT_POD_NAME; $HOSTNAME is the rig's)."""
+        return {"KUBERNETES_SERVICE_HOST": HOST, "KUBERNETES_SERVICE_PORT": str(self.port),
+                "DRAINIT_KUBERNETES_SECRETS": str(self.secrets), "DRAINIT_POD_NAME": name}
+
+    def request(self, method: str, path: str, body: dict | None = None) -> dict:
+        conn = http.client.HTTPSConnection(HOST, self.port, timeout=10, context=self.context)
+        try:
+            data = None if body is None else json.dumps(body).encode()
+            conn.request(method, path, body=data, headers={
+                "Authorization": f"Bearer {self.ADMIN_TOKEN}", "Content-Type": "application/json"})
+            r = conn.getresponse()
+            answer = json.loads(r.read() or b"{}")
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            raise RigError(f"API {method} {path}: {e}") from e
+        finally:
+            conn.close()
+        if not 200 <= r.status < 300:
+            raise RigError(f"API {method} {path} answered {r.status}: {answer.get('message')}")
+        return answer
+
+    def create_pod(self, name: str, grace: float) -> None:
+        self.request("POST", f"/api/v1/namespaces/{NAMESPACE}/pods", {
+            "kind": "Pod", "apiVersion": "v1", "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"terminationGracePeriodSeconds": int(grace),
+                     "containers": [{"name": "app", "image": "app:2"}],
+                     "serviceAccountName": "drainit"}})
+
+    def slice_body(self, pod: "Pod", serving: bool) -> dict:
+        """The pod's endpoint in its own slice of the Service `web` (one
+        slice per pod: the rig's pods share an address, not a port)."""
+        return {"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+                "metadata": {"name": f"web-{pod.name}", "namespace": NAMESPACE,
+                             "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": pod.app_port, "protocol": "TCP"}],
+                "endpoints": [{"addresses": [HOST],
+                               "conditions": {"ready": serving, "serving": serving,
+                                              "terminating": not serving},
+                               "targetRef": {"kind": "Pod", "name": pod.name,
+                                             "namespace": NAMESPACE}}]}
+
+    def add_endpoint(self, pod: "Pod") -> None:
+        self.request("POST", f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices",
+                     self.slice_body(pod, True))
+
+    def remove_endpoint(self, pod: "Pod") -> None:
+        """The EndpointSlice controller's update for a terminating pod."""
+        self.request("PUT", f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices/"
+                     f"web-{pod.name}", self.slice_body(pod, False))
+
+    def delete_pod(self, name: str, grace: int | None) -> float:
+        """`kubectl delete pod [--grace-period=G]`; returns the deletion's grace."""
+        options = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if grace is not None:
+            options["gracePeriodSeconds"] = grace
+        pod = self.request("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}", options)
+        return float(pod["metadata"]["deletionGracePeriodSeconds"])
+
+    def requests(self) -> list[dict]:
+        try:
+            lines = self.log.read_text().splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def drainit_requests(self) -> int:
+        """Requests made with the pods' token (drainit's, never the rig's)."""
+        return sum(1 for r in self.requests() if r.get("token") == self.POD_TOKEN)
+
+    def events(self, pod: str) -> list[dict]:
+        """The Events posted about `pod`, in order."""
+        return [r["body"] for r in self.requests()
+                if r.get("method") == "POST" and r.get("path", "").endswith("/events")
+                and isinstance(r.get("body"), dict)
+                and r["body"].get("involvedObject", {}).get("name") == pod]
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            kill_group(self.proc.pid)
+            self.proc.wait()
+
+
+# ---------------------------------------------------------------------------
 # Pods
 # ---------------------------------------------------------------------------
 
@@ -506,9 +727,14 @@ class Container:
         self.prestop_result = None
         self.killed = False
 
-    def start(self, argv: list[str], deadline: float) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DRAINIT_")}
+    def start(self, argv: list[str], deadline: float, extra_env: dict | None = None) -> None:
+        # Nothing of the rig's own environment steers drainit: no DRAINIT_*
+        # setting, and no Kubernetes API but the emulation the API setups
+        # hand in (the rig may itself run in a pod; traffic stays on loopback).
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("DRAINIT_", "KUBERNETES_"))}
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(extra_env or {})
         argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"] + argv
         self.proc = PROCS.spawn(argv, self.log_path, env=env)
         # `unshare --fork` is the parent; the container's PID 1 is its child.
@@ -576,6 +802,9 @@ class Pod:
         self.t_start = self.t_ready = self.t_registered = None
         self.t_deleted = self.t_deregistered = None
         self.del_server_ok = None
+        # The Kubernetes API setups: when the EndpointSlice said the endpoint
+        # no longer serves, and when the kubelet's grace (the deletion's) ends.
+        self.t_endpoint_removed = self.t_grace_end = None
 
     # The app container's figures, as before there were sidecars.
     @property
@@ -605,6 +834,8 @@ class Pod:
         app = [sys.executable, str(APP), "--port", str(self.app_port), "--name", self.name]
         if self.setup.slow:
             app += ["--slow-start", str(cfg.slow_start)]
+        if self.setup.long_polls:
+            app += ["--hold-ms", str(cfg.kube_hold_ms)]
         if self.setup.init == "none":
             return app
         if self.setup.init == "tini":
@@ -633,13 +864,26 @@ class Pod:
         if self.setup.ready_check:
             argv += ["--ready-check", f"http://{HOST}:{self.app_port}/healthz",
                      "--ready-check-interval", "200ms"]
+        if self.setup.kube == "off":
+            argv += ["--kubernetes", "off"]
+        if self.setup.delay == "kube":
+            argv += ["--kill-margin", fmt_dur(cfg.kube_kill_margin)]
         return argv
 
+    def kube_env(self) -> dict | None:
+        """The in-cluster convention for drainit (None without the API)."""
+        if self.setup.kube is None:
+            return None
+        return self.rig.kube.pod_env(self.name)
+
     def start(self, deadline: float) -> None:
+        if self.setup.kube is not None:
+            # The Pod object exists before the kubelet starts its containers.
+            self.rig.kube.create_pod(self.name, self.rig.grace(self.setup))
         self.t_start = time.time()
-        self.app.start(self.app_argv(), deadline)
+        self.app.start(self.app_argv(), deadline, self.kube_env())
         if self.sidecar:
-            self.sidecar.start(self.drainit_argv() + ["sidecar"], deadline)
+            self.sidecar.start(self.drainit_argv() + ["sidecar"], deadline, self.kube_env())
 
     def alive(self) -> bool:
         """Every container still runs (a classic pod has no restarts here)."""
@@ -798,10 +1042,13 @@ class LoadClient:
     """Open-loop load: request i is due at t0 + i/rate, sent by whichever of
     the worker threads (one keep-alive connection each) is free."""
 
-    def __init__(self, port: int, cfg: Config, rate: float) -> None:
+    def __init__(self, port: int, cfg: Config, rate: float, workers: int | None = None,
+                 timeout: float | None = None) -> None:
         self.port = port
         self.cfg = cfg
         self.rate = rate
+        self.workers = workers or cfg.workers
+        self.timeout = timeout or cfg.request_timeout
         self.lock = threading.Lock()
         self.next = 0
         self.stop_ev = threading.Event()
@@ -811,7 +1058,7 @@ class LoadClient:
     def start(self) -> None:
         self.t0_mono = time.monotonic()
         self.t0 = time.time()
-        for i in range(self.cfg.workers):
+        for i in range(self.workers):
             t = threading.Thread(target=self.worker, name=f"load-{i}", daemon=True)
             t.start()
             self.threads.append(t)
@@ -819,7 +1066,7 @@ class LoadClient:
     def stop(self) -> None:
         self.stop_ev.set()
         for t in self.threads:
-            t.join(timeout=self.cfg.request_timeout + 2)
+            t.join(timeout=self.timeout + 2)
 
     def worker(self) -> None:
         conn = None
@@ -834,7 +1081,7 @@ class LoadClient:
             pod = None
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection(HOST, self.port, timeout=self.cfg.request_timeout)
+                    conn = http.client.HTTPConnection(HOST, self.port, timeout=self.timeout)
                 conn.request("GET", "/", headers={"Host": "rollout.test"})
                 r = conn.getresponse()
                 r.read()
@@ -876,6 +1123,7 @@ class Rig:
         self.rng = random.Random(cfg.seed)
         self.t_end = time.monotonic() + cfg.max_seconds
         self.setup_dir = workdir
+        self.kube: KubeAPI | None = None
 
     def deadline(self, seconds: float) -> float:
         d = min(time.monotonic() + seconds, self.t_end)
@@ -888,18 +1136,29 @@ class Rig:
         c = self.cfg
         if setup.balancer == "slow":
             return c.slow_ep_delay_min, c.slow_ep_delay_max
+        if setup.balancer == "late":
+            return c.late_ep_delay_min, c.late_ep_delay_max
         return c.ep_delay_min, c.ep_delay_max
 
     def ep_delay(self, setup: Setup) -> float:
         return self.rng.uniform(*self.ep_range(setup))
 
     def grace(self, setup: Setup) -> float:
-        return self.cfg.grace if setup.delay == "D" else self.cfg.ceiling_grace
+        """terminationGracePeriodSeconds (and drainit's --grace-period)."""
+        return self.cfg.grace if setup.delay in ("D", "kube") else self.cfg.ceiling_grace
+
+    def deletion_grace(self, setup: Setup) -> int | None:
+        """The grace a deletion asks for; None: the pod's own."""
+        return int(self.cfg.kube_deletion_grace) if setup.short_deletion else None
 
     def fixed_delay(self, setup: Setup) -> float:
+        if setup.delay == "kube":
+            return self.cfg.kube_delay
         return self.cfg.delay if setup.delay == "D" else self.cfg.ceiling
 
     def rate(self, setup: Setup) -> float:
+        if setup.long_polls:
+            return self.cfg.kube_rate
         return self.cfg.low_rate if setup.traffic == "low" else self.cfg.rate
 
     def run_setup(self, setup: Setup) -> dict:
@@ -908,6 +1167,10 @@ class Rig:
         self.setup_dir.mkdir(parents=True, exist_ok=True)
         log(f"setup {setup.id}: {setup.name}")
         hap = HAProxy(self.haproxy, self.setup_dir, cfg, setup)
+        self.kube = None
+        if setup.kube is not None:
+            self.kube = KubeAPI(self.setup_dir)
+            self.kube.start(self.deadline(20))
         hap.start(self.deadline(15))
         pods: list[Pod] = []
         threads: list[threading.Thread] = []
@@ -922,11 +1185,12 @@ class Rig:
             for p in old:
                 p.wait_ready(self.deadline(30 + cfg.slow_start))
                 p.wait_serving(self.deadline(30 + cfg.slow_start))  # start from a settled state
-                hap.add_server(p)
-                p.t_registered = time.time()
+                self.register(hap, p)
             self.wait_lb_up(hap, [p.name for p in old], self.deadline(30))
 
-            load = LoadClient(hap.port, cfg, self.rate(setup))
+            polls = setup.long_polls
+            load = LoadClient(hap.port, cfg, self.rate(setup), cfg.kube_workers if polls else None,
+                              cfg.kube_request_timeout if polls else None)
             load.start()
             time.sleep(cfg.warmup)  # steady traffic before the roll (a duration, not a wait for state)
 
@@ -941,8 +1205,7 @@ class Rig:
                 # Endpoints controller -> LB controller: the new endpoint
                 # reaches the load balancer after a propagation delay.
                 time.sleep(self.ep_delay(setup))
-                hap.add_server(p)
-                p.t_registered = time.time()
+                self.register(hap, p)
                 # Pod readiness gate (as the AWS Load Balancer Controller
                 # sets one): the pod counts as available only once its
                 # target is healthy at the load balancer. Without it, a
@@ -966,8 +1229,18 @@ class Rig:
             hap.stop()
             for p in pods:
                 p.kill()
+            if self.kube is not None:
+                self.kube.stop()
             PROCS.cleanup()
         return self.summarize(setup, load, old, new)
+
+    def register(self, hap: HAProxy, p: Pod) -> None:
+        """The pod's endpoint reaches the load balancer (and, with the API,
+        its EndpointSlice is written)."""
+        if self.kube is not None:
+            self.kube.add_endpoint(p)
+        hap.add_server(p)
+        p.t_registered = time.time()
 
     def wait_lb_up(self, hap: HAProxy, names: list[str], deadline: float, needed: int | None = None) -> None:
         needed = len(names) if needed is None else needed
@@ -984,8 +1257,15 @@ class Rig:
         """Pod deletion: two chains start at the same moment. The kubelet
         stops every container of the pod in parallel (a classic sidecar is
         just another container): each one's preStop hook, then its SIGTERM."""
+        grace = self.grace(pod.setup)
+        if self.kube is not None:
+            # The deletion is in the API before the kubelet acts on it.
+            grace = self.kube.delete_pod(pod.name, self.deletion_grace(pod.setup))
         pod.t_deleted = time.time()
-        log(f"  delete {pod.name}")
+        # The kubelet kills by the deletion's grace (without the API, the
+        # pod's terminationGracePeriodSeconds).
+        pod.t_grace_end = pod.t_deleted + grace
+        log(f"  delete {pod.name}" + (f" (grace {grace:g}s)" if self.kube else ""))
         threads = [threading.Thread(target=self.endpoint_removal, args=(hap, pod, errors),
                                     name=f"ep-del-{pod.name}", daemon=True)]
         for c in pod.containers:
@@ -998,6 +1278,11 @@ class Rig:
     def endpoint_removal(self, hap: HAProxy, pod: Pod, errors: list[str]) -> None:
         try:
             time.sleep(self.ep_delay(pod.setup))
+            if self.kube is not None:
+                # Taken before the write: drainit may see it before the
+                # answer reaches the rig.
+                pod.t_endpoint_removed = time.time()
+                self.kube.remove_endpoint(pod)
             hap.deregister(pod.name)
             pod.t_deregistered = time.time()
             pod.del_server_ok = hap.delete_server(pod.name, time.monotonic() + 20)
@@ -1012,7 +1297,7 @@ class Rig:
         cfg = self.cfg
         try:
             grace = self.grace(pod.setup)
-            grace_end = pod.t_deleted + grace
+            grace_end = pod.t_grace_end
             prestop = pod.setup.prestop if c.role == "app" else None
             if prestop == "http":
                 conn = http.client.HTTPConnection(HOST, pod.admin_port, timeout=grace)
@@ -1118,6 +1403,8 @@ class Rig:
                     if pod == p.name and k == "ok" and a <= ts < a + nb * 0.1:
                         mine[int((ts - a) / 0.1)] += 1
                 pods_out[-1]["own_requests_100ms"] = {"from": rel(a, t0), "counts": mine}
+            if setup.kube is not None:
+                pods_out[-1].update(self.kube_figures(p, recs, t_stop, dt, t0))
             if p.sidecar:
                 pods_out[-1]["containers"] = [{
                     "role": c.role,
@@ -1144,6 +1431,7 @@ class Rig:
         for ts, _, k, _ in recs:
             b = min(nb - 1, max(0, int((ts - t0) / 0.1)))
             buckets["ok" if k == "ok" else "http" if k.startswith("http_") else "transport"][b] += 1
+        kube = [x["kube"] for x in pods_out if "kube" in x]
         res = {
             "id": setup.id,
             "name": setup.name,
@@ -1177,12 +1465,76 @@ class Rig:
             "pods": pods_out,
             "events": events,
             "buckets_100ms": buckets,
+            "kube": setup.kube,
+            "kube_summary": self.kube_summary(kube) if setup.kube is not None else None,
         }
         log(f"  -> {n} requests, {failed} failed {kinds or ''}, termination mean "
             f"{res['termination_s']['mean']}s max {res['termination_s']['max']}s, linger mean "
             f"{res['linger_s']['mean']}s, deregistration mean {res['deregistration_s']['mean']}s"
             + (f", delay ends {ends}" if ends else ""))
         return res
+
+
+    def kube_figures(self, p: Pod, recs: list, t_stop: float | None, dt: dict | None,
+                     t0: float) -> dict:
+        """One pod's drain next to what the API knew: the kubelet's kill
+        moment (the deletion's grace), the app's stop signal, the requests
+        in flight at that signal (answered in full by this pod), the
+        EndpointSlice removal the rig wrote and the one drainit reported,
+        and the DrainEnded Event's message."""
+        inflight = (0 if t_stop is None else
+                    sum(1 for ts, td, k, pod in recs
+                        if k == "ok" and pod == p.name and ts < t_stop < td))
+        # Failed requests (a failure names no pod) sent before this pod's
+        # kill and ended within a second after it: cut by the SIGKILL.
+        cut = (0 if not p.killed else
+               sum(1 for ts, td, k, _ in recs
+                   if k != "ok" and ts < p.t_grace_end <= td < p.t_grace_end + 1.0))
+        seen = None
+        if dt and dt.get("drain_started") is not None:
+            m = re.search(r"endpoint removed at ([0-9.]+) ?s", dt["text"])
+            if m:
+                seen = dt["drain_started"] + float(m.group(1))
+        events = self.kube.events(p.name) if self.kube else []
+        ended = [e for e in events if e.get("reason") == "DrainEnded"]
+        try:
+            text = p.app.log_path.read_text(errors="replace")
+        except OSError:
+            text = ""
+        return {"kube": {
+            # drainit's own lines: it took the API into use at its start,
+            # and it kept the delay going for the endpoint's removal.
+            "api_in_use": "Kubernetes API in use" in text,
+            "held_for_endpoint": "the endpoint's removal is not seen yet" in text,
+            "kill_at": rel(p.t_grace_end, t0),
+            "deletion_grace_s": round(p.t_grace_end - p.t_deleted, 3),
+            "stop_before_kill_s": None if t_stop is None else round(p.t_grace_end - t_stop, 3),
+            "inflight_at_stop": inflight,
+            "cut_at_kill": cut,
+            "endpoint_removed": rel(p.t_endpoint_removed, t0),
+            "endpoint_removed_seen": rel(seen, t0),
+            "stop_after_endpoint_removed_s": (None if t_stop is None or p.t_endpoint_removed is None
+                                              else round(t_stop - p.t_endpoint_removed, 3)),
+            "event_reasons": [e.get("reason") for e in events],
+            "drain_ended_event": ended[-1].get("message") if ended else None,
+        }}
+
+    def kube_summary(self, pods: list[dict]) -> dict:
+        def least(key):
+            xs = [x[key] for x in pods if x[key] is not None]
+            return None if len(xs) < len(pods) or not xs else min(xs)
+        return {
+            "stop_before_kill_min_s": least("stop_before_kill_s"),
+            "no_stop_signal": sum(1 for x in pods if x["stop_before_kill_s"] is None),
+            "inflight_at_stop": sum(x["inflight_at_stop"] for x in pods),
+            "cut_at_kill": sum(x["cut_at_kill"] for x in pods),
+            "stop_after_endpoint_removed_min_s": least("stop_after_endpoint_removed_s"),
+            "removal_seen": sum(1 for x in pods if x["endpoint_removed_seen"] is not None),
+            "held_for_endpoint": sum(1 for x in pods if x["held_for_endpoint"]),
+            "api_in_use": sum(1 for x in pods if x["api_in_use"]),
+            "drain_ended_events": sum(1 for x in pods if x["drain_ended_event"]),
+            "drainit_api_requests": self.kube.drainit_requests() if self.kube else 0,
+        }
 
 
 def rel(t: float | None, t0: float) -> float | None:
@@ -1433,14 +1785,39 @@ def evidence_section(evidence: list[dict], cfg: Config, one) -> list[str]:
     return md
 
 
+def kube_section(results: list[dict]) -> list[str]:
+    """The API setups: the deadline the kubelet kills by, the app's stop
+    signal, the endpoint's removal and the drain's Event, per pod."""
+    md = ["## The control plane behind the Kubernetes API", "",
+          markdown_table(results), "",
+          "| setup | pod | kubelet's kill (s after deletion) | app's stop signal before it (s) "
+          "| requests in flight at the stop, answered | killed | requests cut by the kill | EndpointSlice removal / seen by "
+          "drainit (s into the run) | DrainEnded Event |",
+          "|---|---|---:|---:|---:|---|---:|---|---|"]
+    for r in results:
+        for p in r["pods"]:
+            k = p["kube"]
+            md.append(f"| {r['id']} | {p['name']} | {k['deletion_grace_s']:g} | "
+                      f"{fmt_s(k['stop_before_kill_s'])} | {k['inflight_at_stop']} | "
+                      f"{'yes' if p['killed'] else 'no'} | {k['cut_at_kill']} | "
+                      f"{fmt_s(k['endpoint_removed'])} / "
+                      f"{fmt_s(k['endpoint_removed_seen'])} | {esc(k['drain_ended_event'] or '–')} |")
+    return md + ["", "![timeline](timeline-kube.svg)", ""]
+
+
 def write_report(outdir: Path, cfg: Config, results: list[dict], meta: dict) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
-    fixed_d = [r for r in results if r.get("delay", "D") == "D"]
-    evidence = [r for r in results if r.get("delay", "D") != "D"]
-    (outdir / "timeline.svg").write_text(svg_timeline(fixed_d, cfg))
+    fixed_d = [r for r in results if r.get("delay", "D") == "D" and not r.get("kube")]
+    evidence = [r for r in results if r.get("delay", "D") != "D" and not r.get("kube")]
+    with_api = [r for r in results if r.get("kube")]
+    if fixed_d:
+        (outdir / "timeline.svg").write_text(svg_timeline(fixed_d, cfg))
     if evidence:
         (outdir / "timeline-auto.svg").write_text(svg_timeline(
             evidence, cfg, f"fixed {cfg.ceiling:g} s vs auto (max {cfg.ceiling:g} s)"))
+    if with_api:
+        (outdir / "timeline-kube.svg").write_text(svg_timeline(
+            with_api, cfg, "the control plane behind the Kubernetes API emulation"))
     one = pick_drain(evidence)
     if one:
         (outdir / "auto-drain.svg").write_text(svg_one_drain(one[0], one[1], cfg))
@@ -1471,11 +1848,13 @@ def write_report(outdir: Path, cfg: Config, results: list[dict], meta: dict) -> 
         "last request the pod served. Served after deletion: successful requests the pod "
         "answered after it was deleted (traffic that would fail had it stopped at once).",
         "",
-        "![timeline](timeline.svg)",
+        "![timeline](timeline.svg)" if fixed_d else "",
         "",
     ]
     if evidence:
         md += evidence_section(evidence, cfg, one)
+    if with_api:
+        md += kube_section(with_api)
     md += [
         "## Setups",
         "",
@@ -1491,16 +1870,25 @@ def write_report(outdir: Path, cfg: Config, results: list[dict], meta: dict) -> 
         if s.auto:
             drainit_flags = f" `--propagation-delay auto --propagation-delay-max {fmt_dur(c.ceiling)}`"
         else:
-            drainit_flags = f" `--propagation-delay {fmt_dur(c.delay if s.delay == 'D' else c.ceiling)}`"
+            fixed = {"D": c.delay, "kube": c.kube_delay}.get(s.delay, c.ceiling)
+            drainit_flags = f" `--propagation-delay {fmt_dur(fixed)}`"
+        if s.kube == "off":
+            drainit_flags += " `--kubernetes off`"
         if s.ready_check:
             drainit_flags += " `--ready-check http://…/healthz`"
         if s.init == "drainit":
             pid1 += drainit_flags
         if s.slow:
             pid1 += f" (app starts in {c.slow_start:g} s)"
-        if s.delay != "D":
-            lo, hi = (c.slow_ep_delay_min, c.slow_ep_delay_max) if s.balancer == "slow" else \
-                (c.ep_delay_min, c.ep_delay_max)
+        if s.short_deletion:
+            pid1 += (f" `--kill-margin {fmt_dur(c.kube_kill_margin)}`; grace {c.grace:g} s, "
+                     f"deleted with `--grace-period={c.kube_deletion_grace:g}`; "
+                     f"{c.kube_rate:g} req/s, long polls held {c.kube_hold_ms / 1000:g} s "
+                     "(answered at the app's stop signal)")
+        elif s.delay != "D":
+            lo, hi = {"slow": (c.slow_ep_delay_min, c.slow_ep_delay_max),
+                      "late": (c.late_ep_delay_min, c.late_ep_delay_max)}.get(
+                          s.balancer, (c.ep_delay_min, c.ep_delay_max))
             pid1 += (f"; grace {c.ceiling_grace:g} s; balancer {lo:g}–{hi:g} s; "
                      f"{c.low_rate if s.traffic == 'low' else c.rate:g} req/s; "
                      + ("keep-alive connections to the backends" if s.reuse
@@ -1643,6 +2031,8 @@ def preflight(args, setups: list[Setup]) -> tuple[str, str | None, str | None]:
     for tool in ("unshare", "nsenter"):
         if not shutil.which(tool):
             problems.append(f"{tool} not found (util-linux)")
+    if any(s.kube for s in setups) and not shutil.which("openssl"):
+        problems.append("openssl not found (Debian: apt-get install -y openssl), for the API setups' CA")
     drainit = None
     if any(s.init == "drainit" or s.sidecar for s in setups):
         drainit = args.drainit or str(ROOT / "target" / "debug" / "drainit")
@@ -1661,9 +2051,27 @@ def preflight(args, setups: list[Setup]) -> tuple[str, str | None, str | None]:
     return haproxy, tini, drainit
 
 
+def kube_result(r: dict) -> str:
+    """The API setups' part of a RESULT line (-1: no figure)."""
+    k = r.get("kube_summary")
+    if not k:
+        return ""
+    val = lambda x: -1 if x is None else x
+    return (f" kube={r['kube']} api_in_use={k['api_in_use']} stop_before_kill_min={val(k['stop_before_kill_min_s'])} "
+            f"no_stop_signal={k['no_stop_signal']} inflight_at_stop={k['inflight_at_stop']} "
+            f"cut_at_kill={k['cut_at_kill']} "
+            f"stop_after_endpoint_removed_min={val(k['stop_after_endpoint_removed_min_s'])} "
+            f"removal_seen={k['removal_seen']} held_for_endpoint={k['held_for_endpoint']} "
+            f"drain_ended_events={k['drain_ended_events']} "
+            f"drainit_api_requests={k['drainit_api_requests']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Rolling update behind HAProxy: count failed requests per setup.")
     ap.add_argument("--quick", action="store_true", help="small, short run (the cargo test's)")
+    ap.add_argument("--quick-kube", action="store_true",
+                    help="the quick run's sizes, the Kubernetes API setups only (tests/kube.rs): "
+                    + ",".join(s.id for s in SETUPS if s.kube_quick))
     ap.add_argument("--report", metavar="DIR", help="write DIR/report.md and DIR/timeline.svg")
     ap.add_argument("--json", metavar="OUT", help="write the results as JSON")
     ap.add_argument("--setups", help="comma-separated setup ids (default: all; with --quick, "
@@ -1682,7 +2090,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs) after success")
     args = ap.parse_args(argv)
 
-    cfg = Config.quick() if args.quick else Config()
+    cfg = Config.quick() if args.quick or args.quick_kube else Config()
+    if args.quick_kube:
+        cfg.max_seconds = 110.0  # three setups; tests/kube.rs allows 120 s
     if args.replicas is not None:
         cfg.replicas = args.replicas
     if args.rate is not None:
@@ -1702,6 +2112,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (0 <= cfg.ep_delay_min <= cfg.ep_delay_max <= 60 and 0 < cfg.delay <= 120):
         raise RigError("out of bounds: 0 <= ep-delay min <= max <= 60, 0 < delay <= 120")
 
+    if args.setups is None and args.quick_kube:
+        args.setups = ",".join(s.id for s in SETUPS if s.kube_quick)
     if args.setups is None:
         args.setups = ",".join(s.id for s in SETUPS if s.quick or not args.quick)
     wanted = [x.strip() for x in args.setups.split(",") if x.strip()]
@@ -1759,7 +2171,8 @@ def main(argv: list[str] | None = None) -> int:
               f"traffic_stopped_mean={r['traffic_stopped_after_s']['mean']} "
               f"ended_quiet={r['delay_ends'].get('quiet', 0)} "
               f"ended_ceiling={r['delay_ends'].get('ceiling', 0)} "
-              f"ended_fixed={r['delay_ends'].get('fixed', 0)} pods={len(r['pods'])}")
+              f"ended_fixed={r['delay_ends'].get('fixed', 0)} pods={len(r['pods'])}"
+              + kube_result(r))
     print(markdown_table(results))
     sys.stdout.flush()
     if not args.keep and not args.workdir:
