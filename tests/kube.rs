@@ -745,9 +745,19 @@ fn a_late_endpoint_removal_holds_auto_and_is_reported() {
         "the endpoint's removal is not seen yet: the delay goes on",
         "endpoint removed: this pod no longer serves in its EndpointSlices",
         "; endpoint removed at ",
+        // What ended the delay: the removal, not the quiet before it.
+        "; delay ended: endpoint's removal after ",
+        ", held since quiet for ",
     ] {
         assert!(report.contains(needle), "{needle:?}\n{report}");
     }
+    assert_eq!(
+        report
+            .matches("the endpoint's removal is not seen yet")
+            .count(),
+        1,
+        "said once\n{report}"
+    );
     let requests = cluster.requests();
     let lists = requests
         .iter()
@@ -771,7 +781,8 @@ fn a_late_endpoint_removal_holds_auto_and_is_reported() {
     assert!(
         ended
             .as_deref()
-            .is_some_and(|m| m.contains("endpoint removed at")),
+            .is_some_and(|m| m.contains("endpoint removed at")
+                && m.contains("delay ended: endpoint's removal after ")),
         "{ended:?}"
     );
 }
@@ -1153,7 +1164,9 @@ fn the_rollout_rig_drains_by_what_the_api_knows() {
                 needles.push("deadline: the deletion's grace 5.0s");
                 needles.push("propagation delay cut from 6.0s to 2.0s");
             } else {
-                needles.push("delay ended: quiet for ");
+                // 15a: the traffic was quiet first; the removal ended it.
+                needles.push("delay ended: endpoint's removal after ");
+                needles.push(", held since quiet for ");
             }
             for needle in needles {
                 assert!(
