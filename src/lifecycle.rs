@@ -525,6 +525,13 @@ pub enum StopCause {
         /// The removal was seen (else the watch failed).
         seen: bool,
     },
+    /// A deletion's grace cut the delay (see [`Deadline`]).
+    Cut {
+        /// The delay it was cut to.
+        to: Duration,
+        /// The deletion's grace.
+        grace: Duration,
+    },
 }
 
 /// What the event loop must do (and then log) for the machine.
@@ -745,7 +752,14 @@ impl Machine {
                 }
             }
             if after >= self.deadline.propagation_delay {
-                self.stop(drain, now, StopCause::Timer, steps);
+                let cause = match self.deadline.delay_cut_from {
+                    Some(_) => StopCause::Cut {
+                        to: self.deadline.propagation_delay,
+                        grace: self.deadline.grace,
+                    },
+                    None => StopCause::Timer,
+                };
+                self.stop(drain, now, cause, steps);
             }
         }
     }

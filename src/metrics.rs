@@ -127,7 +127,7 @@ impl Metrics {
         );
         registry.register(
             "propagation_delay_ends",
-            "Propagation delays ended, by why: fixed, quiet (auto), ceiling (auto) or endpoint (auto's quiet held for the endpoint's removal)",
+            "Propagation delays ended, by why: fixed, quiet (auto), ceiling (auto), endpoint (auto's quiet held for the endpoint's removal) or cut (by a deletion's shorter grace)",
             metrics.delay_ends.clone(),
         );
         registry.register(

@@ -441,6 +441,11 @@ fn a_deletion_grace_shorter_than_the_delay_still_stops_the_app_in_time() {
         report.contains("drain deadline: the deletion's grace 4.0s (shorter than --grace-period 25.0s); propagation delay cut from 10.0s to 1.5s"),
         "{report}"
     );
+    // The traffic line says what ended the delay.
+    assert!(
+        report.contains("; delay ended: cut to 1.5s by the deletion's grace 4.0s"),
+        "{report}"
+    );
     assert!(warnings(&report).is_empty(), "{report}");
 
     // The drain's story, on the pod.
@@ -457,6 +462,7 @@ fn a_deletion_grace_shorter_than_the_delay_still_stops_the_app_in_time() {
     let ended = events[1]["message"].as_str().unwrap_or_default();
     for needle in [
         "stop signal after 1.5s",
+        "delay ended: cut to 1.5s by the deletion's grace 4.0s",
         "deadline: the deletion's grace 4.0s",
         "app exited code=0",
     ] {
@@ -1163,6 +1169,7 @@ fn the_rollout_rig_drains_by_what_the_api_knows() {
             if setup["id"] == "14k" {
                 needles.push("deadline: the deletion's grace 5.0s");
                 needles.push("propagation delay cut from 6.0s to 2.0s");
+                needles.push("delay ended: cut to 2.0s by the deletion's grace 5.0s");
             } else {
                 // 15a: the traffic was quiet first; the removal ended it.
                 needles.push("delay ended: endpoint's removal after ");

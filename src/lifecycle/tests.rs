@@ -660,6 +660,20 @@ fn a_short_deletion_grace_cuts_the_delay_and_moves_the_kill() {
         app_had: None,
     });
     assert_eq!(times, vec![(ms(2500), stop), (s(4), kill)], "{steps:?}");
+    // The report says the deletion cut it.
+    assert!(
+        steps.contains(&(
+            ms(2500),
+            Step::Stop {
+                after: ms(1500),
+                cause: StopCause::Cut {
+                    to: ms(1500),
+                    grace: s(5)
+                }
+            }
+        )),
+        "{steps:?}"
+    );
     assert!(
         deadline.to_string().contains("cut from 10.0s to 1.5s"),
         "{deadline}"
@@ -688,7 +702,10 @@ fn a_late_answer_or_a_tiny_grace_stops_at_once() {
             s(2),
             Step::Stop {
                 after: s(2),
-                cause: StopCause::Timer
+                cause: StopCause::Cut {
+                    to: s(2),
+                    grace: s(6)
+                }
             }
         )),
         "{steps:?}"

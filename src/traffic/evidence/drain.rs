@@ -73,6 +73,16 @@ pub enum EndReason {
         /// The window that was asked for.
         window: Option<QuietWindow>,
     },
+    /// A deletion's grace shorter than the delay plus the kill margin cut
+    /// the delay (Kubernetes API).
+    Cut {
+        /// The delay it was cut to.
+        to: Duration,
+        /// The deletion's grace.
+        grace: Duration,
+        /// `auto`: the window that was asked for.
+        window: Option<QuietWindow>,
+    },
 }
 
 impl EndReason {
@@ -83,6 +93,7 @@ impl EndReason {
             EndReason::Quiet { .. } => "quiet",
             EndReason::Ceiling { .. } => "ceiling",
             EndReason::Endpoint { .. } => "endpoint",
+            EndReason::Cut { .. } => "cut",
         }
     }
 }
@@ -219,6 +230,7 @@ impl DrainEvidence {
                 end.reason
             }
             StopCause::Endpoint { seen } => EndReason::Endpoint { seen, window },
+            StopCause::Cut { to, grace } => EndReason::Cut { to, grace, window },
         };
         let end = DelayEnd {
             after,
@@ -298,9 +310,13 @@ impl DrainReport {
             let (quiet_for, window) = match end.reason {
                 EndReason::Fixed => (None, None),
                 EndReason::Quiet { quiet_for, window } => (Some(quiet_for), window.duration()),
-                EndReason::Ceiling { window } | EndReason::Endpoint { window, .. } => {
-                    (None, length(window))
-                }
+                EndReason::Ceiling { window }
+                | EndReason::Endpoint { window, .. }
+                | EndReason::Cut { window, .. } => (None, length(window)),
+            };
+            let (cut_to, deletion_grace) = match end.reason {
+                EndReason::Cut { to, grace, .. } => (Some(to), Some(grace)),
+                _ => (None, None),
             };
             let held = end.held.map(|held| {
                 json!({
@@ -314,6 +330,8 @@ impl DrainReport {
                 "quiet_for_seconds": seconds(quiet_for),
                 "window_seconds": seconds(window),
                 "quiet_held": held,
+                "cut_to_seconds": seconds(cut_to),
+                "deletion_grace_seconds": seconds(deletion_grace),
                 "text": end.to_string(),
             })
         });
@@ -355,6 +373,19 @@ impl fmt::Display for DelayEnd {
                 window,
             } => {
                 write!(f, "endpoint watch's failure after {after}")?;
+                window
+            }
+            EndReason::Cut { to, grace, window } => {
+                write!(
+                    f,
+                    "cut to {} by the deletion's grace {}",
+                    Seconds(*to),
+                    Seconds(*grace)
+                )?;
+                // The API's answer came after the cut delay had passed.
+                if crate::durations::secs(*to) != crate::durations::secs(self.after) {
+                    write!(f, ", ended after {after}")?;
+                }
                 window
             }
         };
@@ -855,5 +886,38 @@ mod tests {
             .stop(at(start, 1500), StopCause::Quiet)
             .expect("ended");
         assert_eq!((end.reason.name(), end.held), ("quiet", None));
+    }
+
+    /// A deletion's grace cut the delay: the report says so (a fixed delay
+    /// and `auto` alike), and when the cut came late, when it ended.
+    #[test]
+    fn a_delay_cut_by_the_deletion_says_so() {
+        let at = |start: Instant, millis: u64| start + Duration::from_millis(millis);
+        let cut = StopCause::Cut {
+            to: Duration::from_secs(2),
+            grace: Duration::from_secs(5),
+        };
+        let (start, mut drain) = drain_after_busy_minute(PropagationDelay::Fixed(8 * SECOND));
+        drain.observe(&quiet_observation(at(start, 1900)));
+        let end = drain.stop(at(start, 2000), cut).expect("ended");
+        assert_eq!(end.to_string(), "cut to 2.0s by the deletion's grace 5.0s");
+        let report = drain.report();
+        assert!(
+            report
+                .to_string()
+                .ends_with("; delay ended: cut to 2.0s by the deletion's grace 5.0s"),
+            "{report}"
+        );
+        let json = report.to_json();
+        assert_eq!(json["delay_end"]["reason"], "cut", "{json}");
+        assert_eq!(json["delay_end"]["cut_to_seconds"], 2.0, "{json}");
+        assert_eq!(json["delay_end"]["deletion_grace_seconds"], 5.0, "{json}");
+
+        let (start, mut drain) = drain_after_busy_minute(PropagationDelay::Auto);
+        let end = drain.stop(at(start, 3100), cut).expect("ended");
+        assert_eq!(
+            end.to_string(),
+            "cut to 2.0s by the deletion's grace 5.0s, ended after 3.1s; window 1.0s from 200.0 arrivals/s before the drain"
+        );
     }
 }
