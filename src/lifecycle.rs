@@ -510,6 +510,30 @@ impl Status {
     }
 }
 
+/// Why the propagation delay ended, as the machine decided it; the
+/// drain's traffic report tells it (`traffic::DrainEvidence::stop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// Its own length ran out: a fixed delay, or `auto`'s ceiling.
+    Timer,
+    /// `auto`: the ports were quiet ([`Event::DelayOver`]).
+    Quiet,
+    /// `auto`'s quiet came first and was held for the endpoint's removal
+    /// (Kubernetes API): the removal is now seen (`seen`), or the watch
+    /// failed and nothing is awaited any more.
+    Endpoint {
+        /// The removal was seen (else the watch failed).
+        seen: bool,
+    },
+    /// A deletion's grace cut the delay (see [`Deadline`]).
+    Cut {
+        /// The delay it was cut to.
+        to: Duration,
+        /// The deletion's grace.
+        grace: Duration,
+    },
+}
+
 /// What the event loop must do (and then log) for the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -548,6 +572,8 @@ pub enum Step {
     Stop {
         /// Time since the drain started.
         after: Duration,
+        /// Why it is over, for the drain's report.
+        cause: StopCause,
     },
     /// The drain deadline: kill the app.
     Kill {
@@ -726,16 +752,24 @@ impl Machine {
                 }
             }
             if after >= self.deadline.propagation_delay {
-                self.stop(drain, now, steps);
+                let cause = match self.deadline.delay_cut_from {
+                    Some(_) => StopCause::Cut {
+                        to: self.deadline.propagation_delay,
+                        grace: self.deadline.grace,
+                    },
+                    None => StopCause::Timer,
+                };
+                self.stop(drain, now, cause, steps);
             }
         }
     }
 
     /// The propagation delay is over (its timer, or auto's evidence): the
     /// stop signal, and Stopping.
-    fn stop(&mut self, drain: Drain, now: Instant, steps: &mut Vec<Step>) {
+    fn stop(&mut self, drain: Drain, now: Instant, cause: StopCause, steps: &mut Vec<Step>) {
         steps.push(Step::Stop {
             after: now.saturating_duration_since(drain.since),
+            cause,
         });
         self.enter(
             State::Stopping {
@@ -770,13 +804,16 @@ impl Machine {
             && self.endpoint_removed.is_none()
             && !self.endpoint_unknown;
         if awaited {
+            // Said once: the evidence stays quiet at every later sample.
+            if !self.quiet_held {
+                steps.push(Step::QuietHeld {
+                    after: now.saturating_duration_since(drain.since),
+                });
+            }
             self.quiet_held = true;
-            steps.push(Step::QuietHeld {
-                after: now.saturating_duration_since(drain.since),
-            });
             return;
         }
-        self.stop(drain, now, steps);
+        self.stop(drain, now, StopCause::Quiet, steps);
     }
 
     /// The watch's news: the removal is recorded once; a quiet that was
@@ -796,7 +833,8 @@ impl Machine {
             EndpointNews::Unknown => self.endpoint_unknown = true,
         }
         if self.quiet_held && matches!(self.state, State::Draining { .. }) {
-            self.stop(drain, now, steps);
+            let seen = news == EndpointNews::Removed;
+            self.stop(drain, now, StopCause::Endpoint { seen }, steps);
         }
     }
 

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::lifecycle::{Phase, Status, Trigger};
 use crate::signals::Sig;
-use crate::traffic::{DrainReport, EndReason};
+use crate::traffic::DrainReport;
 
 type Labels = [(&'static str, String); 1];
 
@@ -127,7 +127,7 @@ impl Metrics {
         );
         registry.register(
             "propagation_delay_ends",
-            "Propagation delays ended, by why: fixed, quiet (auto) or ceiling (auto)",
+            "Propagation delays ended, by why: fixed, quiet (auto), ceiling (auto), endpoint (auto's quiet held for the endpoint's removal) or cut (by a deletion's shorter grace)",
             metrics.delay_ends.clone(),
         );
         registry.register(
@@ -169,13 +169,8 @@ impl Metrics {
             self.traffic_stopped_after.observe(after.as_secs_f64());
         }
         if let Some(end) = &report.ended {
-            let reason = match end.reason {
-                EndReason::Fixed => "fixed",
-                EndReason::Quiet { .. } => "quiet",
-                EndReason::Ceiling { .. } => "ceiling",
-            };
             self.delay_ends
-                .get_or_create(&[("reason", reason.to_string())])
+                .get_or_create(&[("reason", end.reason.name().to_string())])
                 .inc();
         }
         if let Some(open) = report.open_connections {

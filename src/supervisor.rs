@@ -364,11 +364,11 @@ impl Wiring {
             Step::Unready { after } => {
                 info!(after = %secs(after), "unready delay over, /ready now answers 503");
             }
-            Step::Stop { after } => {
+            Step::Stop { after, cause } => {
                 mode.stop(&self.metrics);
                 info!(after = %secs(after), "propagation delay over");
                 let endpoint = self.endpoint_removed();
-                if let Some(report) = self.traffic.stopped(Instant::now()) {
+                if let Some(report) = self.traffic.stopped(Instant::now(), cause) {
                     self.metrics.record_drain_report(report);
                     info!("drain traffic: {report}{endpoint}");
                 } else if !endpoint.is_empty() {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{free_port, get, scratch, wait_for, Proc};
+use common::{get, scratch, wait_for, AppSocket, Proc, ANY_PORT};
 use serde_json::Value;
 
 const APISERVER: &str = concat!(
@@ -164,8 +164,6 @@ impl Cluster {
         std::fs::write(secrets.join("token"), "token-1\n").expect("token");
         std::fs::write(secrets.join("namespace"), NAMESPACE).expect("namespace");
         std::fs::write(dir.join("tokens"), format!("token-1\n{ADMIN_TOKEN}\n")).expect("tokens");
-        let port = free_port();
-        let port_arg = port.to_string();
         let path = |file: &str| dir.join(file).to_string_lossy().into_owned();
         let (cert, key, tokens, log, ready) = (
             path("server.crt"),
@@ -176,8 +174,9 @@ impl Cluster {
         );
         let mut args = vec![
             APISERVER,
+            // The kernel picks the port; the emulation writes it to --ready.
             "--port",
-            &port_arg,
+            "0",
             "--cert",
             &cert,
             "--key",
@@ -202,6 +201,15 @@ impl Cluster {
             "the API emulation did not start\n{}",
             server.report()
         );
+        let port = std::fs::read_to_string(dir.join("ready"))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no port in the emulation's --ready file\n{}",
+                    server.report()
+                )
+            });
         Cluster {
             _server: server,
             dir,
@@ -285,11 +293,9 @@ struct Pod {
 fn start_pod(name: &str, cluster: Option<&Cluster>, flags: &[&str]) -> Pod {
     let dir = scratch(name);
     std::fs::write(dir.join("app.py"), APP).expect("write app");
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let listen = admin.to_string();
     let record = dir.join("terms");
     let record_arg = record.to_string_lossy().into_owned();
-    let mut args = vec!["--admin-listen", listen.as_str()];
+    let mut args = vec!["--admin-listen", ANY_PORT];
     args.extend_from_slice(flags);
     args.extend_from_slice(&["--", "python3", "app.py", &record_arg]);
     let env = cluster.map(Cluster::env).unwrap_or_default();
@@ -302,6 +308,7 @@ fn start_pod(name: &str, cluster: Option<&Cluster>, flags: &[&str]) -> Pod {
         "the app did not start\n{}",
         drainit.report()
     );
+    let admin = drainit.admin_addr();
     Pod {
         drainit,
         admin,
@@ -353,6 +360,51 @@ fn warnings(stderr: &str) -> Vec<&str> {
         .lines()
         .filter(|line| line.contains("WARN"))
         .collect()
+}
+
+/// The tests never hand drainit a real cluster's API: of the test
+/// process's environment, the in-cluster convention's variables and
+/// drainit's own API settings are removed from every process under test
+/// (`Proc`), unless the test passes them (as these tests pass the
+/// emulation's).
+#[test]
+fn processes_under_test_inherit_no_cluster_api() {
+    let inherited = [
+        "KUBERNETES_SERVICE_HOST",
+        "KUBERNETES_SERVICE_PORT",
+        "KUBERNETES_PORT",
+        "DRAINIT_KUBERNETES",
+        "DRAINIT_KUBERNETES_SECRETS",
+        "DRAINIT_POD_NAME",
+        "DRAINIT_POD_NAMESPACE",
+        "DRAINIT_PROPAGATION_DELAY",
+        "HOSTNAME",
+        "PATH",
+    ]
+    .map(std::ffi::OsString::from);
+    let removed = common::cluster_env_to_remove(inherited.clone(), &[]);
+    assert_eq!(
+        removed,
+        [
+            "KUBERNETES_SERVICE_HOST",
+            "KUBERNETES_SERVICE_PORT",
+            "DRAINIT_KUBERNETES",
+            "DRAINIT_KUBERNETES_SECRETS",
+            "DRAINIT_POD_NAME",
+            "DRAINIT_POD_NAMESPACE",
+        ]
+    );
+    let given = common::cluster_env_to_remove(
+        inherited,
+        &["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"],
+    );
+    assert!(
+        !given
+            .iter()
+            .any(|name| name.to_str().is_some_and(|n| n.starts_with("KUBERNETES_"))),
+        "{given:?}"
+    );
+    assert_eq!(given.len(), 4, "{given:?}");
 }
 
 /// `kubectl delete pod --grace-period=4` on a pod whose delay (10 s) is
@@ -441,6 +493,11 @@ fn a_deletion_grace_shorter_than_the_delay_still_stops_the_app_in_time() {
         report.contains("drain deadline: the deletion's grace 4.0s (shorter than --grace-period 25.0s); propagation delay cut from 10.0s to 1.5s"),
         "{report}"
     );
+    // The traffic line says what ended the delay.
+    assert!(
+        report.contains("; delay ended: cut to 1.5s by the deletion's grace 4.0s"),
+        "{report}"
+    );
     assert!(warnings(&report).is_empty(), "{report}");
 
     // The drain's story, on the pod.
@@ -457,6 +514,7 @@ fn a_deletion_grace_shorter_than_the_delay_still_stops_the_app_in_time() {
     let ended = events[1]["message"].as_str().unwrap_or_default();
     for needle in [
         "stop signal after 1.5s",
+        "delay ended: cut to 1.5s by the deletion's grace 4.0s",
         "deadline: the deletion's grace 4.0s",
         "app exited code=0",
     ] {
@@ -664,13 +722,12 @@ fn a_missing_token_or_a_foreign_ca_is_named_and_off_asks_nothing() {
     );
 }
 
-/// An app that listens (so `auto` has ports to watch) and exits 0 on SIGTERM.
+/// An app that listens (so `auto` has ports to watch) on the socket the
+/// test bound and handed in ([`AppSocket`], fd 3), and exits 0 on SIGTERM.
 const LISTENING_APP: &str = r#"
 import signal, socket, sys, time
-out, port = sys.argv[1], int(sys.argv[2])
-listener = socket.socket()
-listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-listener.bind(("127.0.0.1", port))
+out = sys.argv[1]
+listener = socket.socket(fileno=3)
 listener.listen(16)
 def on_term(signum, frame):
     with open(out, "a") as f:
@@ -695,7 +752,11 @@ fn a_late_endpoint_removal_holds_auto_and_is_reported() {
     );
     let dir = scratch("kube-endpoint-pod");
     std::fs::write(dir.join("app.py"), LISTENING_APP).expect("write app");
-    let port = free_port().to_string();
+    // The app's port, bound now and handed in: `--traffic-ports` names
+    // it before the app starts. (drainit holds a copy of the listener
+    // too; nothing here watches it close.)
+    let socket = AppSocket::bind();
+    let port = socket.port.to_string();
     let record = dir.join("terms");
     let record_arg = record.to_string_lossy().into_owned();
     let args = [
@@ -711,11 +772,10 @@ fn a_late_endpoint_removal_holds_auto_and_is_reported() {
         "python3",
         "app.py",
         &record_arg,
-        &port,
     ];
     let env = cluster.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut drainit = Proc::drainit(&dir, &args, &env);
+    let mut drainit = Proc::start_with_socket(&dir, common::drainit(), &args, &env, socket);
     assert!(
         wait_for(Duration::from_secs(20), || record
             .with_extension("started")
@@ -745,9 +805,19 @@ fn a_late_endpoint_removal_holds_auto_and_is_reported() {
         "the endpoint's removal is not seen yet: the delay goes on",
         "endpoint removed: this pod no longer serves in its EndpointSlices",
         "; endpoint removed at ",
+        // What ended the delay: the removal, not the quiet before it.
+        "; delay ended: endpoint's removal after ",
+        ", held since quiet for ",
     ] {
         assert!(report.contains(needle), "{needle:?}\n{report}");
     }
+    assert_eq!(
+        report
+            .matches("the endpoint's removal is not seen yet")
+            .count(),
+        1,
+        "said once\n{report}"
+    );
     let requests = cluster.requests();
     let lists = requests
         .iter()
@@ -771,7 +841,8 @@ fn a_late_endpoint_removal_holds_auto_and_is_reported() {
     assert!(
         ended
             .as_deref()
-            .is_some_and(|m| m.contains("endpoint removed at")),
+            .is_some_and(|m| m.contains("endpoint removed at")
+                && m.contains("delay ended: endpoint's removal after ")),
         "{ended:?}"
     );
 }
@@ -783,7 +854,11 @@ fn without_endpointslice_rights_auto_is_not_held() {
     let cluster = Cluster::start("kube-endpoint-forbidden", &["--forbid-endpointslices"]);
     let dir = scratch("kube-endpoint-forbidden-pod");
     std::fs::write(dir.join("app.py"), LISTENING_APP).expect("write app");
-    let port = free_port().to_string();
+    // The app's port, bound now and handed in: `--traffic-ports` names
+    // it before the app starts. (drainit holds a copy of the listener
+    // too; nothing here watches it close.)
+    let socket = AppSocket::bind();
+    let port = socket.port.to_string();
     let record = dir.join("terms");
     let record_arg = record.to_string_lossy().into_owned();
     let args = [
@@ -799,11 +874,10 @@ fn without_endpointslice_rights_auto_is_not_held() {
         "python3",
         "app.py",
         &record_arg,
-        &port,
     ];
     let env = cluster.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut drainit = Proc::drainit(&dir, &args, &env);
+    let mut drainit = Proc::start_with_socket(&dir, common::drainit(), &args, &env, socket);
     assert!(
         wait_for(Duration::from_secs(20), || record
             .with_extension("started")
@@ -827,10 +901,11 @@ fn without_endpointslice_rights_auto_is_not_held() {
 
 /// A server that finishes its requests in flight on SIGTERM: each GET
 /// takes a second; on SIGTERM it stops accepting, lets the requests in
-/// flight finish, and exits 0.
+/// flight finish, and exits 0. It listens on a port the kernel picks and
+/// writes it to `OUT.port` before `OUT.started`.
 const SLOW_SERVER: &str = r#"
 import http.server, signal, socketserver, sys, threading, time
-out, port = sys.argv[1], int(sys.argv[2])
+out = sys.argv[1]
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         time.sleep(1.0)
@@ -840,7 +915,9 @@ class H(http.server.BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = False
     block_on_close = True
-server = Server(("127.0.0.1", port), H)
+server = Server(("127.0.0.1", 0), H)
+with open(out + ".port", "w") as f:
+    f.write("%d\n" % server.server_address[1])
 threading.Thread(target=server.serve_forever, daemon=True).start()
 stop = threading.Event()
 def on_term(signum, frame):
@@ -895,8 +972,6 @@ fn requests_in_flight_finish_before_the_kubelets_kill_only_with_the_api() {
     let run = |name: &str, flags: &[&str]| -> (Option<i32>, u32, u32, String) {
         let dir = scratch(name);
         std::fs::write(dir.join("server.py"), SLOW_SERVER).expect("write app");
-        let port = free_port();
-        let port_arg = port.to_string();
         let record = dir.join("terms");
         let record_arg = record.to_string_lossy().into_owned();
         let mut args = vec![
@@ -908,7 +983,7 @@ fn requests_in_flight_finish_before_the_kubelets_kill_only_with_the_api() {
             "1s",
         ];
         args.extend_from_slice(flags);
-        args.extend_from_slice(&["--", "python3", "server.py", &record_arg, &port_arg]);
+        args.extend_from_slice(&["--", "python3", "server.py", &record_arg]);
         let env = cluster.env();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut drainit = Proc::drainit(&dir, &args, &env);
@@ -919,7 +994,11 @@ fn requests_in_flight_finish_before_the_kubelets_kill_only_with_the_api() {
             "{}",
             drainit.report()
         );
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let port: u16 = std::fs::read_to_string(record.with_extension("port"))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or_else(|| panic!("the server wrote no port\n{}", drainit.report()));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let sigterm = Instant::now();
         let stopped = record.clone();
         let clients = std::thread::spawn(move || {
@@ -1152,8 +1231,11 @@ fn the_rollout_rig_drains_by_what_the_api_knows() {
             if setup["id"] == "14k" {
                 needles.push("deadline: the deletion's grace 5.0s");
                 needles.push("propagation delay cut from 6.0s to 2.0s");
+                needles.push("delay ended: cut to 2.0s by the deletion's grace 5.0s");
             } else {
-                needles.push("delay ended: quiet for ");
+                // 15a: the traffic was quiet first; the removal ended it.
+                needles.push("delay ended: endpoint's removal after ");
+                needles.push(", held since quiet for ");
             }
             for needle in needles {
                 assert!(

@@ -102,7 +102,13 @@ fn check(name: &str, timeline: Timeline, inputs: &[Input], expect: Expect) {
 }
 
 fn stop(at: Duration) -> (Duration, Step) {
-    (at, Step::Stop { after: at })
+    (
+        at,
+        Step::Stop {
+            after: at,
+            cause: StopCause::Timer,
+        },
+    )
 }
 
 #[test]
@@ -126,7 +132,13 @@ fn trigger_orders() {
                             after: s(3),
                         },
                     ),
-                    (s(6), Step::Stop { after: s(5) }),
+                    (
+                        s(6),
+                        Step::Stop {
+                            after: s(5),
+                            cause: StopCause::Timer,
+                        },
+                    ),
                 ],
                 phase: Phase::Stopping,
             },
@@ -231,7 +243,16 @@ fn trigger_orders() {
             },
             vec![At(s(1), TERM)],
             Expect {
-                steps: vec![(s(1), started(term)), (s(1), Step::Stop { after: s(0) })],
+                steps: vec![
+                    (s(1), started(term)),
+                    (
+                        s(1),
+                        Step::Stop {
+                            after: s(0),
+                            cause: StopCause::Timer,
+                        },
+                    ),
+                ],
                 phase: Phase::Stopping,
             },
         ),
@@ -273,7 +294,13 @@ fn trigger_orders() {
                 steps: vec![
                     (s(0), Step::CheckPassed),
                     (s(1), started(term)),
-                    (s(6), Step::Stop { after: s(5) }),
+                    (
+                        s(6),
+                        Step::Stop {
+                            after: s(5),
+                            cause: StopCause::Timer,
+                        },
+                    ),
                     (
                         s(29),
                         Step::Kill {
@@ -369,7 +396,13 @@ fn trigger_orders() {
             Expect {
                 steps: vec![
                     (s(1), started(term)),
-                    (ms(4_500), Step::Stop { after: ms(3_500) }),
+                    (
+                        ms(4_500),
+                        Step::Stop {
+                            after: ms(3_500),
+                            cause: StopCause::Quiet,
+                        },
+                    ),
                 ],
                 phase: Phase::Stopping,
             },
@@ -383,7 +416,16 @@ fn trigger_orders() {
             },
             vec![At(s(1), TERM), Until(s(22))],
             Expect {
-                steps: vec![(s(1), started(term)), (s(21), Step::Stop { after: s(20) })],
+                steps: vec![
+                    (s(1), started(term)),
+                    (
+                        s(21),
+                        Step::Stop {
+                            after: s(20),
+                            cause: StopCause::Timer,
+                        },
+                    ),
+                ],
                 phase: Phase::Stopping,
             },
         ),
@@ -408,7 +450,16 @@ fn trigger_orders() {
                 Until(s(8)),
             ],
             Expect {
-                steps: vec![(s(2), started(prestop)), (s(7), Step::Stop { after: s(5) })],
+                steps: vec![
+                    (s(2), started(prestop)),
+                    (
+                        s(7),
+                        Step::Stop {
+                            after: s(5),
+                            cause: StopCause::Timer,
+                        },
+                    ),
+                ],
                 phase: Phase::Stopping,
             },
         ),
@@ -600,12 +651,29 @@ fn a_short_deletion_grace_cuts_the_delay_and_moves_the_kill() {
         .filter(|(_, step)| matches!(step, Step::Stop { .. } | Step::Kill { .. }))
         .map(|(at, step)| (*at, std::mem::discriminant(step)))
         .collect();
-    let stop = std::mem::discriminant(&Step::Stop { after: s(0) });
+    let stop = std::mem::discriminant(&Step::Stop {
+        after: s(0),
+        cause: StopCause::Timer,
+    });
     let kill = std::mem::discriminant(&Step::Kill {
         after: s(0),
         app_had: None,
     });
     assert_eq!(times, vec![(ms(2500), stop), (s(4), kill)], "{steps:?}");
+    // The report says the deletion cut it.
+    assert!(
+        steps.contains(&(
+            ms(2500),
+            Step::Stop {
+                after: ms(1500),
+                cause: StopCause::Cut {
+                    to: ms(1500),
+                    grace: s(5)
+                }
+            }
+        )),
+        "{steps:?}"
+    );
     assert!(
         deadline.to_string().contains("cut from 10.0s to 1.5s"),
         "{deadline}"
@@ -630,7 +698,16 @@ fn a_late_answer_or_a_tiny_grace_stops_at_once() {
     );
     assert_eq!(
         steps.last(),
-        Some(&(s(2), Step::Stop { after: s(2) })),
+        Some(&(
+            s(2),
+            Step::Stop {
+                after: s(2),
+                cause: StopCause::Cut {
+                    to: s(2),
+                    grace: s(6)
+                }
+            }
+        )),
         "{steps:?}"
     );
     let tiny = long_delay.deadline_for(Deletion::Grace(s(2)));
@@ -693,6 +770,8 @@ fn auto_waits_for_the_endpoint_removal_when_the_api_is_in_use() {
         &[
             Input::At(s(0), TERM),
             Input::At(s(2), Event::DelayOver),
+            // Every later sample is quiet too: said once.
+            Input::At(s(3), Event::DelayOver),
             Input::At(s(5), Event::Endpoint(EndpointNews::Removed)),
         ],
         &[],
@@ -702,7 +781,13 @@ fn auto_waits_for_the_endpoint_removal_when_the_api_is_in_use() {
         [
             (s(2), Step::QuietHeld { after: s(2) }),
             (s(5), Step::EndpointRemoved { after: s(5) }),
-            (s(5), Step::Stop { after: s(5) }),
+            (
+                s(5),
+                Step::Stop {
+                    after: s(5),
+                    cause: StopCause::Endpoint { seen: true }
+                }
+            ),
         ],
         "{steps:?}"
     );
@@ -719,7 +804,13 @@ fn auto_waits_for_the_endpoint_removal_when_the_api_is_in_use() {
     );
     assert_eq!(
         steps.last(),
-        Some(&(s(3), Step::Stop { after: s(3) })),
+        Some(&(
+            s(3),
+            Step::Stop {
+                after: s(3),
+                cause: StopCause::Quiet
+            }
+        )),
         "{steps:?}"
     );
 
@@ -734,7 +825,13 @@ fn auto_waits_for_the_endpoint_removal_when_the_api_is_in_use() {
     );
     assert_eq!(
         steps.last(),
-        Some(&(s(4), Step::Stop { after: s(4) })),
+        Some(&(
+            s(4),
+            Step::Stop {
+                after: s(4),
+                cause: StopCause::Endpoint { seen: false }
+            }
+        )),
         "{steps:?}"
     );
 
@@ -748,7 +845,13 @@ fn auto_waits_for_the_endpoint_removal_when_the_api_is_in_use() {
         &[],
     );
     assert!(
-        steps.contains(&(s(20), Step::Stop { after: s(20) })),
+        steps.contains(&(
+            s(20),
+            Step::Stop {
+                after: s(20),
+                cause: StopCause::Timer
+            }
+        )),
         "{steps:?}"
     );
 }

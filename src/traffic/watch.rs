@@ -24,6 +24,7 @@ use super::sockets::{
 };
 use crate::cli::Settings;
 use crate::durations::secs;
+use crate::lifecycle::StopCause;
 use crate::settings::{AutoBounds, PropagationDelay, TrafficPorts};
 
 /// The traffic evidence of one drainit run.
@@ -147,14 +148,11 @@ impl TrafficWatch {
         false
     }
 
-    /// The stop signal goes out at `now`: the drain's report (how the
-    /// delay ended, when the traffic stopped); sampling ends here.
-    pub fn stopped(&mut self, now: Instant) -> Option<&DrainReport> {
-        let drain = self.drain.as_mut()?;
-        drain.decide(now);
-        self.report = Some(drain.report());
-        self.sampler = None;
-        self.report.as_ref()
+    /// The stop signal goes out at `now`, the delay ended by `cause`: the
+    /// drain's report (how the delay ended, when the traffic stopped);
+    /// sampling ends here.
+    pub fn stopped(&mut self, now: Instant, cause: StopCause) -> Option<&DrainReport> {
+        self.take_report(now, Some(cause))
     }
 
     /// The app exited during the drain: the report, taken now if the stop
@@ -164,7 +162,21 @@ impl TrafficWatch {
         if self.report.is_some() {
             return None;
         }
-        self.stopped(now)
+        self.take_report(now, None)
+    }
+
+    fn take_report(&mut self, now: Instant, cause: Option<StopCause>) -> Option<&DrainReport> {
+        let drain = self.drain.as_mut()?;
+        match cause {
+            Some(cause) => drain.stop(now, cause),
+            None => {
+                drain.decide(now);
+                None
+            }
+        };
+        self.report = Some(drain.report());
+        self.sampler = None;
+        self.report.as_ref()
     }
 
     /// The report, once the stop signal went out (or the app exited).

@@ -71,6 +71,42 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Whether `name` is an environment variable by which drainit finds a
+/// Kubernetes API (the in-cluster convention) or takes its API settings.
+pub fn is_cluster_env(name: &str) -> bool {
+    matches!(name, "KUBERNETES_SERVICE_HOST" | "KUBERNETES_SERVICE_PORT")
+        || name.starts_with("DRAINIT_KUBERNETES")
+        || name.starts_with("DRAINIT_POD_")
+}
+
+/// Of the `inherited` environment variables' names, those a process under
+/// test must not get ([`is_cluster_env`]) unless the test `given` them:
+/// a test run inside a pod (a CI job on Kubernetes) would otherwise hand
+/// drainit's kubernetes build the real cluster's API. tests/kube.rs
+/// passes its emulation's explicitly.
+pub fn cluster_env_to_remove(
+    inherited: impl IntoIterator<Item = std::ffi::OsString>,
+    given: &[&str],
+) -> Vec<std::ffi::OsString> {
+    inherited
+        .into_iter()
+        .filter(|name| {
+            name.to_str()
+                .is_some_and(|name| is_cluster_env(name) && !given.contains(&name))
+        })
+        .collect()
+}
+
+/// Removes from `command` the [`cluster_env_to_remove`] of this process's
+/// environment; `given` are the names the test sets on it.
+pub fn without_cluster_env<'c>(command: &'c mut Command, given: &[&str]) -> &'c mut Command {
+    let inherited = std::env::vars_os().map(|(name, _)| name);
+    for name in cluster_env_to_remove(inherited, given) {
+        command.env_remove(name);
+    }
+    command
+}
+
 /// The TCP ports `pid` listens on now: its sockets' inodes looked up in
 /// the kernel's tables of its network namespace (`/proc/PID/net/tcp`,
 /// `tcp6`), so a process that bound port 0 needs to report nothing.
@@ -167,7 +203,9 @@ impl AppSocket {
 }
 
 /// A process under test: stdout and stderr go to files (never a pipe that
-/// could fill up), and the whole process group is killed on drop.
+/// could fill up), and the whole process group is killed on drop. It
+/// inherits no Kubernetes API environment ([`without_cluster_env`]) but
+/// what the test passes.
 pub struct Proc {
     pub child: Child,
     pub dir: PathBuf,
@@ -216,6 +254,8 @@ impl Proc {
             .stdout(stdout)
             .stderr(stderr)
             .process_group(0);
+        let given: Vec<&str> = envs.iter().map(|(name, _)| *name).collect();
+        without_cluster_env(&mut command, &given);
         if let Some(socket) = socket {
             let source = socket.fd.as_raw_fd();
             // SAFETY: dup2 and fcntl are async-signal-safe and the closure

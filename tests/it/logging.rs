@@ -63,7 +63,7 @@ impl Started {
                 });
             }
         }
-        let child = command
+        let child = common::without_cluster_env(&mut command, &[])
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start drainit: {e}"));
         Started {

@@ -74,7 +74,8 @@ request is appended to --log as one JSON line.
 
 Usage: apiserver.py --port P --cert C --key K --tokens FILE --log FILE
        --namespace NS [--pod NAME --grace SECONDS] [--forbid] [--hang]
-       --ready FILE (written once listening)
+       --ready FILE (written once listening: the port, one line; with
+       --port 0 the kernel picks it)
 Without --pod the server starts with no Pod and no EndpointSlice: the
 test creates them through the API.
 """
@@ -83,6 +84,7 @@ import argparse
 import datetime
 import http.server
 import json
+import os
 import socket
 import ssl
 import threading
@@ -404,14 +406,23 @@ def main():
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", args.port))
         listener.listen(16)
-        open(args.ready, "w").close()
+        announce(listener.getsockname()[1])
         hang(listener, context)
         return
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    open(args.ready, "w").close()
+    announce(server.server_address[1])
     server.serve_forever()
+
+
+def announce(port):
+    """Writes the port into --ready whole (a reader that sees the file
+    sees the port): a test that asked for port 0 learns it there."""
+    partial = args.ready + ".partial"
+    with open(partial, "w") as f:
+        f.write("%d\n" % port)
+    os.replace(partial, args.ready)
 
 
 if __name__ == "__main__":

@@ -999,10 +999,10 @@ class Pod:
             raise RigError(f"pod {self.name}: cannot read drainit's drain traffic line: {line}")
         num = lambda k: None if m.group(k) is None else float(m.group(k))
         first = lambda *keys: next((m.group(k) for k in keys if m.group(k) is not None), None)
-        after = first("after_f", "after_q", "after_c")
+        after = first("after_f", "after_q", "after_c", "after_e", "after_xl", "after_x")
         out.update(last_new_connection_s=num("new"), last_inbound_s=num("inbound"),
                    open_connections=int(m.group("open")),
-                   reason=first("reason", "reason_q", "reason_c"),
+                   reason=first("reason", "reason_q", "reason_c", "reason_e", "reason_x"),
                    ended_after_s=None if after is None else float(after),
                    quiet_for_s=num("quiet"), window_s=num("window"),
                    rate_before_per_s=num("rate"))
@@ -1020,8 +1020,13 @@ TRAFFIC_LINE = re.compile(
     r"(?P<open>\d+) connections open"
     r"(?:; delay ended: (?:(?P<reason>fixed) delay of (?P<after_f>[0-9.]+) ?s|"
     r"(?P<reason_q>quiet) for (?P<quiet>[0-9.]+) ?s after (?P<after_q>[0-9.]+) ?s|"
-    r"(?P<reason_c>ceiling) after (?P<after_c>[0-9.]+) ?s)"
-    r"(?:; .*?window (?P<window>[0-9.]+) ?s(?: from (?P<rate>[0-9.]+) arrivals/s)?)?)?")
+    r"(?P<reason_c>ceiling) after (?P<after_c>[0-9.]+) ?s|"
+    # auto's quiet held for the endpoint's removal (Kubernetes API)
+    r"(?P<reason_e>endpoint)(?:'s removal| watch's failure) after (?P<after_e>[0-9.]+) ?s|"
+    # the deletion's grace cut the delay (Kubernetes API)
+    r"(?P<reason_x>cut) to (?P<after_x>[0-9.]+) ?s by the deletion's grace [0-9.]+ ?s"
+    r"(?:, ended after (?P<after_xl>[0-9.]+) ?s)?)"
+    r"(?:[^;]*; .*?window (?P<window>[0-9.]+) ?s(?: from (?P<rate>[0-9.]+) arrivals/s)?)?)?")
 
 
 def parse_utc(ts: str) -> float:

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::{AutoBounds, Evidence, PropagationDelay, QuietWindow, Rate, Seconds};
+use crate::lifecycle::StopCause;
 
 /// What the drain machine does next about the delay.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,6 +32,20 @@ pub struct DelayEnd {
     pub after: Duration,
     /// Why.
     pub reason: EndReason,
+    /// `auto`'s quiet, when it came earlier and the delay was held past it
+    /// for the endpoint's removal (Kubernetes API): without it a reader
+    /// would take the quiet's moment for the delay's end.
+    pub held: Option<HeldQuiet>,
+}
+
+/// `auto`'s quiet that did not end the delay: it was held for the
+/// endpoint's removal.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeldQuiet {
+    /// When the ports had been quiet for the window, from the drain's start.
+    pub after: Duration,
+    /// How long they had been quiet then.
+    pub quiet_for: Duration,
 }
 
 /// Why the propagation delay ended.
@@ -50,6 +65,37 @@ pub enum EndReason {
         /// The window that was asked for (`None`: observation unavailable).
         window: Option<QuietWindow>,
     },
+    /// `auto`'s quiet was held (see [`DelayEnd::held`]) until the
+    /// endpoint's removal was seen, or until the watch failed.
+    Endpoint {
+        /// The removal was seen (else the watch failed).
+        seen: bool,
+        /// The window that was asked for.
+        window: Option<QuietWindow>,
+    },
+    /// A deletion's grace shorter than the delay plus the kill margin cut
+    /// the delay (Kubernetes API).
+    Cut {
+        /// The delay it was cut to.
+        to: Duration,
+        /// The deletion's grace.
+        grace: Duration,
+        /// `auto`: the window that was asked for.
+        window: Option<QuietWindow>,
+    },
+}
+
+impl EndReason {
+    /// A short name, for the metrics and `/status`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EndReason::Fixed => "fixed",
+            EndReason::Quiet { .. } => "quiet",
+            EndReason::Ceiling { .. } => "ceiling",
+            EndReason::Endpoint { .. } => "endpoint",
+            EndReason::Cut { .. } => "cut",
+        }
+    }
 }
 
 /// One drain's evidence from its start: decides the end of the delay
@@ -102,7 +148,11 @@ impl DrainEvidence {
             return Decision::End(end);
         }
         let after = now.saturating_duration_since(self.started);
-        let end = |reason| DelayEnd { after, reason };
+        let end = |reason| DelayEnd {
+            after,
+            reason,
+            held: None,
+        };
         let decision = match self.delay {
             PropagationDelay::Fixed(delay) => match self.started.checked_add(delay) {
                 Some(until) if now < until => Decision::Wait {
@@ -119,10 +169,11 @@ impl DrainEvidence {
     }
 
     fn decide_auto(&self, now: Instant, after: Duration) -> Decision {
-        let window = self.window.filter(|_| self.unavailable.is_none());
+        let window = self.window();
         let ceiling = DelayEnd {
             after,
             reason: EndReason::Ceiling { window },
+            held: None,
         };
         let Some(until) = self.started.checked_add(self.bounds.max) else {
             return Decision::End(ceiling);
@@ -144,10 +195,58 @@ impl DrainEvidence {
             return Decision::End(DelayEnd {
                 after,
                 reason: EndReason::Quiet { quiet_for, window },
+                held: None,
             });
         }
         let earliest = since.checked_add(length).map(|t| t.max(floor).min(until));
         Decision::Wait { earliest }
+    }
+
+    /// The window `auto` asked for, while observing works.
+    fn window(&self) -> Option<QuietWindow> {
+        self.window.filter(|_| self.unavailable.is_none())
+    }
+
+    /// The drain machine ended the delay at `now` for `cause`: the end the
+    /// report gives. The traffic's own verdict stands when it is the cause
+    /// (quiet, the fixed delay, the ceiling); an earlier quiet that the
+    /// machine held for the endpoint's removal is kept beside the real end.
+    pub fn stop(&mut self, now: Instant, cause: StopCause) -> Option<DelayEnd> {
+        let held = match self.ended {
+            Some(DelayEnd {
+                after,
+                reason: EndReason::Quiet { quiet_for, .. },
+                ..
+            }) if cause != StopCause::Quiet => Some(HeldQuiet { after, quiet_for }),
+            _ => None,
+        };
+        let after = now.saturating_duration_since(self.started);
+        let window = self.window();
+        let reason = match cause {
+            StopCause::Quiet => return self.decide_once(now),
+            StopCause::Timer => {
+                self.ended = None;
+                let end = self.decide_once(now)?;
+                end.reason
+            }
+            StopCause::Endpoint { seen } => EndReason::Endpoint { seen, window },
+            StopCause::Cut { to, grace } => EndReason::Cut { to, grace, window },
+        };
+        let end = DelayEnd {
+            after,
+            reason,
+            held,
+        };
+        self.ended = Some(end);
+        Some(end)
+    }
+
+    /// [`DrainEvidence::decide`], the end if it came.
+    fn decide_once(&mut self, now: Instant) -> Option<DelayEnd> {
+        match self.decide(now) {
+            Decision::End(end) => Some(end),
+            Decision::Wait { .. } => None,
+        }
     }
 
     /// The drain's traffic report, taken when the stop signal goes out.
@@ -207,20 +306,32 @@ impl DrainReport {
     pub fn to_json(&self) -> Value {
         let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
         let ended = self.ended.map(|end| {
-            let (reason, quiet_for, window) = match end.reason {
-                EndReason::Fixed => ("fixed", None, None),
-                EndReason::Quiet { quiet_for, window } => {
-                    ("quiet", Some(quiet_for), window.duration())
-                }
-                EndReason::Ceiling { window } => {
-                    ("ceiling", None, window.and_then(|w| w.duration()))
-                }
+            let length = |w: Option<QuietWindow>| w.and_then(|w| w.duration());
+            let (quiet_for, window) = match end.reason {
+                EndReason::Fixed => (None, None),
+                EndReason::Quiet { quiet_for, window } => (Some(quiet_for), window.duration()),
+                EndReason::Ceiling { window }
+                | EndReason::Endpoint { window, .. }
+                | EndReason::Cut { window, .. } => (None, length(window)),
             };
+            let (cut_to, deletion_grace) = match end.reason {
+                EndReason::Cut { to, grace, .. } => (Some(to), Some(grace)),
+                _ => (None, None),
+            };
+            let held = end.held.map(|held| {
+                json!({
+                    "after_seconds": held.after.as_secs_f64(),
+                    "quiet_for_seconds": held.quiet_for.as_secs_f64(),
+                })
+            });
             json!({
                 "after_seconds": end.after.as_secs_f64(),
-                "reason": reason,
+                "reason": end.reason.name(),
                 "quiet_for_seconds": seconds(quiet_for),
                 "window_seconds": seconds(window),
+                "quiet_held": held,
+                "cut_to_seconds": seconds(cut_to),
+                "deletion_grace_seconds": seconds(deletion_grace),
                 "text": end.to_string(),
             })
         });
@@ -239,24 +350,62 @@ impl DrainReport {
 
 impl fmt::Display for DelayEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.reason {
-            EndReason::Fixed => write!(f, "fixed delay of {}", Seconds(self.after)),
-            EndReason::Quiet { quiet_for, window } => write!(
-                f,
-                "quiet for {} after {}; {window}",
-                Seconds(*quiet_for),
-                Seconds(self.after)
-            ),
-            EndReason::Ceiling {
-                window: Some(window),
-            } => {
-                write!(f, "ceiling after {}; {window}", Seconds(self.after))
+        let after = Seconds(self.after);
+        let window = match &self.reason {
+            EndReason::Fixed => return write!(f, "fixed delay of {after}"),
+            EndReason::Quiet { quiet_for, window } => {
+                return write!(
+                    f,
+                    "quiet for {} after {after}; {window}",
+                    Seconds(*quiet_for)
+                )
             }
-            EndReason::Ceiling { window: None } => write!(
+            EndReason::Ceiling { window } => {
+                write!(f, "ceiling after {after}")?;
+                window
+            }
+            EndReason::Endpoint { seen: true, window } => {
+                write!(f, "endpoint's removal after {after}")?;
+                window
+            }
+            EndReason::Endpoint {
+                seen: false,
+                window,
+            } => {
+                write!(f, "endpoint watch's failure after {after}")?;
+                window
+            }
+            EndReason::Cut { to, grace, window } => {
+                write!(
+                    f,
+                    "cut to {} by the deletion's grace {}",
+                    Seconds(*to),
+                    Seconds(*grace)
+                )?;
+                // The API's answer came after the cut delay had passed.
+                if crate::durations::secs(*to) != crate::durations::secs(self.after) {
+                    write!(f, ", ended after {after}")?;
+                }
+                window
+            }
+        };
+        if let Some(held) = &self.held {
+            write!(
                 f,
-                "ceiling after {}; traffic not observable",
-                Seconds(self.after)
-            ),
+                ", held since quiet for {} after {}",
+                Seconds(held.quiet_for),
+                Seconds(held.after)
+            )?;
+            if !matches!(self.reason, EndReason::Endpoint { .. }) {
+                f.write_str(" (the endpoint's removal not seen)")?;
+            }
+        }
+        match window {
+            Some(window) => write!(f, "; {window}"),
+            None if matches!(self.reason, EndReason::Ceiling { .. }) => {
+                f.write_str("; traffic not observable")
+            }
+            None => Ok(()),
         }
     }
 }
@@ -645,5 +794,130 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// A drain at `start` + 60 s after a minute of 200 arrivals/s (a 1 s
+    /// window), the ports quiet from the drain's start.
+    fn drain_after_busy_minute(delay: PropagationDelay) -> (Instant, DrainEvidence) {
+        let start = Instant::now();
+        let mut history = TrafficHistory::default();
+        for k in 0..=60u64 {
+            history.observe(&Evidence {
+                at: start + Duration::from_secs(k),
+                arrivals: 200,
+                last_new_connection: None,
+                last_inbound: Some(start + Duration::from_secs(k)),
+                last_close_unseen: None,
+                open_connections: 1,
+            });
+        }
+        let drain_start = start + Duration::from_secs(60);
+        let drain = history.begin_drain(drain_start, delay, default_bounds());
+        (drain_start, drain)
+    }
+
+    fn quiet_observation(at: Instant) -> Evidence {
+        Evidence {
+            at,
+            arrivals: 0,
+            last_new_connection: None,
+            last_inbound: None,
+            last_close_unseen: None,
+            open_connections: 1,
+        }
+    }
+
+    /// `auto`'s quiet at 1.5 s, held by the drain machine for the
+    /// endpoint's removal at 4.6 s: the report says the removal ended the
+    /// delay, and when the quiet came; held to the ceiling, that the
+    /// ceiling ended it.
+    #[test]
+    fn a_quiet_held_for_the_endpoint_says_what_ended_the_delay() {
+        let at = |start: Instant, millis: u64| start + Duration::from_millis(millis);
+        let (start, mut drain) = drain_after_busy_minute(PropagationDelay::Auto);
+        drain.observe(&quiet_observation(at(start, 1500)));
+        assert!(matches!(
+            drain.decide(at(start, 1500)),
+            Decision::End(DelayEnd {
+                reason: EndReason::Quiet { .. },
+                ..
+            })
+        ));
+        drain.observe(&quiet_observation(at(start, 4500)));
+        let end = drain
+            .stop(at(start, 4600), StopCause::Endpoint { seen: true })
+            .expect("ended");
+        assert_eq!(
+            end.to_string(),
+            "endpoint's removal after 4.6s, held since quiet for 1.5s after 1.5s; window 1.0s from 200.0 arrivals/s before the drain"
+        );
+        let report = drain.report();
+        assert!(
+            report
+                .to_string()
+                .ends_with("; delay ended: endpoint's removal after 4.6s, held since quiet for 1.5s after 1.5s; window 1.0s from 200.0 arrivals/s before the drain"),
+            "{report}"
+        );
+        let json = report.to_json();
+        assert_eq!(json["delay_end"]["reason"], "endpoint", "{json}");
+        assert_eq!(json["delay_end"]["after_seconds"], 4.6, "{json}");
+        assert_eq!(
+            json["delay_end"]["quiet_held"]["after_seconds"], 1.5,
+            "{json}"
+        );
+
+        let (start, mut drain) = drain_after_busy_minute(PropagationDelay::Auto);
+        drain.observe(&quiet_observation(at(start, 1500)));
+        drain.decide(at(start, 1500));
+        let end = drain
+            .stop(at(start, 20_000), StopCause::Timer)
+            .expect("ended");
+        assert_eq!(
+            end.to_string(),
+            "ceiling after 20.0s, held since quiet for 1.5s after 1.5s (the endpoint's removal not seen); window 1.0s from 200.0 arrivals/s before the drain"
+        );
+        assert_eq!(end.reason.name(), "ceiling");
+
+        // Not held: the quiet is the end, as the machine was told.
+        let (start, mut drain) = drain_after_busy_minute(PropagationDelay::Auto);
+        drain.observe(&quiet_observation(at(start, 1500)));
+        drain.decide(at(start, 1500));
+        let end = drain
+            .stop(at(start, 1500), StopCause::Quiet)
+            .expect("ended");
+        assert_eq!((end.reason.name(), end.held), ("quiet", None));
+    }
+
+    /// A deletion's grace cut the delay: the report says so (a fixed delay
+    /// and `auto` alike), and when the cut came late, when it ended.
+    #[test]
+    fn a_delay_cut_by_the_deletion_says_so() {
+        let at = |start: Instant, millis: u64| start + Duration::from_millis(millis);
+        let cut = StopCause::Cut {
+            to: Duration::from_secs(2),
+            grace: Duration::from_secs(5),
+        };
+        let (start, mut drain) = drain_after_busy_minute(PropagationDelay::Fixed(8 * SECOND));
+        drain.observe(&quiet_observation(at(start, 1900)));
+        let end = drain.stop(at(start, 2000), cut).expect("ended");
+        assert_eq!(end.to_string(), "cut to 2.0s by the deletion's grace 5.0s");
+        let report = drain.report();
+        assert!(
+            report
+                .to_string()
+                .ends_with("; delay ended: cut to 2.0s by the deletion's grace 5.0s"),
+            "{report}"
+        );
+        let json = report.to_json();
+        assert_eq!(json["delay_end"]["reason"], "cut", "{json}");
+        assert_eq!(json["delay_end"]["cut_to_seconds"], 2.0, "{json}");
+        assert_eq!(json["delay_end"]["deletion_grace_seconds"], 5.0, "{json}");
+
+        let (start, mut drain) = drain_after_busy_minute(PropagationDelay::Auto);
+        let end = drain.stop(at(start, 3100), cut).expect("ended");
+        assert_eq!(
+            end.to_string(),
+            "cut to 2.0s by the deletion's grace 5.0s, ended after 3.1s; window 1.0s from 200.0 arrivals/s before the drain"
+        );
     }
 }
