@@ -14,14 +14,15 @@
 # Options: --target TRIPLE (a musl target of another architecture, cross
 # linked by Debian's gcc-<triplet> as the linker driver; scripts/release.sh
 # builds the whole list), --bin drainit|drainit-check, --profile NAME
-# (release, or cross-test: the same binary without LTO, for the emulated
-# tests). The release profile builds the standard library too, from the
-# rust-src component (RUSTC_BOOTSTRAP=1 -Z build-std, the same compiler,
-# std's optimize_for_size feature, no backtrace symboliser): a fifth
-# smaller than with rustup's prebuilt std (STATIC_STD below). For a cross
-# target whose standard library rustup cannot install (`rustup target add`
-# fails), std is built so in every profile and linked against Debian's
-# musl (scripts/musl-sysroot.sh).
+# (release, or cross-test: drainit's code as in release, without LTO and
+# with unoptimized dependencies, for the emulated tests). The release
+# profile builds the standard library too, from the rust-src component
+# (RUSTC_BOOTSTRAP=1 -Z build-std, the same compiler, std's
+# optimize_for_size feature, no backtrace symboliser): a fifth smaller than
+# with rustup's prebuilt std (STATIC_STD below). For a cross target whose
+# standard library rustup cannot install (`rustup target add` fails), std
+# is built so in every profile and linked against Debian's musl
+# (scripts/musl-sysroot.sh).
 #
 # Preferred: the musl target (`rustup target add x86_64-unknown-linux-musl`),
 # which gives a static(-pie) binary with no libc to find at run time. If that
@@ -273,7 +274,7 @@ size=$(wc -c <"$bin" | tr -d ' ')
 # product figures, so a build that misses them fails here, not in a
 # benchmark read weeks later. drainit-check keeps its tables (build.rs
 # drops drainit's only); the cheap cross-test profile skips the budget (no
-# LTO: bigger, never shipped).
+# LTO, unoptimized dependencies: bigger, never shipped).
 if [ "$target" = "$musl" ] && [ "$bin_name" = drainit ]; then
     if readelf -lW "$bin" | grep -q 'GNU_EH_FRAME'; then
         echo "build-static: $bin still has its unwind tables (GNU_EH_FRAME): build.rs's link arguments did not apply" >&2

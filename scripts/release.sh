@@ -13,7 +13,8 @@
 # Options:
 #   --out DIR          where the artifacts go (default target/dist/VERSION)
 #   --targets "A B"    a subset of the architectures below (default: all)
-#   --profile NAME     cargo profile (default release; cross-test: no LTO)
+#   --profile NAME     cargo profile (default release; cross-test: no LTO,
+#                      unoptimized dependencies)
 #   --no-check         build drainit only, without drainit-check
 #   --sign-key KEY     gpg key (id, fingerprint or e-mail) for detached
 #                      signatures (FILE.asc); also RELEASE_SIGNING_KEY
@@ -107,16 +108,64 @@ rm -f "$out"/drainit* "$out"/SIZES* "$out"/SHA256SUMS*
 bins=(drainit)
 [[ -n $with_check ]] && bins+=(drainit-check)
 
-declare -A built_in
-# The host's target first: if the toolchain or the gates are broken, that
-# shows before the cross builds.
+# Two chains of builds run side by side: the targets rustup has a standard
+# library for, in the target directory, and the ones whose std is built
+# from source (-Z build-std, in a target directory of their own, see
+# build-static.sh), so neither waits for the other's directory lock and
+# each fills the cores the other leaves idle (a crate's front end and a
+# link use one core). The host's target leads its chain: if the toolchain
+# or the gates are broken, that shows at the start.
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+# Builds `bin` for `arch` with the gates; leaves build-static.sh's size
+# line and the binary's path in $results. (Called in a chain whose failure
+# is tested, where set -e does not apply: each step checks its status.)
+build_one() {
+    local arch=$1 bin=$2 target built
+    target=$(rust_target "$arch") || return 1
+    echo "release: $bin for $arch ($target)" >&2
+    built=$(scripts/build-static.sh --target "$target" --profile "$profile" --bin "$bin") || return 1
+    grep '^build-static:' <<<"$built" >"$results/$bin-$arch.line" || return 1
+    tail -n 1 <<<"$built" >"$results/$bin-$arch.path" || return 1
+}
+build_chain() {
+    local arch bin
+    for arch; do
+        for bin in "${bins[@]}"; do
+            build_one "$arch" "$bin" || {
+                echo "release: FAILED to build $bin for $arch" >&2
+                return 1
+            }
+        done
+    done
+}
+# Rust's musl targets without a standard library from rustup (1.95).
+rustup_chain=() std_chain=()
 for arch in $arches; do
-    target=$(rust_target "$arch")
+    case $arch in
+        armv7 | armv6 | powerpc64le | riscv64) std_chain+=("$arch") ;;
+        *) rustup_chain+=("$arch") ;;
+    esac
+done
+std_pid=""
+if ((${#std_chain[@]})); then
+    build_chain "${std_chain[@]}" &
+    std_pid=$!
+fi
+rustup_ok=yes std_ok=yes
+build_chain "${rustup_chain[@]}" || rustup_ok=""
+# Waits for the other chain even after a failure: no build outlives the script.
+[[ -z $std_pid ]] || wait "$std_pid" || std_ok=""
+if [[ -z $rustup_ok || -z $std_ok ]]; then
+    echo "release: a build failed (see above)" >&2
+    exit 1
+fi
+
+declare -A built_in
+for arch in $arches; do
     for bin in "${bins[@]}"; do
-        echo "release: $bin for $arch ($target)" >&2
-        built=$(scripts/build-static.sh --target "$target" --profile "$profile" --bin "$bin")
-        line=$(grep '^build-static:' <<<"$built")
-        path=$(tail -n 1 <<<"$built")
+        line=$(cat "$results/$bin-$arch.line")
+        path=$(cat "$results/$bin-$arch.path")
         cp "$path" "$out/$bin-$version-$arch"
         # The target directory cargo built it in (build-std targets have one
         # of their own): cargo-deb looks for the binary there.

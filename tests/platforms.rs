@@ -1,6 +1,7 @@
 //! drainit on every architecture of a release (issue 21): `scripts/release.sh`
-//! builds them all here (the cheap `cross-test` profile: the release
-//! binary without LTO, see Cargo.toml), and each one runs as PID 1 of a
+//! builds them all here (the cheap `cross-test` profile: drainit's code
+//! as in release, without LTO, its dependencies and std unoptimized; see
+//! Cargo.toml), and each one runs as PID 1 of a
 //! fresh PID namespace under qemu's user-mode emulation (Debian's
 //! `qemu-user-static`; x86_64 runs natively), in front of a static C app of
 //! the same architecture (`tests/emulated_app.c`, built with the same
