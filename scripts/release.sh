@@ -113,8 +113,12 @@ bins=(drainit)
 # from source (-Z build-std, in a target directory of their own, see
 # build-static.sh), so neither waits for the other's directory lock and
 # each fills the cores the other leaves idle (a crate's front end and a
-# link use one core). The host's target leads its chain: if the toolchain
-# or the gates are broken, that shows at the start.
+# link use one core). That split is the cross-test profile's (the emulated
+# tests); the release profile builds std from source for every target
+# (build-static.sh), so there both chains share one directory and take
+# turns at its lock: correct, only not parallel. The host's target leads
+# its chain: if the toolchain or the gates are broken, that shows at the
+# start.
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT
 # Builds `bin` for `arch` with the gates; leaves build-static.sh's size
