@@ -297,6 +297,15 @@ fn bit(sig: i32) -> u64 {
 /// (same pid as the wrapper).
 const WRAPPER: &str = r#"
 import os, resource, signal, sys
+# Only the signal named is ignored: whatever the test runner ignores (nohup
+# ignores SIGHUP) would otherwise reach drainit too, and rightly make it
+# fork to ignore that signal again for the app.
+for sig in signal.valid_signals():
+    if sig not in (signal.SIGKILL, signal.SIGSTOP):
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
 signal.signal(getattr(signal, os.environ["IGNORE"]), signal.SIG_IGN)
 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
