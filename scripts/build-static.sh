@@ -38,8 +38,8 @@
 # position-independent (PIE) where the target makes static-pie binaries
 # (x86_64; Rust's other musl targets link static non-PIE executables), checked
 # with readelf; for musl's drainit also if it kept its unwind tables (32-bit
-# ARM unwinds from .ARM.exidx, never from .eh_frame) or is over 1 200 000
-# bytes.
+# ARM unwinds from .ARM.exidx, never from .eh_frame) or is over its size
+# budget (1 000 000 bytes on x86_64, 1.2 MB or 1.3 MB elsewhere; below).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -281,20 +281,25 @@ if [ "$target" = "$musl" ] && [ "$bin_name" = drainit ]; then
         exit 1
     fi
     how="$how, no unwind tables"
-    # The budgets hold the release as shipped, with std built here; with
-    # rustup's prebuilt std (STATIC_STD=prebuilt) the binary is about
-    # 0.26 MB bigger and i686's is over.
-    budget=1200000
-    # The budget was set on x86_64; the same source is bigger where the
-    # instruction set is less dense: powerpc64le has fixed 4-byte
-    # instructions and no compressed form (1 251 264 bytes against x86_64's
-    # 1 149 616 at commit 3ce27ff, +8.8%; riscv64's compressed instructions
-    # come out smaller than x86_64).
+    # The budgets hold the release as shipped, with std built here (a
+    # build with rustup's prebuilt std, STATIC_STD=prebuilt, is about
+    # 0.26 MB bigger, is not shipped and has none). The promise is 1.2 MB
+    # (issue 13, issue 18's build without the API client). The same source
+    # is bigger where the instruction set is less dense: powerpc64le has
+    # fixed 4-byte instructions and no compressed form (1.21x x86_64 at
+    # ae7e6ba; i686 and armv6 1.02x, riscv64 0.83x: BENCHMARKS.md). CI
+    # builds only x86_64's release binary, so its gate is the tight one:
+    # at 1.0 MB on x86_64 every other architecture, at its measured ratio,
+    # stays within its own budget, and growth that would fail the release
+    # of another architecture fails CI first (it did not, once: the
+    # release stopped at powerpc64le).
     case $target in
+        x86_64-*) budget=1000000 ;;
         powerpc64le-*) budget=1300000 ;;
+        *) budget=1200000 ;;
     esac
     [ -n "$feature_budget" ] && budget=$feature_budget
-    if [ "$profile" = release ] && [ "$size" -gt "$budget" ]; then
+    if [ "$profile" = release ] && [ -n "$from_source" ] && [ "$size" -gt "$budget" ]; then
         echo "build-static: $bin is $size bytes, over the budget of $budget (issue 13${features:+, features $features}); measure what grew (cargo bloat) before raising it" >&2
         exit 1
     fi
