@@ -739,22 +739,14 @@ while True:
     signal.pause()
 "#;
 
-/// `auto` with the API in use: the app's ports go quiet at once, but the
-/// endpoint's removal lands 3 s after the deletion (a slow control
-/// plane): the stop signal waits for it. The first watch is answered
-/// with 410 Gone, so the removal is only seen after a relist; the
-/// removal is reported beside the traffic and in the drain's Event.
-#[test]
-fn a_late_endpoint_removal_holds_auto_and_is_reported() {
-    let cluster = Cluster::start(
-        "kube-endpoint",
-        &["--endpoint-lag", "3", "--expire-first-watch"],
-    );
-    let dir = scratch("kube-endpoint-pod");
+/// A pod under `--propagation-delay auto` with the cluster's API: the
+/// app's port bound now and handed in (`--traffic-ports` names it before
+/// the app starts; drainit holds a copy of the listener too, and nothing
+/// here watches it close). Returns once the app started and drainit took
+/// the API into use; the second value is the app's record of SIGTERMs.
+fn start_auto_pod(name: &str, cluster: &Cluster) -> (Proc, PathBuf) {
+    let dir = scratch(name);
     std::fs::write(dir.join("app.py"), LISTENING_APP).expect("write app");
-    // The app's port, bound now and handed in: `--traffic-ports` names
-    // it before the app starts. (drainit holds a copy of the listener
-    // too; nothing here watches it close.)
     let socket = AppSocket::bind();
     let port = socket.port.to_string();
     let record = dir.join("terms");
@@ -775,7 +767,7 @@ fn a_late_endpoint_removal_holds_auto_and_is_reported() {
     ];
     let env = cluster.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut drainit = Proc::start_with_socket(&dir, common::drainit(), &args, &env, socket);
+    let drainit = Proc::start_with_socket(&dir, common::drainit(), &args, &env, socket);
     assert!(
         wait_for(Duration::from_secs(20), || record
             .with_extension("started")
@@ -784,6 +776,21 @@ fn a_late_endpoint_removal_holds_auto_and_is_reported() {
         "{}",
         drainit.report()
     );
+    (drainit, record)
+}
+
+/// `auto` with the API in use: the app's ports go quiet at once, but the
+/// endpoint's removal lands 3 s after the deletion (a slow control
+/// plane): the stop signal waits for it. The first watch is answered
+/// with 410 Gone, so the removal is only seen after a relist; the
+/// removal is reported beside the traffic and in the drain's Event.
+#[test]
+fn a_late_endpoint_removal_holds_auto_and_is_reported() {
+    let cluster = Cluster::start(
+        "kube-endpoint",
+        &["--endpoint-lag", "3", "--expire-first-watch"],
+    );
+    let (mut drainit, record) = start_auto_pod("kube-endpoint-pod", &cluster);
     cluster.delete_pod(30);
     let deleted_at = unix_now();
     drainit.signal(libc::SIGTERM);
@@ -852,40 +859,7 @@ fn a_late_endpoint_removal_holds_auto_and_is_reported() {
 #[test]
 fn without_endpointslice_rights_auto_is_not_held() {
     let cluster = Cluster::start("kube-endpoint-forbidden", &["--forbid-endpointslices"]);
-    let dir = scratch("kube-endpoint-forbidden-pod");
-    std::fs::write(dir.join("app.py"), LISTENING_APP).expect("write app");
-    // The app's port, bound now and handed in: `--traffic-ports` names
-    // it before the app starts. (drainit holds a copy of the listener
-    // too; nothing here watches it close.)
-    let socket = AppSocket::bind();
-    let port = socket.port.to_string();
-    let record = dir.join("terms");
-    let record_arg = record.to_string_lossy().into_owned();
-    let args = [
-        "--admin-listen",
-        "off",
-        "--propagation-delay",
-        "auto",
-        "--quiet-window",
-        "500ms",
-        "--traffic-ports",
-        &port,
-        "--",
-        "python3",
-        "app.py",
-        &record_arg,
-    ];
-    let env = cluster.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut drainit = Proc::start_with_socket(&dir, common::drainit(), &args, &env, socket);
-    assert!(
-        wait_for(Duration::from_secs(20), || record
-            .with_extension("started")
-            .exists())
-            && drainit.wait_stderr("Kubernetes API in use", Duration::from_secs(10)),
-        "{}",
-        drainit.report()
-    );
+    let (mut drainit, _terms) = start_auto_pod("kube-endpoint-forbidden-pod", &cluster);
     drainit.signal(libc::SIGTERM);
     assert_eq!(drainit.wait(Duration::from_secs(30)).code(), Some(0));
     let report = drainit.report();
