@@ -579,3 +579,23 @@ open(out + ".started", "w").close()
 while True:
     signal.pause()
 "#;
+
+/// What a [`LAME_DUCK_APP`] wrote to `record`: when it was told of the
+/// drain (a GET to `/drain` when `notify` is `"URL"`, else SIGUSR1), when
+/// it got SIGTERM, and the record itself for failure messages.
+pub fn lame_duck_record(record: &Path, notify: &str) -> (Option<f64>, Option<f64>, String) {
+    let notes = std::fs::read_to_string(record).unwrap_or_default();
+    let at = |what: &str| {
+        notes.lines().find_map(|l| {
+            l.strip_prefix(what)
+                .and_then(|t| t.trim().parse::<f64>().ok())
+        })
+    };
+    let told = at(if notify == "URL" {
+        "GET/drain "
+    } else {
+        "SIGUSR1 "
+    });
+    let stopped = at("SIGTERM ");
+    (told, stopped, notes)
+}

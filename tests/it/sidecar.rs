@@ -589,19 +589,8 @@ fn sidecar_drain_notify_tells_the_app_at_the_drain_start() {
             "{}",
             app.report()
         );
-        let notes = std::fs::read_to_string(&record).unwrap_or_default();
-        let at = |what: &str| {
-            notes.lines().find_map(|l| {
-                l.strip_prefix(what)
-                    .and_then(|t| t.trim().parse::<f64>().ok())
-            })
-        };
-        let told = at(if notify == "URL" {
-            "GET/drain "
-        } else {
-            "SIGUSR1 "
-        });
-        let (Some(told), Some(stopped)) = (told, at("SIGTERM ")) else {
+        let (told, stopped, notes) = common::lame_duck_record(&record, notify);
+        let (Some(told), Some(stopped)) = (told, stopped) else {
             panic!("{notify}: {notes}\n{}", sidecar.report());
         };
         assert!(
