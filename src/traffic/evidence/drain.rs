@@ -720,31 +720,11 @@ mod tests {
 
     #[test]
     fn quiet_is_proven_only_by_an_observation() {
-        let start = Instant::now();
-        let mut history = TrafficHistory::default();
-        for k in 0..=60u64 {
-            history.observe(&Evidence {
-                at: start + Duration::from_secs(k),
-                arrivals: 200,
-                last_new_connection: None,
-                last_inbound: Some(start + Duration::from_secs(k)),
-                last_close_unseen: None,
-                open_connections: 1,
-            });
-        }
-        let drain_start = start + Duration::from_secs(60);
-        let mut drain = history.begin_drain(drain_start, PropagationDelay::Auto, default_bounds());
+        let (drain_start, mut drain) = drain_after_busy_minute(PropagationDelay::Auto);
         // No observation since the drain began: 5 s later, still waiting.
         let later = drain_start + Duration::from_secs(5);
         assert!(matches!(drain.decide(later), Decision::Wait { .. }));
-        drain.observe(&Evidence {
-            at: later,
-            arrivals: 0,
-            last_new_connection: None,
-            last_inbound: None,
-            last_close_unseen: None,
-            open_connections: 1,
-        });
+        drain.observe(&quiet_observation(later));
         assert!(matches!(
             drain.decide(later),
             Decision::End(DelayEnd {
@@ -756,21 +736,8 @@ mod tests {
 
     #[test]
     fn a_connection_closed_unseen_restarts_the_quiet() {
-        let start = Instant::now();
         let second = Duration::from_secs(1);
-        let mut history = TrafficHistory::default();
-        for k in 0..=60u32 {
-            history.observe(&Evidence {
-                at: start + second * k,
-                arrivals: 200,
-                last_new_connection: None,
-                last_inbound: Some(start + second * k),
-                last_close_unseen: None,
-                open_connections: 1,
-            });
-        }
-        let drain_start = start + second * 60;
-        let mut drain = history.begin_drain(drain_start, PropagationDelay::Auto, default_bounds());
+        let (drain_start, mut drain) = drain_after_busy_minute(PropagationDelay::Auto);
         let observation = |at: Instant, close: Option<Instant>| Evidence {
             at,
             arrivals: 0,
