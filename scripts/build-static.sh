@@ -55,6 +55,8 @@ export CARGO_TARGET_DIR=$target_dir
 cd "$repo"
 
 cross=""
+# Whether rustup (or the toolchain) has a prebuilt std for the musl target.
+prebuilt_std=""
 profile=release
 bin_name=drainit
 while (($#)); do
@@ -131,9 +133,7 @@ if [ -n "$cross" ]; then
     export "CARGO_TARGET_${var}_LINKER=$linker"
     # riscv64's musl target links dynamically unless told otherwise.
     flags="-C target-feature=+crt-static"
-    if command -v rustup >/dev/null 2>&1 && rustup target add "$target" >&2 2>/dev/null; then
-        prebuilt_std=yes
-    elif have_musl_std "$target"; then
+    if { command -v rustup >/dev/null 2>&1 && rustup target add "$target" >&2 2>/dev/null; } || have_musl_std "$target"; then
         prebuilt_std=yes
     else
         echo "build-static: rustup has no standard library for $target here: building it from rust-src against Debian's musl" >&2
@@ -144,10 +144,7 @@ if [ -n "$cross" ]; then
     musl=$target
 elif [ "$libc" = gnu ]; then
     target=$gnu
-elif command -v rustup >/dev/null 2>&1 && rustup target add "$musl" >&2; then
-    target=$musl
-    prebuilt_std=yes
-elif have_musl_std "$musl"; then
+elif { command -v rustup >/dev/null 2>&1 && rustup target add "$musl" >&2; } || have_musl_std "$musl"; then
     target=$musl
     prebuilt_std=yes
 elif [ "$libc" = musl ]; then
@@ -183,7 +180,7 @@ case $std_source in
 esac
 from_source=""
 if [ "$target" = "$musl" ]; then
-    if [ -z "${prebuilt_std:-}" ]; then
+    if [ -z "$prebuilt_std" ]; then
         [ "$std_source" != prebuilt ] || {
             echo "build-static: STATIC_STD=prebuilt, but rustup has no standard library for $target" >&2
             exit 1
