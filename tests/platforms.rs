@@ -320,16 +320,17 @@ fn exit_code_passes_through(arch: &Arch) {
     assert_eq!(status.code(), Some(7), "{}: {}", arch.name, proc.report());
 }
 
-/// A zombie is reaped, SIGUSR1 reaches the app, SIGTERM drains: /ready
-/// 503 during the delay, the stop signal after it, the app's code out.
-fn reaps_forwards_and_drains_on_sigterm(arch: &Arch) {
-    let dir = scratch(&format!("emulated-drain-{}", arch.name));
+/// drainit as PID 1 for `arch` with the [`DELAY`] propagation delay and a
+/// long grace period, its admin server on a loopback port picked here, in
+/// front of the test app's `mode` writing to the returned record file.
+fn start_draining(arch: &Arch, test: &str, mode: &str) -> (Proc, SocketAddr, PathBuf) {
+    let dir = scratch(&format!("emulated-{test}-{}", arch.name));
     let record = dir.join("record");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let admin: SocketAddr = listen.parse().expect("address");
     let delay = format!("{}s", DELAY.as_secs());
-    let mut proc = pid1(
+    let proc = pid1(
         arch,
         &dir,
         &[
@@ -340,8 +341,15 @@ fn reaps_forwards_and_drains_on_sigterm(arch: &Arch) {
             "--grace-period",
             "60s",
         ],
-        &["orphan", &record.to_string_lossy()],
+        &[mode, &record.to_string_lossy()],
     );
+    (proc, admin, record)
+}
+
+/// A zombie is reaped, SIGUSR1 reaches the app, SIGTERM drains: /ready
+/// 503 during the delay, the stop signal after it, the app's code out.
+fn reaps_forwards_and_drains_on_sigterm(arch: &Arch) {
+    let (mut proc, admin, record) = start_draining(arch, "drain", "orphan");
     let pid1 = drainit_under_unshare(proc.pid());
     let name = arch.name;
     assert!(
@@ -400,25 +408,7 @@ fn reaps_forwards_and_drains_on_sigterm(arch: &Arch) {
 /// GET /prestop starts the drain and answers once the app has exited
 /// (after the delay and the stop signal).
 fn prestop_answers_when_the_app_exits(arch: &Arch) {
-    let dir = scratch(&format!("emulated-prestop-{}", arch.name));
-    let record = dir.join("record");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let admin: SocketAddr = listen.parse().expect("address");
-    let delay = format!("{}s", DELAY.as_secs());
-    let mut proc = pid1(
-        arch,
-        &dir,
-        &[
-            "--admin-listen",
-            &listen,
-            "--propagation-delay",
-            &delay,
-            "--grace-period",
-            "60s",
-        ],
-        &["record", &record.to_string_lossy()],
-    );
+    let (mut proc, admin, record) = start_draining(arch, "prestop", "record");
     let name = arch.name;
     assert!(
         wait_for(SOON, || get(admin, "/ready").map(|r| r.0) == Some(200)),
