@@ -285,7 +285,7 @@ fn lookups_go_on_at_rlimit_nproc() {
         "PID 1 died when its lookup needed a thread at RLIMIT_NPROC\n{}",
         proc.report()
     );
-    common::kill(drainit_under_unshare(proc.pid()), libc::SIGTERM);
+    common::kill(drainit, libc::SIGTERM);
     let status = proc.wait(PROMPT);
     assert_eq!(status.code(), Some(143), "{}", proc.report());
 }
