@@ -561,12 +561,16 @@ fn without_a_readable_proc_auto_never_watches_drainits_own_admin_port() {
     // kubelet's on drainit's admin port, 20 times a second (the kubelet
     // sends `Connection: close`: drainit closes first, and its side stays
     // in TIME_WAIT on the admin port). The app gets no traffic at all.
+    // The prober stops when drainit is gone (`$$` is the shell's pid,
+    // which drainit keeps through exec) and after 600 probes at most: it
+    // is not in drainit's process group, and before it ran for ever after
+    // each run of the suite.
     let dir = scratch("auto-no-proc");
     let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app_server.py");
     let inner = format!(
         r#"ip link set lo up
 mount -t tmpfs none /proc
-( while :; do curl -s -o /dev/null -H 'Connection: close' --max-time 1 http://127.0.0.1:9901/ready; sleep 0.05; done ) &
+( n=0; while [ $n -lt 600 ] && kill -0 $$ 2>/dev/null; do curl -s -o /dev/null -H 'Connection: close' --max-time 1 http://127.0.0.1:9901/ready; sleep 0.05; n=$((n+1)); done ) &
 exec "$0" --admin-listen 127.0.0.1:9901 --propagation-delay auto --propagation-delay-max 4s \
     --grace-period 30s -- python3 {} --port 8080 --work-ms 0"#,
         arg(&app)
